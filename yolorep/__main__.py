@@ -1,0 +1,3 @@
+from yolorep.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""Model YAML -> frozen ``ModelSpec``, validated, with the file and line of every row kept for error messages.
+
+The format is the one YOLO users know::
+
+    nc: 80
+    scales:            # name: [depth, width, max_channels]
+      n: [0.33, 0.25, 1024]
+    backbone:          # [from, repeats, module, args]
+      - [-1, 1, RepVGGBlock, [64, 3, 2]]
+    head:
+      - [[-1, 6], 1, Concat, [1]]
+      - [[17, 20, 23], 1, Detect, [nc]]
+
+``args`` is a list (positional, after the inferred input channels) or a mapping of parameter names. Two strings
+are substituted, never evaluated: ``nc`` becomes the class count and ``None`` becomes null.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from yolorep.errors import ConfigError
+
+__all__ = ["LayerSpec", "ModelSpec", "load_model_spec", "resolve_model_path"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIRS = (PROJECT_ROOT / "cfg" / "models",)
+Source = Union[int, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One row of a model YAML. ``source`` holds absolute layer indices (-1 is the input image)."""
+
+    index: int
+    where: str  # "file:line: head[3]" for error messages
+    source: Source
+    repeats: int
+    module: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated model description at one scale. ``cfg`` is the plain dict a checkpoint stores."""
+
+    name: str
+    nc: int
+    scale: str | None
+    depth: float
+    width: float
+    max_channels: int
+    layers: tuple[LayerSpec, ...]
+    cfg: dict[str, Any]
+
+
+def resolve_model_path(path: str | Path) -> tuple[Path, str | None]:
+    """Find a model YAML and the scale its name selects: ``yolorep-s.yaml`` -> (``.../yolorep.yaml``, ``"s"``).
+
+    Relative paths are tried from the working directory, then from the shipped ``cfg/models``.
+    """
+    path = Path(path)
+    candidates = [path] + [d / path.name for d in MODEL_DIRS if not path.is_absolute()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate, None
+        match = re.fullmatch(r"(.+)-([a-z]+)(\.ya?ml)", candidate.name)
+        if match and (candidate.parent / (match[1] + match[3])).is_file():
+            return candidate.parent / (match[1] + match[3]), match[2]
+    shipped = ", ".join(sorted(p.name for d in MODEL_DIRS for p in d.glob("*.yaml")))
+    raise ConfigError(f"{path}: model YAML not found; give a path to a model YAML or one of: {shipped}")
+
+
+def load_model_spec(cfg: str | Path | dict, nc: int | None = None, scale: str | None = None) -> ModelSpec:
+    """Parse and validate a model description from a YAML path or an already-loaded dict."""
+    if isinstance(cfg, dict):
+        raw, name, lines = copy.deepcopy(cfg), cfg.get("yaml_file", "<dict>"), {}
+        scale = scale or cfg.get("scale")
+    else:
+        path, path_scale = resolve_model_path(cfg)
+        text = path.read_text()
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        name, lines = str(path), _row_lines(text)
+        scale = scale or path_scale
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping with nc, backbone and head; got {type(raw).__name__}")
+        raw["yaml_file"] = path.name
+    if nc is not None:
+        raw["nc"] = nc
+    return _validate(raw, name, lines, scale)
+
+
+def _row_lines(text: str) -> dict[tuple[str, int], int]:
+    """Map (section, row) to the 1-based line of that row in the YAML text."""
+    lines: dict[tuple[str, int], int] = {}
+    root = yaml.compose(text)
+    if not isinstance(root, yaml.MappingNode):
+        return lines
+    for key, value in root.value:
+        if key.value in ("backbone", "head") and isinstance(value, yaml.SequenceNode):
+            for row, item in enumerate(value.value):
+                lines[(key.value, row)] = item.start_mark.line + 1
+    return lines
+
+
+def _validate(raw: dict, name: str, lines: dict, scale: str | None) -> ModelSpec:
+    nc = raw.get("nc")
+    if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
+        raise ConfigError(f"{name}: 'nc' must be a positive integer (the number of classes); got {nc!r}")
+    depth, width, max_channels, scale = _select_scale(raw, name, scale)
+    raw["scale"] = scale
+    layers: list[LayerSpec] = []
+    for section in ("backbone", "head"):
+        rows = raw.get(section)
+        if not isinstance(rows, list) or not rows:
+            raise ConfigError(f"{name}: '{section}' must be a non-empty list of [from, repeats, module, args] rows")
+        for row_index, row in enumerate(rows):
+            line = lines.get((section, row_index))
+            where = f"{name}:{line}: {section}[{row_index}]" if line else f"{name}: {section}[{row_index}]"
+            layers.append(_parse_row(row, len(layers), where, nc))
+    return ModelSpec(Path(name).stem, nc, scale, depth, width, max_channels, tuple(layers), raw)
+
+
+def _select_scale(raw: dict, name: str, scale: str | None) -> tuple[float, float, int, str | None]:
+    scales = raw.get("scales")
+    if not scales:
+        if scale:
+            raise ConfigError(f"{name}: scale {scale!r} requested but the file has no 'scales' section")
+        return float(raw.get("depth_multiple", 1.0)), float(raw.get("width_multiple", 1.0)), 1 << 30, None
+    if not isinstance(scales, dict):
+        raise ConfigError(f"{name}: 'scales' must map a scale name to [depth, width, max_channels]")
+    scale = scale or next(iter(scales))
+    if scale not in scales:
+        raise ConfigError(f"{name}: unknown scale {scale!r}; this file defines {', '.join(scales)}")
+    values = scales[scale]
+    if not (isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)):
+        raise ConfigError(f"{name}: scales.{scale} must be [depth, width, max_channels]; got {values!r}")
+    return float(values[0]), float(values[1]), int(values[2]), scale
+
+
+def _parse_row(row: Any, index: int, where: str, nc: int) -> LayerSpec:
+    if not isinstance(row, list) or len(row) not in (3, 4):
+        raise ConfigError(f"{where}: a row is [from, repeats, module, args]; got {row!r}")
+    source, repeats, module = row[:3]
+    args = row[3] if len(row) == 4 else []
+    if not isinstance(module, str):
+        raise ConfigError(f"{where}: the module name must be a string; got {module!r}")
+    where = f"{where} {module}"
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ConfigError(f"{where}: repeats must be a positive integer; got {repeats!r}")
+    absolute = _resolve_source(source, index, where)
+    if isinstance(args, dict):
+        return LayerSpec(index, where, absolute, repeats, module, (), {k: _substitute(v, nc) for k, v in args.items()})
+    if not isinstance(args, list):
+        raise ConfigError(f"{where}: args must be a list or a mapping of parameter names; got {args!r}")
+    return LayerSpec(index, where, absolute, repeats, module, tuple(_substitute(a, nc) for a in args))
+
+
+def _resolve_source(source: Any, index: int, where: str) -> Source:
+    def one(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: 'from' must be an integer or a list of integers; got {value!r}")
+        absolute = index + value if value < 0 else value
+        if value == -1 and index == 0:
+            return -1  # the input image
+        if not 0 <= absolute < index:
+            raise ConfigError(
+                f"{where}: 'from' index {value} points to layer {absolute}, but only layers 0..{index - 1} come "
+                "before this row; use -1 for the previous layer or the absolute index of an earlier row"
+            )
+        return absolute
+
+    if isinstance(source, list):
+        if not source:
+            raise ConfigError(f"{where}: 'from' is an empty list")
+        return tuple(one(v) for v in source)
+    return one(source)
+
+
+def _substitute(value: Any, nc: int) -> Any:
+    if value == "nc":
+        return nc
+    if value == "None":
+        return None
+    return value

@@ -1,0 +1,140 @@
+"""Checkpoints: plain config + state dict + metadata, written atomically, read with ``weights_only=True``.
+
+A checkpoint never holds a pickled module, so loading an untrusted file cannot run code. A fused checkpoint is
+rebuilt by building the model from its config, fusing it and loading the fused state dict.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from yolorep import __version__
+from yolorep.errors import CheckpointError
+from yolorep.nn.model import DetectionModel, build_model
+
+__all__ = ["FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_atomic"]
+
+FORMAT_VERSION = 1
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Reject anything ``torch.load(weights_only=True)`` could not read back (modules, arbitrary objects)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"{where}: checkpoint keys must be str or int, got {type(key).__name__}")
+            _check_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif type(value) not in _PLAIN and not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{where}: {type(value).__name__} cannot be stored in a weights-only checkpoint; "
+            "store state dicts, tensors, numbers, strings, lists and dicts"
+        )
+
+
+def write_atomic(obj: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(model: DetectionModel, path: str | Path, **meta: Any) -> Path:
+    """Save ``model`` (unwrapped from DDP if needed) with ``meta`` (epoch, metrics, optimizer state, ...)."""
+    model = getattr(model, "module", model)
+    checkpoint = {
+        "format_version": FORMAT_VERSION,
+        "model_cfg": model.cfg,
+        "names": list(model.names),
+        "fused": model.is_fused,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "versions": {"yolorep": __version__, "torch": str(torch.__version__)},
+        **meta,
+    }
+    _check_plain(checkpoint, "checkpoint")
+    return write_atomic(checkpoint, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint dict safely and check that it is a yolorep checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; pass the path of a .pt file written by yolorep")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: refused: not a weights-only yolorep checkpoint ({first_line}); yolorep never unpickles "
+            "code, so re-save the model with yolorep.save() from a trusted environment"
+        ) from None
+    missing = [
+        k
+        for k in ("format_version", "model_cfg", "state_dict")
+        if not isinstance(checkpoint, dict) or k not in checkpoint
+    ]
+    if missing:
+        raise CheckpointError(f"{path}: not a yolorep checkpoint (missing {', '.join(missing)})")
+    if checkpoint["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {checkpoint['format_version']} is newer than this yolorep reads "
+            f"({FORMAT_VERSION}); upgrade yolorep"
+        )
+    return checkpoint
+
+
+def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """Load strictly; on mismatch raise CheckpointError listing missing, unexpected and mis-shaped keys."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                parts.append(f"{label}: {shown}")
+        raise CheckpointError(f"{where}: state dict does not match the model config; " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_checkpoint(path: str | Path) -> DetectionModel:
+    """Rebuild the model in a checkpoint (fused if it was saved fused) on the CPU, in eval mode.
+
+    Everything else the checkpoint holds (epoch, metrics, train_args, ...) is available as ``model.meta``.
+    """
+    checkpoint = read_checkpoint(path)
+    try:
+        model = build_model(checkpoint["model_cfg"])
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot rebuild the model from the stored config: {err}") from None
+    if checkpoint.get("fused"):
+        model.fuse(verbose=False)
+    load_state_dict_strict(model, checkpoint["state_dict"], str(path))
+    model.names = list(checkpoint.get("names") or model.names)
+    model.meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "model_cfg")}
+    return model.eval()

@@ -1,0 +1,101 @@
+"""Turn a ``ModelSpec`` into modules: infer input channels, bind YAML args to constructor signatures, scale."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from yolorep.config import LayerSpec, ModelSpec, Source
+from yolorep.errors import ConfigError
+from yolorep.nn.registry import ModuleEntry, lookup
+
+__all__ = ["BuiltLayers", "build_layers", "make_divisible"]
+
+
+@dataclass
+class BuiltLayers:
+    """The layers of a model and how they are wired."""
+
+    layers: nn.ModuleList
+    sources: list[Source]  # absolute indices each layer reads; -1 is the input image
+    saved: set[int]  # layers whose outputs a later non-adjacent layer reads
+    channels: list[int]  # output channels of each layer
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    return max(int(math.ceil(value / divisor) * divisor), divisor)
+
+
+def build_layers(spec: ModelSpec, in_channels: int = 3) -> BuiltLayers:
+    layers, channels, saved = nn.ModuleList(), [], set()
+    for layer in spec.layers:
+        sources = layer.source if isinstance(layer.source, tuple) else (layer.source,)
+        saved.update(s for s in sources if s not in (-1, layer.index - 1))
+        c_in = [channels[s] if s >= 0 else in_channels for s in sources]
+        module = _build_one(layer, spec, c_in if isinstance(layer.source, tuple) else c_in[0])
+        layers.append(module)
+        channels.append(getattr(module, "out_channels", None) or _passthrough_channels(c_in, layer))
+    return BuiltLayers(layers, [layer.source for layer in spec.layers], saved, channels)
+
+
+def _passthrough_channels(c_in: list[int], layer: LayerSpec) -> int:
+    if len(c_in) != 1:
+        raise ConfigError(f"{layer.where}: module reads several layers but does not report out_channels")
+    return c_in[0]
+
+
+def _build_one(layer: LayerSpec, spec: ModelSpec, c_in: int | list[int]) -> nn.Module:
+    entry = lookup(layer.module, where=layer.where)
+    bound = _bind(entry, layer, c_in)
+    if entry.out_channels is not None and entry.out_channels in bound.arguments:
+        requested = bound.arguments[entry.out_channels]
+        if isinstance(requested, int) and not isinstance(requested, bool):
+            bound.arguments[entry.out_channels] = make_divisible(min(requested, spec.max_channels) * spec.width)
+    repeats = max(round(layer.repeats * spec.depth), 1) if layer.repeats > 1 else 1
+    if entry.repeats is not None:
+        bound.arguments[entry.repeats] = repeats
+        return _construct(entry, bound, layer)
+    first = _construct(entry, bound, layer)
+    if repeats == 1:
+        return first
+    copies = [first]
+    params = list(entry.signature.parameters)
+    for _ in range(repeats - 1):
+        if entry.takes_in_channels:
+            bound.arguments[params[0]] = first.out_channels
+        if "stride" in params:
+            bound.arguments["stride"] = 1
+        copies.append(_construct(entry, bound, layer))
+    stack = nn.Sequential(*copies)
+    stack.out_channels = getattr(first, "out_channels", None)
+    return stack
+
+
+def _bind(entry: ModuleEntry, layer: LayerSpec, c_in: int | list[int]) -> inspect.BoundArguments:
+    leading = (c_in,) if entry.takes_in_channels else ()
+    try:
+        return entry.signature.bind(*leading, *layer.args, **layer.kwargs)
+    except TypeError as err:
+        written = list(layer.args) if layer.args or not layer.kwargs else layer.kwargs
+        inferred = " (the first parameter, the input channels, is inferred from 'from')" if leading else ""
+        raise ConfigError(
+            f"{layer.where}: arguments {written!r} do not fit {entry.name}({_describe(entry)}){inferred}: {err}"
+        ) from None
+
+
+def _describe(entry: ModuleEntry) -> str:
+    """The constructor's parameters as a user writes them, without annotations."""
+    return ", ".join(
+        name if p.default is inspect.Parameter.empty else f"{name}={p.default!r}"
+        for name, p in entry.signature.parameters.items()
+    )
+
+
+def _construct(entry: ModuleEntry, bound: inspect.BoundArguments, layer: LayerSpec) -> nn.Module:
+    try:
+        return entry.cls(*bound.args, **bound.kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{layer.where}: cannot build {entry.name} with {dict(bound.arguments)}: {err}") from None

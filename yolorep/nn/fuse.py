@@ -1,0 +1,145 @@
+"""Structural re-parameterization: the fuse protocol, the tree walk and the kernel maths.
+
+A module takes part in fusing by implementing ``fused() -> nn.Module``: it returns a new inference module,
+computed from its own raw parameters, that gives the same output in eval mode. The walk replaces the outermost
+fusable module and never descends into it, so a block does not depend on anything inside it having been fused.
+
+The maths (RepVGG, Ding et al., CVPR 2021): in eval mode a BatchNorm is the per-channel affine map
+``y = gamma * (x - mean) / sqrt(var + eps) + beta``, so ``conv -> BN`` equals one conv with kernel
+``W * gamma / std`` and bias ``beta + (b - mean) * gamma / std``. A 1x1 kernel zero-padded to k x k, and the
+identity written as a k x k kernel with a single 1 at the centre, add to the k x k kernel because convolution is
+linear in its kernel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+__all__ = [
+    "Fusable",
+    "bn_kernel_bias",
+    "fuse",
+    "fuse_conv_bn",
+    "fuse_modules",
+    "identity_kernel",
+    "is_fusable",
+    "pad_kernel",
+]
+
+
+@runtime_checkable
+class Fusable(Protocol):
+    """A module that can return an equivalent single-path inference module of itself."""
+
+    def fused(self) -> nn.Module: ...
+
+
+def is_fusable(module: nn.Module) -> bool:
+    return isinstance(module, Fusable)
+
+
+def fuse_modules(module: nn.Module) -> tuple[nn.Module, Counter]:
+    """Replace every outermost fusable module in ``module`` (itself included) by its fused form.
+
+    Returns:
+        The fused module (``module`` itself, modified in place, unless ``module`` is fusable) and a counter of
+        the class names that were fused.
+    """
+    counts: Counter = Counter()
+    if is_fusable(module):
+        counts[type(module).__name__] += 1
+        return module.fused(), counts
+    for name, child in list(module.named_children()):
+        new_child, child_counts = fuse_modules(child)
+        counts.update(child_counts)
+        if new_child is not child:
+            setattr(module, name, new_child)
+    return module, counts
+
+
+def fuse(module: nn.Module) -> nn.Module:
+    """Fuse every fusable module of a tree in place (eval mode) and return the result.
+
+    ``module`` may itself be fusable (a single block), in which case the returned module is a new object.
+    """
+    module.eval()
+    with torch.no_grad():
+        fused, _ = fuse_modules(module)
+    return fused.eval()
+
+
+def bn_kernel_bias(
+    weight: torch.Tensor, bn: _BatchNorm, bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BatchNorm into the conv kernel ``weight`` [C_out, C_in/g, k, k] that feeds it.
+
+    Args:
+        weight: kernel of the conv in front of ``bn``.
+        bn: any ``_BatchNorm`` (BatchNorm2d, SyncBatchNorm) with ``C_out`` features and running statistics.
+        bias: the conv's own bias [C_out], if any.
+
+    Returns:
+        ``(kernel [C_out, C_in/g, k, k], bias [C_out])`` in ``weight``'s dtype and device.
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f"{type(bn).__name__} has no running statistics (track_running_stats=False); cannot fuse it")
+    dtype = weight.dtype
+    # compute in float32 at least, so fp16/bf16 weights do not lose the fold to rounding
+    calc = torch.promote_types(dtype, torch.float32)
+    std = (bn.running_var.to(calc) + bn.eps).sqrt()
+    gamma = bn.weight.to(calc) if bn.weight is not None else torch.ones_like(std)
+    beta = bn.bias.to(calc) if bn.bias is not None else torch.zeros_like(std)
+    scale = gamma / std
+    conv_bias = bias.to(calc) if bias is not None else torch.zeros_like(std)
+    kernel = weight.to(calc) * scale.reshape(-1, 1, 1, 1)
+    fused_bias = beta + (conv_bias - bn.running_mean.to(calc)) * scale
+    return kernel.to(dtype), fused_bias.to(dtype).to(weight.device)
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
+    """Return a new ``nn.Conv2d`` with bias equal to ``bn(conv(x))`` in eval mode."""
+    kernel, bias = bn_kernel_bias(conv.weight, bn, conv.bias)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    ).requires_grad_(False)
+    fused.weight.copy_(kernel)
+    fused.bias.copy_(bias)
+    return fused
+
+
+def pad_kernel(weight: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Zero-pad a square kernel [C_out, C_in/g, j, j] to [C_out, C_in/g, k, k] around its centre (k - j even)."""
+    pad = (kernel_size - weight.shape[-1]) // 2
+    return F.pad(weight, [pad, pad, pad, pad]) if pad else weight
+
+
+def identity_kernel(channels: int, groups: int, kernel_size: int, like: torch.Tensor) -> torch.Tensor:
+    """The k x k grouped-conv kernel that computes the identity on ``channels`` channels.
+
+    Output channel ``i`` reads input ``i``, which inside its group is input slot ``i % (channels // groups)``;
+    a plain diagonal is only right for ``groups == 1``.
+
+    Returns:
+        [channels, channels // groups, k, k] with ``like``'s dtype and device.
+    """
+    per_group = channels // groups
+    kernel = torch.zeros(channels, per_group, kernel_size, kernel_size, dtype=like.dtype, device=like.device)
+    index = torch.arange(channels, device=like.device)
+    kernel[index, index % per_group, kernel_size // 2, kernel_size // 2] = 1
+    return kernel

@@ -1,0 +1,179 @@
+"""RepVGG blocks (Ding et al., "RepVGG: Making VGG-style ConvNets Great Again", CVPR 2021) and the stages built
+from them.
+
+Training uses parallel k x k, 1 x 1 and identity branches; ``fused()`` folds them into one k x k convolution.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from yolorep.nn.fuse import bn_kernel_bias, identity_kernel, pad_kernel
+from yolorep.nn.modules.conv import Conv, FusedConv, make_activation
+from yolorep.nn.registry import register
+
+__all__ = ["QARepVGGBlock", "RepBlock", "RepCSP", "RepVGGBlock"]
+
+
+def _check_kernel_size(kernel_size: int, block: str) -> None:
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(
+            f"{block}: kernel_size={kernel_size} is not a positive odd number; the branches are aligned on the "
+            "kernel centre, so use 1, 3, 5 or 7"
+        )
+
+
+class _ConvBN(nn.Sequential):
+    """A bias-free convolution followed by BatchNorm: one branch of a RepVGG block."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def kernel_bias(self) -> tuple[Tensor, Tensor]:
+        return bn_kernel_bias(self.conv.weight, self.bn)
+
+
+def _conv_like(reference: nn.Conv2d, kernel: Tensor, bias: Tensor) -> nn.Conv2d:
+    """A biased conv with ``reference``'s geometry carrying ``kernel`` [C_out, C_in/g, k, k] and ``bias`` [C_out]."""
+    conv = nn.Conv2d(
+        reference.in_channels,
+        reference.out_channels,
+        reference.kernel_size,
+        reference.stride,
+        reference.padding,
+        groups=reference.groups,
+        bias=True,
+        device=kernel.device,
+        dtype=kernel.dtype,
+    ).requires_grad_(False)
+    conv.weight.copy_(kernel)
+    conv.bias.copy_(bias)
+    return conv
+
+
+@register
+class RepVGGBlock(nn.Module):
+    """k x k conv+BN, 1 x 1 conv+BN (k > 1) and identity BN (in == out, stride 1) branches, summed, then SiLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool | nn.Module | None = True,
+    ) -> None:
+        super().__init__()
+        _check_kernel_size(kernel_size, type(self).__name__)
+        self.out_channels = out_channels
+        self.dense = _ConvBN(in_channels, out_channels, kernel_size, stride, groups)
+        self.pointwise = _ConvBN(in_channels, out_channels, 1, stride, groups) if kernel_size > 1 else None
+        self.identity = nn.BatchNorm2d(out_channels) if in_channels == out_channels and stride == 1 else None
+        self.act = make_activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.dense(x)
+        if self.pointwise is not None:
+            y = y + self.pointwise(x)
+        if self.identity is not None:
+            y = y + self.identity(x)
+        return self.act(y)
+
+    def fused(self) -> FusedConv:
+        conv = self.dense.conv
+        k = conv.kernel_size[0]
+        kernel, bias = self.dense.kernel_bias()
+        if self.pointwise is not None:
+            k1, b1 = self.pointwise.kernel_bias()
+            kernel, bias = kernel + pad_kernel(k1, k), bias + b1
+        if self.identity is not None:
+            eye = identity_kernel(conv.in_channels, conv.groups, k, like=conv.weight)
+            kid, bid = bn_kernel_bias(eye, self.identity)
+            kernel, bias = kernel + kid, bias + bid
+        return FusedConv(_conv_like(conv, kernel, bias), copy.deepcopy(self.act)).eval()
+
+
+@register
+class QARepVGGBlock(nn.Module):
+    """Quantization-friendly RepVGG (YOLOv6 v3, Chu et al. 2022): k x k conv+BN, bare 1 x 1 conv and bare
+    identity summed, then one BatchNorm after the sum, then SiLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool | nn.Module | None = True,
+    ) -> None:
+        super().__init__()
+        _check_kernel_size(kernel_size, type(self).__name__)
+        self.out_channels = out_channels
+        self.dense = _ConvBN(in_channels, out_channels, kernel_size, stride, groups)
+        self.pointwise = (
+            nn.Conv2d(in_channels, out_channels, 1, stride, groups=groups, bias=False) if kernel_size > 1 else None
+        )
+        self.has_identity = in_channels == out_channels and stride == 1
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = make_activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.dense(x)
+        if self.pointwise is not None:
+            y = y + self.pointwise(x)
+        if self.has_identity:
+            y = y + x
+        return self.act(self.bn(y))
+
+    def fused(self) -> FusedConv:
+        conv = self.dense.conv
+        k = conv.kernel_size[0]
+        kernel, bias = self.dense.kernel_bias()
+        if self.pointwise is not None:
+            kernel = kernel + pad_kernel(self.pointwise.weight.to(kernel.dtype), k)
+        if self.has_identity:
+            kernel = kernel + identity_kernel(conv.in_channels, conv.groups, k, like=kernel)
+        kernel, bias = bn_kernel_bias(kernel, self.bn, bias)
+        return FusedConv(_conv_like(conv, kernel, bias), copy.deepcopy(self.act)).eval()
+
+
+@register(repeats="n")
+class RepBlock(nn.Module):
+    """``n`` stacked RepVGGBlocks; the first maps ``in_channels`` to ``out_channels``."""
+
+    def __init__(self, in_channels: int, out_channels: int, n: int = 1) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        self.blocks = nn.Sequential(
+            *(RepVGGBlock(in_channels if i == 0 else out_channels, out_channels) for i in range(max(n, 1)))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(x)
+
+
+@register(repeats="n")
+class RepCSP(nn.Module):
+    """CSP stage of RepVGG blocks (like YOLOv6's BepC3): half the channels go through a RepBlock, half bypass it,
+    and a 1 x 1 Conv merges them."""
+
+    def __init__(self, in_channels: int, out_channels: int, n: int = 1, expansion: float = 0.5) -> None:
+        super().__init__()
+        hidden = max(int(out_channels * expansion), 1)
+        self.out_channels = out_channels
+        self.main = Conv(in_channels, hidden, 1)
+        self.bypass = Conv(in_channels, hidden, 1)
+        self.blocks = RepBlock(hidden, hidden, n)
+        self.merge = Conv(2 * hidden, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.merge(torch.cat((self.blocks(self.main(x)), self.bypass(x)), dim=1))

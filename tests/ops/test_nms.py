@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from yolorep.ops import non_max_suppression
+
+
+def _preds(rows: list[tuple[list[float], list[float]]]) -> torch.Tensor:
+    """[1, N, 4 + nc] from (box_xyxy, class_scores) rows."""
+    return torch.tensor([[box + scores for box, scores in rows]])
+
+
+# A and A2 overlap with IoU 0.9; B overlaps neither.
+A, A2, B = [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.0], [50.0, 50.0, 60.0, 60.0]
+
+
+def test_suppresses_overlapping_boxes_of_one_class() -> None:
+    out = non_max_suppression(_preds([(A, [0.9, 0.0]), (A2, [0.8, 0.0]), (B, [0.7, 0.0])]), iou_thres=0.5)[0]
+    assert out.shape == (2, 6)
+    assert out[:, 4].tolist() == pytest.approx([0.9, 0.7])
+    assert out[0, :4].tolist() == A and out[:, 5].tolist() == [0.0, 0.0]
+
+
+def test_keeps_overlapping_boxes_of_different_classes_unless_agnostic() -> None:
+    preds = _preds([(A, [0.9, 0.0]), (A2, [0.0, 0.8])])
+    assert len(non_max_suppression(preds, iou_thres=0.5)[0]) == 2
+    out = non_max_suppression(preds, iou_thres=0.5, agnostic=True)[0]
+    assert out[:, 4:].tolist() == [pytest.approx([0.9, 0.0])]
+
+
+def test_conf_classes_and_max_det() -> None:
+    preds = _preds([(A, [0.9, 0.0]), (B, [0.0, 0.3]), ([100.0, 100.0, 110.0, 110.0], [0.2, 0.0])])
+    assert len(non_max_suppression(preds, conf_thres=0.25)[0]) == 2
+    assert non_max_suppression(preds, classes=[1])[0][:, 5].tolist() == [1.0]
+    out = non_max_suppression(preds, max_det=1)[0]
+    assert out.shape == (1, 6) and out[0, 4].item() == pytest.approx(0.9)
+
+
+def test_multi_label_emits_each_class_above_conf() -> None:
+    preds = _preds([(A, [0.9, 0.6]), (B, [0.05, 0.0])])
+    single = non_max_suppression(preds, conf_thres=0.1)[0]
+    multi = non_max_suppression(preds, conf_thres=0.1, multi_label=True)[0]
+    assert single[:, 5].tolist() == [0.0]
+    assert multi[:, 5].tolist() == [0.0, 1.0] and multi[:, 4].tolist() == pytest.approx([0.9, 0.6])
+
+
+def test_batch_empty_and_fp16() -> None:
+    preds = torch.cat([_preds([(A, [0.9, 0.0])]), _preds([(B, [0.0, 0.0])])]).half()
+    out = non_max_suppression(preds, conf_thres=0.25)
+    assert [o.shape for o in out] == [(1, 6), (0, 6)]
+    assert out[0].dtype == torch.float32
+
+
+def test_max_candidates_bounds_work() -> None:
+    boxes = torch.rand(1, 500, 2) * 600
+    preds = torch.cat([boxes, boxes + 20, torch.rand(1, 500, 3)], dim=2)
+    out = non_max_suppression(preds, max_candidates=50)[0]
+    assert 0 < len(out) <= 50
+
+
+def test_rejects_bad_thresholds() -> None:
+    with pytest.raises(ValueError, match="iou_thres"):
+        non_max_suppression(torch.zeros(1, 1, 6), iou_thres=1.5)

@@ -1,0 +1,35 @@
+"""Device selection from the strings users pass to ``--device``."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from yolorep.errors import YolorepError
+
+__all__ = ["select_device"]
+
+
+def select_device(spec: str | int | None = None) -> torch.device:
+    """``None``/``""`` -> first CUDA GPU if there is one else CPU; ``"cpu"``; ``"cuda"``, ``"0"``, ``"cuda:1"``.
+
+    A list such as ``"0,1"`` selects this process's GPU: the one at ``LOCAL_RANK`` under torchrun, else the first.
+    """
+    text = "" if spec is None else str(spec).strip().lower()
+    if text in ("", "auto"):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "mps":
+        return torch.device("mps")
+    text = text.removeprefix("cuda:").removeprefix("cuda")
+    ids = [int(i) for i in text.split(",") if i.strip().isdigit()] if text else [0]
+    if not torch.cuda.is_available():
+        raise YolorepError(f"--device {spec}: CUDA is not available on this machine; use --device cpu")
+    if not ids or max(ids) >= torch.cuda.device_count():
+        raise YolorepError(
+            f"--device {spec}: invalid GPU index; this machine has {torch.cuda.device_count()} GPU(s), 0-based"
+        )
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return torch.device(f"cuda:{ids[local_rank % len(ids)]}")

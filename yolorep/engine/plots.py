@@ -1,0 +1,235 @@
+"""Training and validation figures: PR curves, confusion matrix, results.csv curves, and boxes drawn on images.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects, which render with Agg when saved to PNG, rather than
+through pyplot: no global backend is switched, no figure outlives its function, and nothing needs a display.
+matplotlib and cv2 are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from yolorep.engine.metrics import DetectionMetrics
+
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
+
+# Distinct, readable colours (RGB hex), cycled by class id.
+_PALETTE = (
+    "FF3838", "2C99A8", "FF701F", "6473FF", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB",
+    "FF9D97", "00C2FF", "344593", "FFB21D", "0018EC", "8438FF", "520085", "CB38FF", "FF95C8", "FF37C7",
+)  # fmt: skip
+
+
+def class_color(c: int) -> tuple[int, int, int]:
+    """BGR colour of class ``c`` for cv2 drawing."""
+    h = _PALETTE[c % len(_PALETTE)]
+    return int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    return path
+
+
+def plot_pr_curve(metrics: DetectionMetrics, path: str | Path) -> Path:
+    """Save precision-recall curves at IoU 0.5: one line per class (up to 20 in the legend) and their mean.
+
+    Args:
+        metrics: a ``DetectionMetrics`` that has seen the validation set.
+        path: PNG file to write.
+
+    Returns:
+        ``path``.
+    """
+    from matplotlib.figure import Figure
+
+    curves = metrics.pr_curve()
+    fig = Figure(figsize=(9, 6), tight_layout=True)
+    ax = fig.add_subplot()
+    with_legend = len(curves["names"]) <= 20  # a longer legend would cover the plot
+    for name, precision, ap in zip(curves["names"], curves["precision"], curves["ap50"]):
+        ax.plot(curves["recall"], precision, linewidth=1, label=f"{name} {ap:.3f}" if with_legend else None)
+    if len(curves["names"]):
+        mean = curves["precision"].mean(axis=0)
+        ax.plot(curves["recall"], mean, linewidth=3, color="blue", label=f"all classes {mean.mean():.3f} mAP@0.5")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1))
+    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1), title="Precision-Recall Curve")
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path, normalize: bool = True) -> Path:
+    """Save a confusion matrix heat map.
+
+    Args:
+        matrix: [nc + 1, nc + 1] counts indexed ``[predicted, true]``, the last row and column being background
+            (``ConfusionMatrix.matrix``).
+        names: nc class names.
+        path: PNG file to write.
+        normalize: divide each column by its total, so a column reads as "where objects of this class went".
+
+    Returns:
+        ``path``.
+    """
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if normalize:
+        matrix = matrix / np.maximum(matrix.sum(axis=0, keepdims=True), 1e-9)
+    labels = [*names, "background"]
+    size = max(6.0, 0.35 * len(labels) + 3)
+    fig = Figure(figsize=(size, size * 0.8), tight_layout=True)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.where(matrix > 0, matrix, np.nan), cmap="Blues", vmin=0.0)
+    fig.colorbar(image, ax=ax)
+    if len(labels) <= 30:  # beyond that the numbers are unreadable
+        for (i, j), v in np.ndenumerate(matrix):
+            if v > 0:
+                ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center", fontsize=7)
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, labels, rotation=90, fontsize=8)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set(xlabel="True", ylabel="Predicted", title="Confusion Matrix" + (" (normalized)" if normalize else ""))
+    return _save(fig, path)
+
+
+def _read_results_csv(csv_path: Path) -> dict[str, list[float]]:
+    """Numeric columns of results.csv by (stripped) header; a column with any non-number is dropped."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return {}
+    header = [h.strip() for h in rows[0]]
+    columns: dict[str, list[float]] = {}
+    for i, name in enumerate(header):
+        try:
+            columns[name] = [float(row[i]) for row in rows[1:] if row]
+        except (ValueError, IndexError):
+            continue
+    return columns
+
+
+def plot_results_csv(csv_path: str | Path, png_path: str | Path) -> Path:
+    """Plot every numeric column of a training results.csv against ``epoch``, one subplot each.
+
+    Args:
+        csv_path: CSV with an ``epoch`` column and one column per loss, metric and learning rate.
+        png_path: PNG file to write.
+
+    Returns:
+        ``png_path``.
+    """
+    from matplotlib.figure import Figure
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{csv_path}: results file not found; it is written by training, one row per epoch")
+    columns = _read_results_csv(csv_path)
+    epochs = columns.pop("epoch", None)
+    if epochs is None:
+        raise ValueError(f"{csv_path}: no numeric 'epoch' column; results.csv starts with an epoch column")
+    ncols = min(5, max(1, len(columns)))
+    nrows = max(1, math.ceil(len(columns) / ncols))
+    fig = Figure(figsize=(3 * ncols, 2.5 * nrows), tight_layout=True)
+    for i, (name, values) in enumerate(columns.items()):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.plot(epochs, values, marker=".", linewidth=1.5)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=8)
+    return _save(fig, png_path)
+
+
+def _numpy(x: ArrayLike | None) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray([] if x is None else x)
+
+
+def draw_boxes(
+    image_bgr_uint8: np.ndarray,
+    boxes_xyxy: ArrayLike,
+    classes: ArrayLike,
+    names: Sequence[str],
+    scores: ArrayLike | None = None,
+) -> np.ndarray:
+    """Draw labelled boxes on a copy of an image.
+
+    Args:
+        image_bgr_uint8: [H, W, 3] uint8, BGR (cv2 order).
+        boxes_xyxy: [N, 4] (x1, y1, x2, y2), pixels of this image.
+        classes: [N] class ids; the colour follows the class.
+        names: class names.
+        scores: [N] confidences appended to the labels, or None.
+
+    Returns:
+        The annotated copy, [H, W, 3] uint8 BGR.
+    """
+    import cv2
+
+    image = np.ascontiguousarray(image_bgr_uint8).copy()
+    boxes = _numpy(boxes_xyxy).reshape(-1, 4)
+    cls = _numpy(classes).reshape(-1).astype(int)
+    conf = None if scores is None else _numpy(scores).reshape(-1)
+    thickness = max(1, round(sum(image.shape[:2]) / 600))
+    font_scale = thickness / 3
+    for i, (box, c) in enumerate(zip(boxes, cls)):
+        color = class_color(c)
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+        label = names[c] if 0 <= c < len(names) else str(c)
+        if conf is not None:
+            label = f"{label} {conf[i]:.2f}"
+        (tw, th), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness - 1))
+        # Put the label above the box, or inside it when the box touches the top edge; keep it in the image.
+        top = y1 - th - baseline if y1 - th - baseline >= 0 else y1
+        left = max(0, min(x1, image.shape[1] - tw))
+        cv2.rectangle(image, (left, top), (left + tw, top + th + baseline), color, -1, cv2.LINE_AA)
+        cv2.putText(
+            image, label, (left, top + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
+            max(1, thickness - 1), cv2.LINE_AA,
+        )  # fmt: skip
+    return image
+
+
+def save_side_by_side(
+    image_bgr: np.ndarray,
+    gt: tuple[ArrayLike, ArrayLike],
+    pred: tuple[ArrayLike, ArrayLike, ArrayLike],
+    names: Sequence[str],
+    path: str | Path,
+) -> Path:
+    """Save the labels (left) next to the predictions (right) on the same image.
+
+    Args:
+        image_bgr: [H, W, 3] uint8 BGR.
+        gt: ``(boxes_xyxy [M, 4], classes [M])`` in pixels of ``image_bgr``.
+        pred: ``(boxes_xyxy [N, 4], classes [N], scores [N])`` in pixels of ``image_bgr``.
+        names: class names.
+        path: image file to write (format from the suffix, e.g. ``.jpg``).
+
+    Returns:
+        ``path``.
+    """
+    import cv2
+
+    gt_boxes, gt_classes = gt
+    pred_boxes, pred_classes, pred_scores = pred
+    left = draw_boxes(image_bgr, gt_boxes, gt_classes, names)
+    right = draw_boxes(image_bgr, pred_boxes, pred_classes, names, scores=pred_scores)
+    gap = np.full((image_bgr.shape[0], 8, 3), 255, dtype=np.uint8)  # white divider
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.concatenate([left, gap, right], axis=1)):
+        raise OSError(f"{path}: cv2 could not write the image; use a .jpg or .png suffix in a writable folder")
+    return path

@@ -1,0 +1,121 @@
+import json
+import logging
+
+import pytest
+import torch
+from helpers import randomize_batchnorm
+from torch import nn
+
+import yolorep
+from yolorep.cli import main
+from yolorep.engine.exporter import _check, export, max_difference
+from yolorep.errors import YolorepError
+from yolorep.nn.modules.conv import Conv
+from yolorep.nn.modules.repvgg import RepVGGBlock
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+IMGSZ = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny inputs: extra threads only add contention on a shared CI machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def unfused():
+    model = randomize_batchnorm(yolorep.build_model("yolorep-n.yaml", nc=3), seed=1).eval()
+    model.names = ["circle", "square", "triangle"]
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference(unfused):
+    """The unfused model's output on a fixed input: the export must reproduce the multi-branch model."""
+    x = torch.rand(2, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return x, unfused(x)
+
+
+@pytest.fixture
+def weights(unfused, tmp_path):
+    return yolorep.save(unfused, tmp_path / "w.pt")
+
+
+def expected_conv_count(model):
+    """One Conv per RepVGGBlock and per Conv module, plus the head's 1x1 prediction convs (counted unfused)."""
+    pred = sum(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.bias is not None for m in model.modules())
+    return sum(isinstance(m, (RepVGGBlock, Conv)) for m in model.modules()) + pred
+
+
+def test_onnx_export_cli(unfused, reference, weights, caplog):
+    caplog.set_level(logging.INFO)
+    assert main(["export", "--weights", str(weights), "--format", "onnx", "--imgsz", str(IMGSZ), "--batch", "2"]) == 0
+    path = weights.with_suffix(".onnx")
+    graph = onnx.load(str(path))
+    ops = [node.op_type for node in graph.graph.node]
+    assert "BatchNormalization" not in ops
+    assert ops.count("Conv") == expected_conv_count(unfused)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert json.loads(meta["names"]) == unfused.names and meta["stride"] == "32"
+    assert json.loads(meta["imgsz"]) == [IMGSZ, IMGSZ]
+    assert [i.name for i in graph.graph.input] == ["images"] and [o.name for o in graph.graph.output] == ["output0"]
+    x, expected = reference
+    (actual,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})
+    relative, absolute = max_difference(expected, torch.from_numpy(actual))
+    print(f"onnxruntime vs unfused PyTorch: largest |difference| {absolute:.3g} ({relative:.3g} relative)")
+    assert relative < 1e-3
+    assert "onnxruntime check" in caplog.text and "Conv" in caplog.text
+
+
+def test_onnx_dynamic_runs_at_two_sizes(reference, weights):
+    path = export(weights, format="onnx", imgsz=IMGSZ, dynamic=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, expected = reference
+    fused = yolorep.load(weights).fuse(verbose=False)
+    for images in (x, torch.rand(1, 3, 96, 128)):
+        (actual,) = session.run(None, {"images": images.numpy()})
+        with torch.no_grad():
+            want = fused(images)
+        assert actual.shape == tuple(want.shape)
+        assert max_difference(want, torch.from_numpy(actual))[0] < 1e-3
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_reloads_and_matches(unfused, reference, weights):
+    path = export(weights, format="torchscript", imgsz=IMGSZ)
+    assert path == weights.with_suffix(".torchscript")
+    extra = {"config.txt": ""}
+    loaded = torch.jit.load(str(path), _extra_files=extra)
+    meta = json.loads(extra["config.txt"])
+    assert json.loads(meta["names"]) == unfused.names and meta["stride"] == "32"
+    x, expected = reference
+    with torch.no_grad():
+        assert max_difference(expected, loaded(x))[0] < 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"half": True}, "--half"), ({"imgsz": 50}, "use 64"), ({"format": "tflite"}, "--format tflite")],
+)
+def test_bad_options(weights, kwargs, match):
+    with pytest.raises(YolorepError, match=match):
+        export(weights, **{"imgsz": IMGSZ, **kwargs})
+
+
+def test_out_of_tolerance_fails_loudly():
+    expected = torch.zeros(1, 4, 7)
+    expected[..., :4] = 100.0
+    actual = expected.clone()
+    actual[0, 0, 5] = 0.01  # a score off by 0.01 is not hidden by the 100-pixel box scale
+    with pytest.raises(YolorepError, match="differs from PyTorch"):
+        _check("onnxruntime", expected, actual, torch.float32)
+    actual[0, 0, 5] = 0
+    actual[0, 0, 0] = 100.05  # 5e-4 relative to the box scale: fine
+    assert _check("onnxruntime", expected, actual, torch.float32) == pytest.approx(0.05, abs=1e-4)

@@ -1,0 +1,272 @@
+"""Dataset YAML -> :class:`DataSpec`.
+
+Two layouts are understood:
+
+* COCO: ``train_json``/``val_json`` name instances files; classes come from their ``categories``.
+* YOLO: no JSON keys; each ``images/.../x.jpg`` has ``labels/.../x.txt`` with rows ``cls cx cy w h`` normalised.
+
+A spec with a ``synthetic:`` section describes the bundled shapes set, generated on first use by
+:func:`ensure_data` (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolorep.errors import DatasetError
+
+__all__ = ["SPLITS", "DataSpec", "ensure_data", "load_data_spec"]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+# The synthetic generator writes this fixed layout, so a `synthetic:` spec must point at it.
+_SYNTHETIC_LAYOUT = {
+    "train": "images/train",
+    "val": "images/val",
+    "train_json": "annotations/instances_train.json",
+    "val_json": "annotations/instances_val.json",
+}
+_SYNTHETIC_KEYS = ("n_train", "n_val", "imgsz", "seed", "max_objects")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A parsed dataset description; every path is absolute.
+
+    Attributes:
+        yaml_path: the YAML file it was read from.
+        root: dataset root (YAML ``path``, relative to the YAML's folder; the YAML's folder when absent).
+        train: training image folder (``root / train``).
+        val: validation image folder (``root / val``).
+        names: class names, index = contiguous class id. Empty for a COCO spec without ``names`` until
+            :func:`ensure_data` reads them from the JSON categories.
+        train_json: COCO instances file of the training split, ``None`` for the YOLO layout.
+        val_json: COCO instances file of the validation split, ``None`` for the YOLO layout.
+        synthetic: generation settings for the bundled shapes set, ``None`` for real data.
+        category_ids: dataset category id of each contiguous class (COCO: JSON ids ascending; YOLO: ``i + 1``).
+    """
+
+    yaml_path: Path
+    root: Path
+    train: Path
+    val: Path
+    names: tuple[str, ...]
+    train_json: Path | None = None
+    val_json: Path | None = None
+    synthetic: dict[str, Any] | None = None
+    category_ids: tuple[int, ...] = field(default=())
+
+    @property
+    def is_coco(self) -> bool:
+        """True for the COCO layout (instances JSON files), False for YOLO ``labels/*.txt``."""
+        return self.train_json is not None or self.val_json is not None
+
+    @property
+    def nc(self) -> int:
+        """Number of classes."""
+        return len(self.names)
+
+    def split_dir(self, split: str) -> Path:
+        """Image folder of ``split`` (``"train"`` or ``"val"``)."""
+        return getattr(self, _check_split(split))
+
+    def split_json(self, split: str) -> Path | None:
+        """COCO instances file of ``split``, ``None`` for the YOLO layout."""
+        return getattr(self, _check_split(split) + "_json")
+
+    def labels_dir(self, split: str) -> Path:
+        """YOLO label folder of ``split``: the image folder with its last ``images`` component -> ``labels``."""
+        parts = list(self.split_dir(split).parts)
+        for i in range(len(parts) - 1, -1, -1):
+            if parts[i] == "images":
+                parts[i] = "labels"
+                return Path(*parts)
+        raise DatasetError(
+            f"{self.yaml_path}: {split}: image folder {self.split_dir(split)} has no 'images' component; "
+            "the YOLO layout needs images/... beside labels/... (or give train_json/val_json for COCO)"
+        )
+
+    def class_to_category(self, cls: int) -> int:
+        """Dataset category id of contiguous class ``cls``."""
+        return self.category_ids[cls]
+
+    def category_to_class(self, category_id: int) -> int:
+        """Contiguous class of dataset category ``category_id``; raises KeyError when unknown."""
+        return self._category_index[category_id]
+
+    @cached_property
+    def _category_index(self) -> dict[int, int]:
+        return {c: i for i, c in enumerate(self.category_ids)}
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise DatasetError(f"split {split!r}: unknown split; use one of {', '.join(SPLITS)}")
+    return split
+
+
+def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
+    """Read a dataset YAML.
+
+    Args:
+        path: the YAML file.
+        ensure: also run :func:`ensure_data` (generate a synthetic set if absent, check that folders exist,
+            read class names and category ids from COCO JSON). ``False`` only parses.
+
+    Raises:
+        DatasetError: the file is missing or malformed, or (with ``ensure``) the data it names is absent.
+    """
+    yaml_path = Path(path).resolve()
+    if not yaml_path.is_file():
+        raise DatasetError(f"{path}: dataset YAML not found; pass a path such as data/shapes.yaml")
+    try:
+        raw = yaml.safe_load(yaml_path.read_text())
+    except yaml.YAMLError as e:
+        raise DatasetError(f"{yaml_path}: not valid YAML ({e}); fix the syntax") from e
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{yaml_path}: expected a mapping with keys path, train, val, names; got {raw!r}")
+
+    if not isinstance(raw.get("path", "."), str):
+        raise DatasetError(f"{yaml_path}: path: expected the dataset root folder as a string, got {raw['path']!r}")
+    root = yaml_path.parent / raw.get("path", ".")
+    for key in ("train", "val"):
+        if not isinstance(raw.get(key), str):
+            raise DatasetError(f"{yaml_path}: {key}: missing or not a string; give the image folder relative to path")
+    jsons = {}
+    for key in ("train_json", "val_json"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DatasetError(f"{yaml_path}: {key}: expected a file path relative to path, got {value!r}")
+        jsons[key] = None if value is None else (root / value).resolve()
+    if (jsons["train_json"] is None) != (jsons["val_json"] is None):
+        raise DatasetError(f"{yaml_path}: train_json/val_json: give both (COCO layout) or neither (YOLO layout)")
+
+    names = _parse_names(yaml_path, raw.get("names"), required=jsons["train_json"] is None)
+    if "nc" in raw and names and raw["nc"] != len(names):
+        raise DatasetError(f"{yaml_path}: nc: {raw['nc']} but names has {len(names)} entries; make them agree")
+    spec = DataSpec(
+        yaml_path=yaml_path,
+        root=root.resolve(),
+        train=(root / raw["train"]).resolve(),
+        val=(root / raw["val"]).resolve(),
+        names=names,
+        train_json=jsons["train_json"],
+        val_json=jsons["val_json"],
+        synthetic=_parse_synthetic(yaml_path, raw),
+        category_ids=() if jsons["train_json"] else tuple(range(1, len(names) + 1)),
+    )
+    return ensure_data(spec) if ensure else spec
+
+
+def _parse_names(yaml_path: Path, names: Any, required: bool) -> tuple[str, ...]:
+    if names is None:
+        if required:
+            raise DatasetError(f"{yaml_path}: names: missing; the YOLO layout needs a list of class names")
+        return ()
+    if isinstance(names, dict):
+        if sorted(names) != list(range(len(names))):
+            raise DatasetError(f"{yaml_path}: names: dict keys must be 0..{len(names) - 1}; got {sorted(names)}")
+        names = [names[i] for i in range(len(names))]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise DatasetError(f"{yaml_path}: names: expected a non-empty list of strings or an {{index: name}} dict")
+    return tuple(names)
+
+
+def _parse_synthetic(yaml_path: Path, raw: dict[str, Any]) -> dict[str, Any] | None:
+    settings = raw.get("synthetic")
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise DatasetError(f"{yaml_path}: synthetic: expected a mapping such as {{n_train: 800, n_val: 200}}")
+    for key, value in settings.items():
+        if key not in _SYNTHETIC_KEYS:
+            raise DatasetError(f"{yaml_path}: synthetic.{key}: unknown setting; valid: {', '.join(_SYNTHETIC_KEYS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise DatasetError(f"{yaml_path}: synthetic.{key}: expected a non-negative integer, got {value!r}")
+    for key, expected in _SYNTHETIC_LAYOUT.items():
+        if raw.get(key) != expected:
+            raise DatasetError(
+                f"{yaml_path}: {key}: a synthetic set is generated as {expected!r}, got {raw.get(key)!r}; "
+                f"set {key}: {expected}"
+            )
+    return dict(settings)
+
+
+def ensure_data(spec: DataSpec) -> DataSpec:
+    """Make the data ``spec`` names usable and return the spec with ``names``/``category_ids`` filled in.
+
+    Generates the synthetic set when the spec has a ``synthetic`` section and its annotation files are missing
+    (into a temporary folder renamed into place, so an interrupted run never leaves half a set). In distributed
+    training call this on rank 0 first, then on the other ranks after a barrier.
+
+    Raises:
+        DatasetError: an image folder, label folder or JSON file is missing, or the JSON categories disagree
+            with ``names``.
+    """
+    if spec.synthetic is not None and not (spec.train_json.is_file() and spec.val_json.is_file()):
+        from yolorep.datasets.synthetic import generate_shapes
+
+        logger.info("%s: generating the synthetic shapes set in %s", spec.yaml_path, spec.root)
+        generate_shapes(spec.root, **spec.synthetic)
+
+    for split in SPLITS:
+        if not spec.split_dir(split).is_dir():
+            raise DatasetError(
+                f"{spec.yaml_path}: {split}: image folder {spec.split_dir(split)} does not exist; "
+                f"check path/{split} or put the images there"
+            )
+        if spec.is_coco and not spec.split_json(split).is_file():
+            raise DatasetError(
+                f"{spec.yaml_path}: {split}_json: {spec.split_json(split)} does not exist; check the path"
+            )
+        if not spec.is_coco and not spec.labels_dir(split).is_dir():
+            raise DatasetError(
+                f"{spec.yaml_path}: {split}: label folder {spec.labels_dir(split)} does not exist; "
+                "the YOLO layout needs labels/<split>/*.txt beside images/<split>/"
+            )
+    if not spec.is_coco:
+        return spec
+
+    categories = read_coco_categories(spec.val_json)
+    ids = tuple(sorted(categories))
+    names = spec.names or tuple(categories[i] for i in ids)
+    if len(names) != len(ids):
+        raise DatasetError(
+            f"{spec.yaml_path}: names: {len(names)} names but {spec.val_json} has {len(ids)} categories; "
+            "drop names to take them from the JSON, or make the counts agree"
+        )
+    return replace(spec, names=names, category_ids=ids)
+
+
+def read_coco_categories(json_path: Path) -> dict[int, str]:
+    """``{category id: name}`` from a COCO instances file."""
+    data = read_json(json_path)
+    try:
+        categories = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+    except (KeyError, TypeError, ValueError) as e:
+        raise DatasetError(
+            f"{json_path}: categories: missing or malformed ({e!r}); expected a list of {{id, name}}"
+        ) from e
+    if not categories:
+        raise DatasetError(f"{json_path}: categories: empty; a COCO instances file lists at least one category")
+    return categories
+
+
+def read_json(json_path: Path) -> dict[str, Any]:
+    """Load a JSON object, turning a missing or corrupt file into a DatasetError."""
+    try:
+        with open(json_path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{json_path}: cannot read JSON ({e}); regenerate or re-download the file") from e
+    if not isinstance(data, dict):
+        raise DatasetError(f"{json_path}: expected a JSON object with images, annotations, categories")
+    return data

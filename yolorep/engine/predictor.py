@@ -1,0 +1,426 @@
+"""Prediction: ``Detector`` (Python API) and ``predict`` (the ``yolorep predict`` command).
+
+The pipeline per batch of frames: letterbox exactly as validation does (``resize_longest`` then pad to a stride
+multiple) -> fused model -> ``non_max_suppression`` -> ``scale_boxes`` back to original-image pixels.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from yolorep.datasets.transforms import letterbox, resize_longest
+from yolorep.engine.device import select_device
+from yolorep.engine.run_dir import increment_run_dir
+from yolorep.engine.sources import Frame, Source, VideoInfo, load_source
+from yolorep.errors import YolorepError
+from yolorep.ops import non_max_suppression, scale_boxes, xyxy_to_ltwh, xyxy_to_xywh
+
+__all__ = ["Detector", "Result", "check_imgsz", "load_fused", "predict"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """Detections in one image or video frame, in original-image pixels."""
+
+    boxes: Tensor  # [N, 4] float32 xyxy, pixels of the original image, clipped to it
+    scores: Tensor  # [N] float32
+    classes: Tensor  # [N] int64 class indices
+    names: list[str]  # class names of the model
+    orig_shape: tuple[int, int]  # (height, width) of the original image
+    path: str  # source file ("webcam0" for a webcam, "image0" ... for numpy input)
+    frame: int | None = None  # frame number in its video, None for a still image
+    orig_image: np.ndarray | None = field(default=None, repr=False)  # [H, W, 3] uint8 BGR
+    video: VideoInfo | None = field(default=None, repr=False)  # the source video's fps and size
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def plot(self) -> np.ndarray:
+        """The original image with boxes, class names and scores drawn on a copy: [H, W, 3] uint8 BGR."""
+        from yolorep.engine.plots import draw_boxes
+
+        if self.orig_image is None:
+            raise ValueError(f"{self.path}: this result holds no image to draw on")
+        return draw_boxes(self.orig_image, self.boxes, self.classes, self.names, self.scores)
+
+    def to_txt_lines(self) -> list[str]:
+        """YOLO label lines ``cls cx cy w h score``, coordinates normalised by the original width and height."""
+        h, w = self.orig_shape
+        boxes_xywh = xyxy_to_xywh(self.boxes) / torch.tensor([w, h, w, h], dtype=self.boxes.dtype)
+        return [
+            f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f} {s:.6f}"
+            for c, (cx, cy, bw, bh), s in zip(self.classes.tolist(), boxes_xywh.tolist(), self.scores.tolist())
+        ]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """COCO-style detections: ``bbox`` [x, y, w, h] (top-left corner, size) in original pixels; ``category_id``
+        is the model's class index."""
+        image = Path(self.path).name
+        return [
+            {
+                "image": image,
+                "frame": self.frame,
+                "category_id": c,
+                "name": self.names[c] if 0 <= c < len(self.names) else str(c),
+                "bbox": [round(v, 3) for v in box],
+                "score": round(s, 5),
+            }
+            for c, box, s in zip(self.classes.tolist(), xyxy_to_ltwh(self.boxes).tolist(), self.scores.tolist())
+        ]
+
+
+def check_imgsz(imgsz: int, stride: int, where: str = "--imgsz") -> int:
+    """Return ``imgsz`` if it is a positive multiple of ``stride``; raise YolorepError otherwise."""
+    if imgsz < stride or imgsz % stride:
+        raise YolorepError(
+            f"{where} {imgsz}: must be a multiple of the model stride {stride}; "
+            f"use {max(math.ceil(imgsz / stride), 1) * stride}"
+        )
+    return imgsz
+
+
+def load_fused(weights: str | Path | nn.Module) -> nn.Module:
+    """Load a checkpoint (or take a model) and return its fused, eval-mode form; logs what was fused.
+
+    A model passed in is copied before fusing, so the caller's (possibly trainable) model is left untouched.
+    """
+    if isinstance(weights, nn.Module):
+        model = weights if getattr(weights, "is_fused", False) else copy.deepcopy(weights)
+    else:
+        from yolorep import load
+
+        model = load(weights)
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    if getattr(model, "is_fused", False):
+        LOGGER.info("%s: already fused", name)
+    elif hasattr(model, "fuse"):
+        model.fuse(verbose=True)
+    return model.eval()
+
+
+class Detector:
+    """Run a fused detector on images, videos, webcams or numpy arrays.
+
+    Args:
+        weights: a checkpoint path, or a model (a ``DetectionModel``, or any module with ``names`` and ``stride``
+            whose eval output is [B, N, 4 + nc]). An unfused model is copied and the copy fused; a fused one is
+            used as is (moved to ``device``).
+        device: ``None`` (first GPU, else CPU), ``"cpu"``, ``"0"``, ``"cuda:1"`` ...
+        imgsz: longest image side fed to the model, a multiple of its stride (default: the training size, or 640).
+        conf: keep detections scoring above this.
+        iou: NMS IoU threshold.
+        half: fp16 inference (CUDA only).
+        classes: keep only these class indices.
+        max_det: detections per image at most.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | nn.Module,
+        device: str | int | None = None,
+        imgsz: int | None = None,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        half: bool = False,
+        classes: Sequence[int] | None = None,
+        max_det: int = 300,
+    ) -> None:
+        for flag, value in (("--conf", conf), ("--iou", iou)):
+            if not 0.0 <= value <= 1.0:
+                raise YolorepError(f"{flag} {value}: out of range; use a value between 0 and 1")
+        if max_det < 1:
+            raise YolorepError(f"--max-det {max_det}: must be at least 1")
+        self.device = select_device(device)
+        if half and self.device.type != "cuda":
+            raise YolorepError(f"--half: fp16 needs a CUDA device, got {self.device}; add --device 0 or drop --half")
+        self.model = load_fused(weights).to(self.device)
+        self.dtype = torch.float16 if half else torch.float32
+        self.model.to(self.dtype)
+        self.names = list(self.model.names)
+        if classes is not None and any(not 0 <= c < len(self.names) for c in classes):
+            raise YolorepError(
+                f"--classes {list(classes)}: unknown class index; this model has classes 0 to {len(self.names) - 1}"
+            )
+        self.stride = int(self.model.stride.max())
+        train_args = (getattr(self.model, "meta", None) or {}).get("train_args") or {}
+        self.imgsz = check_imgsz(imgsz or int(train_args.get("imgsz", 640)), self.stride)
+        self.conf, self.iou, self.classes, self.max_det = conf, iou, classes, max_det
+        self.times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}  # seconds, since the last predict()
+        self.seen = 0  # frames since the last predict()
+        self.last_shape: tuple[int, ...] = ()  # input shape of the last batch
+
+    @property
+    def speed(self) -> dict[str, float]:
+        """Milliseconds per image for each stage since the last ``predict`` started."""
+        return {k: 1000 * v / max(self.seen, 1) for k, v in self.times.items()}
+
+    def predict(
+        self, source: Any, stream: bool = False, batch: int = 1, vid_stride: int = 1
+    ) -> list[Result] | Iterator[Result]:
+        """Detect objects in ``source`` (see ``load_source``: paths, folders, globs, videos, webcams, arrays).
+
+        Args:
+            stream: return a generator yielding one ``Result`` at a time (constant memory on long videos) instead
+                of a list.
+            batch: frames per forward pass; a batch shares one input shape.
+            vid_stride: keep every n-th video frame.
+
+        Returns:
+            One ``Result`` per readable image or frame, in source order.
+
+        Raises:
+            YolorepError: the source does not exist (raised at once, also with ``stream=True``).
+        """
+        if batch < 1:
+            raise YolorepError(f"--batch {batch}: must be at least 1")
+        source = load_source(source, vid_stride)
+        if not stream and source.has_video:
+            LOGGER.warning("predict: a list of results keeps every video frame in memory; use stream=True for videos")
+        results = self._stream(source, batch)
+        return results if stream else list(results)
+
+    def _stream(self, source: Source, batch: int) -> Iterator[Result]:
+        self.times = dict.fromkeys(self.times, 0.0)
+        self.seen = 0
+        frames: list[Frame] = []
+        for frame in source:
+            frames.append(frame)
+            if len(frames) == batch:
+                yield from self._run(frames)
+                frames = []
+        if frames:
+            yield from self._run(frames)
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[Tensor, list[tuple[tuple[float, float], tuple[int, int]]]]:
+        """Letterbox BGR images [H_i, W_i, 3] to one shape: the smallest stride multiple that fits them all.
+
+        Returns:
+            ``x [B, 3, H, W]`` RGB in 0..1 on the model's device and dtype, and per image its
+            ``((r_w, r_h), (pad_w, pad_h))`` such that ``input = original * r + pad``.
+        """
+        resized = [resize_longest(image, self.imgsz) for image in images]
+        shape = tuple(max(math.ceil(im.shape[i] / self.stride) * self.stride for im, _ in resized) for i in (0, 1))
+        boxed, ratio_pads = [], []
+        for image, (rw, rh) in resized:
+            out, (gw, gh), pad = letterbox(image, shape, scaleup=False)
+            boxed.append(out)
+            ratio_pads.append(((rw * gw, rh * gh), pad))
+        x = torch.from_numpy(np.stack(boxed)).to(self.device, non_blocking=True)  # [B, H, W, 3] uint8 BGR
+        return x.permute(0, 3, 1, 2).flip(1).to(self.dtype).div_(255), ratio_pads
+
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # else the timings measure kernel launches, not the work
+        return time.perf_counter()
+
+    @torch.inference_mode()
+    def _run(self, frames: list[Frame]) -> list[Result]:
+        t0 = self._sync()
+        x, ratio_pads = self.preprocess([f.image for f in frames])
+        t1 = self._sync()
+        preds = self.model(x)  # [B, N, 4 + nc]
+        t2 = self._sync()
+        dets = non_max_suppression(preds, self.conf, self.iou, self.max_det, self.classes)
+        results = []
+        for det, frame, ratio_pad in zip(dets, frames, ratio_pads):
+            det = det.cpu()  # [M, 6] (x1, y1, x2, y2, score, class) in input pixels
+            shape = frame.image.shape[:2]
+            boxes_xyxy = scale_boxes(det[:, :4], ratio_pad, shape)
+            results.append(
+                Result(
+                    boxes_xyxy,
+                    det[:, 4],
+                    det[:, 5].long(),
+                    self.names,
+                    shape,
+                    path=frame.path,
+                    frame=frame.index,
+                    orig_image=frame.image,
+                    video=frame.video,
+                )
+            )
+        t3 = self._sync()
+        for key, seconds in zip(self.times, (t1 - t0, t2 - t1, t3 - t2)):
+            self.times[key] += seconds
+        self.seen += len(frames)
+        self.last_shape = tuple(x.shape)
+        return results
+
+
+# Output codecs tried in order for a source video's suffix, as (fourcc, output suffix). OpenCV wheels often lack
+# an H.264 encoder (avc1), and MJPG in .avi is available wherever OpenCV can write video at all.
+VIDEO_CODECS: dict[str, tuple[tuple[str, str], ...]] = {
+    ".mp4": (("mp4v", ".mp4"), ("avc1", ".mp4"), ("MJPG", ".avi")),
+    ".avi": (("MJPG", ".avi"), ("XVID", ".avi"), ("mp4v", ".mp4")),
+    ".mkv": (("mp4v", ".mkv"), ("XVID", ".mkv"), ("MJPG", ".avi")),
+}
+
+
+def open_video_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> tuple[Any, Path]:
+    """Open a cv2.VideoWriter for ``path``, falling back to other codecs (and logging it) when one is missing.
+
+    Returns:
+        The opened writer and the file it writes (the suffix changes when falling back to MJPG/.avi).
+    """
+    import cv2
+
+    codecs = VIDEO_CODECS.get(path.suffix.lower(), VIDEO_CODECS[".mp4"])
+    for i, (fourcc, suffix) in enumerate(codecs):
+        out = path.with_suffix(suffix)
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
+        if writer.isOpened():
+            if i:
+                missing = ", ".join(c for c, _ in codecs[:i])
+                LOGGER.warning("%s: codec %s not available; writing %s with %s", path, missing, out, fourcc)
+            return writer, out
+        writer.release()
+        out.unlink(missing_ok=True)
+    tried = ", ".join(f"{c} ({s})" for c, s in codecs)
+    raise YolorepError(f"{path}: OpenCV cannot write video with {tried}; use an OpenCV build with FFmpeg or --no-save")
+
+
+class PredictionWriter:
+    """Writes annotated images and videos, ``labels/*.txt`` and ``predictions.json`` for a run.
+
+    Use it as a context manager: the open video writer is released and predictions.json written however the run
+    ends (error, Ctrl-C), so a partial video still plays.
+    """
+
+    def __init__(self, run_dir: Path, save_media: bool = True, save_txt: bool = False, save_json: bool = False):
+        self.run_dir, self.save_media, self.save_txt, self.save_json = run_dir, save_media, save_txt, save_json
+        self.predictions: list[dict[str, Any]] = []
+        self.saved: list[Path] = []  # annotated images and videos written
+        self._video: tuple[str, Any] | None = None  # (source path, cv2.VideoWriter) of the video being written
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, result: Result) -> None:
+        if self.save_media:
+            if result.video is None:
+                self._write_image(result)
+            else:
+                self._video_writer(result).write(result.plot())
+        if self.save_txt:
+            stem = Path(result.path).stem + ("" if result.frame is None else f"_{result.frame}")
+            labels = self.run_dir / "labels" / f"{stem}.txt"
+            labels.parent.mkdir(exist_ok=True)
+            lines = result.to_txt_lines()
+            labels.write_text("".join(f"{line}\n" for line in lines))
+        if self.save_json:
+            self.predictions.extend(result.to_json())
+
+    def _write_image(self, result: Result) -> None:
+        import cv2
+
+        out = self.run_dir / Path(result.path).name
+        ok, data = False, None
+        if out.suffix:
+            try:
+                ok, data = cv2.imencode(out.suffix, result.plot())
+            except cv2.error:
+                ok = False
+        if not ok:  # no suffix (numpy input) or one OpenCV cannot encode
+            out = out.with_name(out.name + ".jpg")
+            ok, data = cv2.imencode(".jpg", result.plot())
+        data.tofile(str(out))  # tofile, unlike imwrite, handles non-ASCII paths everywhere
+        self.saved.append(out)
+
+    def _video_writer(self, result: Result) -> Any:
+        if self._video is not None and self._video[0] == result.path:
+            return self._video[1]
+        self._release_video()
+        source = Path(result.path)
+        path = self.run_dir / (source.stem + (source.suffix if source.suffix.lower() in VIDEO_CODECS else ".mp4"))
+        h, w = result.orig_shape  # the frames' own size: a writer silently drops frames of any other size
+        writer, out = open_video_writer(path, result.video.fps, (w, h))
+        self._video = (result.path, writer)
+        self.saved.append(out)
+        return writer
+
+    def _release_video(self) -> None:
+        if self._video is not None:
+            self._video[1].release()
+            self._video = None
+
+    def close(self) -> None:
+        self._release_video()
+        if self.save_json:
+            path = self.run_dir / "predictions.json"
+            path.write_text(json.dumps(self.predictions, indent=1))
+
+
+def predict(
+    weights: str | Path | nn.Module,
+    source: str | Path,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    classes: Sequence[int] | None = None,
+    max_det: int = 300,
+    half: bool = False,
+    vid_stride: int = 1,
+    save_txt: bool = False,
+    save_json: bool = False,
+    no_save: bool = False,
+    imgsz: int = 640,
+    batch: int = 1,
+    device: str | None = None,
+    project: str | Path = "runs/predict",
+    name: str = "exp",
+) -> Path:
+    """``yolorep predict``: detect, then write annotated images/videos, labels and predictions.json to a run folder.
+
+    The arguments are the command's flags (see ``yolorep predict --help`` and ``Detector``); ``weights`` may also be
+    a model, as for ``Detector``.
+
+    Returns:
+        The run folder (``project/name``, ``name2`` ... never overwritten).
+    """
+    from tqdm import tqdm
+
+    src = load_source(source, vid_stride)  # before loading the model: a typo in --source fails at once
+    detector = Detector(weights, device, imgsz, conf, iou, half, classes, max_det)
+    if batch < 1:
+        raise YolorepError(f"--batch {batch}: must be at least 1")
+    run_dir = increment_run_dir(project, name)
+    if vid_stride > 1 and src.has_video:
+        LOGGER.info(
+            "--vid-stride %d: output videos keep frames 0, %d, %d ... (ceil(n / %d) of n) at the source frame rate",
+            vid_stride, vid_stride, 2 * vid_stride, vid_stride,
+        )  # fmt: skip
+    start, count = time.perf_counter(), 0
+    writer = PredictionWriter(run_dir, save_media=not no_save, save_txt=save_txt, save_json=save_json)
+    with writer, tqdm(total=src.count_frames(), unit="frame", desc="predict") as bar:
+        with closing(detector.predict(src, stream=True, batch=batch)) as results:
+            for result in results:
+                writer.add(result)
+                count += 1
+                bar.update()
+    elapsed = time.perf_counter() - start
+    speed = detector.speed
+    LOGGER.info(
+        "Speed: %.1f ms preprocess, %.1f ms inference, %.1f ms NMS per image at shape %s; %.1f frames/s overall",
+        speed["preprocess"], speed["inference"], speed["nms"], detector.last_shape, count / max(elapsed, 1e-9),
+    )  # fmt: skip
+    LOGGER.info(
+        "%d image(s)/frame(s) predicted, %d unreadable skipped; results saved to %s", count, src.skipped, run_dir
+    )
+    return run_dir

@@ -1,0 +1,1 @@
+"""Training, validation, prediction, export and benchmarking; each module is imported by what uses it."""

@@ -1,0 +1,277 @@
+"""``yolorep benchmark``: the unfused and the fused model side by side: size, cost, latency and agreement.
+
+Both models see the same input; their timing rounds are interleaved so that background load falls on both alike.
+Every fast path (channels-last, fp16/bf16, ``torch.compile``, CUDA graphs) is applied to both models and checked
+against the fused model in exact fp32 before anything is timed; a path out of tolerance raises ``YolorepError``.
+``--train`` times training steps instead (``benchmark_train``), ``--sweep`` a grid of shapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json as jsonlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from yolorep.engine.benchmark_compare import compare
+from yolorep.engine.benchmark_paths import RunOptions
+from yolorep.engine.benchmark_report import (
+    environment,
+    format_sweep_table,
+    format_table,
+    plot_sweep,
+    write_sweep_csv,
+)
+from yolorep.engine.device import select_device
+from yolorep.errors import YolorepError
+from yolorep.nn.model import DetectionModel, build_model
+
+__all__ = ["benchmark", "randomize_for_check", "run_options", "sweep_grid", "sweep_shapes"]
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_MODEL = "yolorep-n.yaml"
+
+
+def benchmark(
+    model: str | None = None,
+    weights: str | None = None,
+    half: bool = False,
+    bf16: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    iters: int | None = None,
+    warmup: int | None = None,
+    json: str | None = None,
+    sweep: bool = False,
+    train: bool = False,
+    out: str = "runs/benchmark",
+    imgsz: int = 640,
+    batch: int = 1,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Measure the unfused and the fused model (or, with ``train``, training steps) and log a table.
+
+    Args:
+        model: model YAML (random weights; default ``yolorep-n.yaml``); exclusive with ``weights``.
+        weights: an unfused checkpoint (``last.pt``); the fused model is made from it.
+        half: fp16 (CUDA only): weights cast to fp16 or autocast, whichever is faster, chosen by a short probe.
+        bf16: bf16, chosen the same way (CPU or CUDA).
+        channels_last: NHWC memory format for weights and input.
+        compile: ``torch.compile`` (default mode) both models.
+        cuda_graph: replay a CUDA graph of each model's forward on a static input (CUDA only).
+        iters: timed calls per model (default: enough for a few seconds).
+        warmup: untimed calls per model first (default 3 on the CPU, 25 on a GPU).
+        json: also write the figures to this file.
+        sweep: a grid of batch sizes and image sizes around ``batch`` and ``imgsz``; CSV and plot into ``out``.
+        train: time forward + loss + backward + optimizer steps of the unfused model instead.
+        out: folder for the sweep's CSV and plot.
+        imgsz: square input size in pixels, a multiple of the model's largest stride.
+        batch: images per call.
+        device: ``cpu``, ``cuda``, ``0``, ... (default: first GPU if any).
+
+    Returns:
+        The figures written to ``json`` (see docs/BENCHMARKS.md for the keys).
+    """
+    dev = select_device(device)
+    flags = {"half": half, "bf16": bf16, "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph}
+    options = run_options(dev, train=train, sweep=sweep, **flags)
+    for name, value, least in (("imgsz", imgsz, 1), ("batch", batch, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
+        if value is not None and value < least:
+            raise YolorepError(f"--{name} {value}: must be at least {least}")
+    net, randomized = _load_unfused(model, weights, randomize=not train)
+    net.to(dev)
+    stride = int(net.stride.max())
+    if imgsz % stride:
+        raise YolorepError(
+            f"--imgsz {imgsz}: not a multiple of the model's largest stride {stride}; use {imgsz // stride * stride}"
+            f" or {(imgsz // stride + 1) * stride}"
+        )
+    meta = {
+        "model": _model_label(net),
+        "source": str(weights or model or DEFAULT_MODEL),
+        "nc": net.nc,
+        **environment(dev),
+        "imgsz": imgsz,
+        "batch": batch,
+        "flags": flags,
+        "bn_randomized": randomized,
+    }
+    # CUDA graphs, streams and events use the current device: make it the benchmarked one
+    with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+        result = _run(net, options, meta, stride, train=train, sweep=sweep, out=out, iters=iters, warmup=warmup)
+    if json:
+        path = Path(json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(jsonlib.dumps(result, indent=2) + "\n")
+        LOGGER.info("figures written to %s", path)
+    return result
+
+
+def _run(
+    net: DetectionModel,
+    options: RunOptions,
+    meta: dict[str, Any],
+    stride: int,
+    *,
+    train: bool,
+    sweep: bool,
+    out: str,
+    iters: int | None,
+    warmup: int | None,
+) -> dict[str, Any]:
+    """Run the chosen benchmark, log its table, and return ``meta`` with its figures."""
+    batch, imgsz = meta["batch"], meta["imgsz"]
+    if train:
+        from yolorep.engine.benchmark_train import benchmark_train, format_train_table
+
+        result = {**meta, **benchmark_train(net, options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)}
+        LOGGER.info("%s", format_train_table(result))
+    elif sweep:
+        batches, imgszs = sweep_grid(batch, imgsz, options.device, stride)
+        title = f"{meta['model']} | {meta['device']}"
+        swept = sweep_shapes(
+            net, _fused(net), options, batches, imgszs, out=out, iters=iters, warmup=warmup, title=title
+        )
+        result = {**meta, **swept}
+        LOGGER.info("%s", format_sweep_table(meta, swept["rows"]))
+        LOGGER.info("sweep written to %s and %s", swept["csv"], swept["plot"])
+    else:
+        result = {**meta, **compare(net, _fused(net), options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)}
+        LOGGER.info("%s", format_table(result))
+    return result
+
+
+def run_options(
+    device: torch.device,
+    *,
+    half: bool = False,
+    bf16: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
+    cuda_graph: bool = False,
+    train: bool = False,
+    sweep: bool = False,
+) -> RunOptions:
+    """Validate the flags for ``device`` and return the path they ask for (precision mode is chosen later)."""
+    if half and bf16:
+        raise YolorepError("--half and --bf16: choose one reduced precision")
+    if half and device.type != "cuda":
+        raise YolorepError(f"--half: fp16 needs a CUDA device, got --device {device}; on the CPU use --bf16")
+    if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise YolorepError(f"--bf16: {torch.cuda.get_device_name(device)} does not support bf16; use --half")
+    if cuda_graph and device.type != "cuda":
+        raise YolorepError(
+            f"--cuda-graph: CUDA graphs need a CUDA device, got --device {device}; drop the flag or use --device cuda"
+        )
+    if cuda_graph and train:
+        raise YolorepError("--cuda-graph: not available with --train; the training step is timed eagerly")
+    if sweep and train:
+        raise YolorepError("--sweep and --train: choose one; --sweep covers inference only")
+    dtype = torch.float16 if half else torch.bfloat16 if bf16 else torch.float32
+    return RunOptions(device, dtype, channels_last=channels_last, compile=compile, cuda_graph=cuda_graph)
+
+
+def randomize_for_check(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Make an untrained model's fuse check meaningful; speed is unaffected.
+
+    A fresh BatchNorm (mean 0, variance 1, weight 1, bias 0) is nearly the identity, which would hide most fuse
+    errors, so each gets random statistics and affine parameters. The class-prior bias (about -10) pins every
+    score near 0, where any error vanishes, so class-prediction biases are zeroed to put scores mid-range.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(n: int, low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator) * (high - low) + low
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(uniform(n, -1.0, 1.0))
+                m.running_var.copy_(uniform(n, 0.3, 3.0))
+                if m.weight is not None:
+                    m.weight.copy_(uniform(n, 0.4, 1.6))
+                    m.bias.copy_(uniform(n, -0.5, 0.5))
+        head = getattr(model, "head", None)
+        for level in getattr(head, "levels", ()):
+            level.cls_pred.bias.zero_()
+    return model
+
+
+def _load_unfused(model: str | None, weights: str | None, randomize: bool) -> tuple[DetectionModel, bool]:
+    """The unfused model in eval mode on the CPU, and whether its BatchNorms were randomized."""
+    if model and weights:
+        raise YolorepError("--model and --weights: give one; --model builds random weights, --weights loads them")
+    if weights:
+        from yolorep.engine.checkpoint import load_checkpoint
+
+        net = load_checkpoint(weights)
+        if net.is_fused:
+            raise YolorepError(
+                f"--weights {weights}: this checkpoint holds a fused model, and the benchmark compares unfused "
+                "against fused; pass the unfused checkpoint it came from (last.pt or best.pt) or --model"
+            )
+        return net.eval(), False
+    net = build_model(model or DEFAULT_MODEL).eval()
+    if randomize:
+        randomize_for_check(net)
+    return net, randomize
+
+
+def _fused(model: DetectionModel) -> DetectionModel:
+    return copy.deepcopy(model).fuse(verbose=False)
+
+
+def _model_label(model: DetectionModel) -> str:
+    return f"{model.spec.name}-{model.spec.scale}" if model.spec.scale else model.spec.name
+
+
+def sweep_grid(batch: int, imgsz: int, device: torch.device, stride: int) -> tuple[list[int], list[int]]:
+    """The sweep's batch sizes and image sizes, anchored at ``--batch`` and ``--imgsz``.
+
+    Batch ``b, 8b, 32b`` on a GPU and ``b, 2b, 4b`` on the CPU; image size ``imgsz / 2`` (rounded down to the
+    stride) and ``imgsz``. The defaults (1, 640) give batch 1, 8, 32 and 320, 640 px on a GPU.
+    """
+    factors = (1, 8, 32) if device.type == "cuda" else (1, 2, 4)
+    half = max(stride, imgsz // 2 // stride * stride)
+    return [batch * f for f in factors], sorted({half, imgsz})
+
+
+def sweep_shapes(
+    unfused: DetectionModel,
+    fused: DetectionModel,
+    options: RunOptions,
+    batches: list[int],
+    imgszs: list[int],
+    *,
+    out: str | Path,
+    iters: int | None = None,
+    warmup: int | None = None,
+    title: str = "",
+) -> dict[str, Any]:
+    """``compare`` at every (imgsz, batch); write ``sweep.csv`` and ``sweep.png`` into ``out``.
+
+    Returns:
+        ``{"rows": [one compare() result per point, with imgsz and batch], "csv": path, "plot": path}``.
+    """
+    rows = []
+    for imgsz in imgszs:
+        for batch in batches:
+            if options.compile:
+                # each shape compiles afresh; stale graphs would count against dynamo's recompile limit
+                torch.compiler.reset()
+            row = compare(unfused, fused, options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)
+            rows.append({"imgsz": imgsz, "batch": batch, **row})
+            LOGGER.info(
+                "imgsz %d batch %d: unfused %.2f ms, fused %.2f ms", imgsz, batch, row["unfused_ms"], row["fused_ms"]
+            )
+    out = Path(out)
+    csv_path = write_sweep_csv(rows, out / "sweep.csv")
+    plot_path = plot_sweep(rows, out / "sweep.png", f"{title} | {rows[0]['path']}")
+    return {"rows": rows, "csv": str(csv_path), "plot": str(plot_path)}

@@ -6,8 +6,40 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Short, stable schedules for tiny runs: no warm-up (so a few steps move the weights), no mosaic at 64 px.
+TINY_HYP = {"warmup_epochs": 0.0, "close_mosaic": 0, "mosaic": 0.0, "scale": 0.2, "translate": 0.05}
+
 
 @pytest.fixture(autouse=True)
-def _deterministic_small_threads():
+def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes_yaml(tmp_path_factory) -> Path:
+    """A dataset YAML for a tiny synthetic shapes set (12 train / 6 val images, ~96 px), generated once."""
+    folder = tmp_path_factory.mktemp("tiny_data")
+    path = folder / "shapes.yaml"
+    path.write_text(
+        "path: shapes\n"
+        "train: images/train\n"
+        "val: images/val\n"
+        "train_json: annotations/instances_train.json\n"
+        "val_json: annotations/instances_val.json\n"
+        "synthetic: {n_train: 12, n_val: 6, imgsz: 96, seed: 5, max_objects: 3}\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tiny_shapes_yaml, tmp_path_factory) -> Path:
+    """The run folder of yolorep-n trained for 2 epochs at 64 px on the tiny set."""
+    from yolorep.engine.train_setup import train
+
+    project = tmp_path_factory.mktemp("runs")
+    results = train(
+        model="yolorep-n.yaml", data=tiny_shapes_yaml, epochs=2, imgsz=64, batch=4, device="cpu", workers=0,
+        project=project, name="tiny", hyp=dict(TINY_HYP), optimizer="auto",
+    )  # fmt: skip
+    return Path(results["save_dir"])

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # subcommand -> (module, function); the engine is imported only for the command that runs
 COMMANDS = {
-    "train": ("yolorep.engine.trainer", "train"),
+    "train": ("yolorep.engine.train_setup", "train"),
     "val": ("yolorep.engine.validator", "val"),
     "predict": ("yolorep.engine.predictor", "predict"),
     "export": ("yolorep.engine.exporter", "export"),

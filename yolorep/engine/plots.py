@@ -233,3 +233,31 @@ def save_side_by_side(
     if not cv2.imwrite(str(path), np.concatenate([left, gap, right], axis=1)):
         raise OSError(f"{path}: cv2 could not write the image; use a .jpg or .png suffix in a writable folder")
     return path
+
+
+def plot_training_batch(
+    images: torch.Tensor, targets: torch.Tensor, names: Sequence[str], path: str | Path, max_images: int = 16
+) -> Path:
+    """Tile a training batch, boxes drawn, so users can check augmentation and labels by eye.
+
+    Args:
+        images: [B, 3, H, W] uint8 RGB, as the loader yields them.
+        targets: [M, 6] rows (batch_index, cls, x1, y1, x2, y2), pixels of ``images``.
+    """
+    import cv2
+
+    count = min(len(images), max_images)
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    height, width = images.shape[2:]
+    mosaic = np.full((rows * height, columns * width, 3), 114, dtype=np.uint8)
+    for i in range(count):
+        image = np.ascontiguousarray(images[i].permute(1, 2, 0).cpu().numpy()[:, :, ::-1])
+        rows_i = targets[targets[:, 0] == i]
+        drawn = draw_boxes(image, rows_i[:, 2:6], rows_i[:, 1].long(), names)
+        top, left = (i // columns) * height, (i % columns) * width
+        mosaic[top : top + height, left : left + width] = drawn
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), mosaic)
+    return path

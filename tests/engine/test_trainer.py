@@ -1,0 +1,117 @@
+import copy
+import csv
+import logging
+
+import pytest
+import torch
+from conftest import TINY_HYP
+
+import yolorep
+from yolorep.engine import trainer as trainer_module
+from yolorep.engine.train_setup import train
+
+
+def _rows(run):
+    with open(run / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_holds_weights_results_and_metrics(trained_tiny):
+    run = trained_tiny
+    for name in ["weights/last.pt", "weights/best.pt", "results.csv", "results.png", "train_batch0.jpg",
+                 "metrics.json", "predictions.json", "confusion_matrix.png", "pr_curve.png"]:  # fmt: skip
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    rows = _rows(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    raw = torch.load(run / "weights" / "last.pt", map_location="cpu", weights_only=True)
+    assert raw["epoch"] == 1 and not raw["fused"] and "optimizer" in raw["train_state"]
+    assert raw["eval_args"] == {"imgsz": 64, "conf": 0.001, "iou": 0.7, "max_det": 300}
+    assert "train_state" not in torch.load(run / "weights" / "best.pt", weights_only=True)
+    model = yolorep.load(run / "weights" / "best.pt")
+    assert model.names == ["circle", "rectangle", "triangle", "ellipse", "star", "cross"]
+
+
+def test_loss_falls(tiny_shapes_yaml, tmp_path):
+    hyp = dict(TINY_HYP, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, scale=0.0, translate=0.0)
+    results = train(
+        model="yolorep-n.yaml", data=tiny_shapes_yaml, epochs=5, imgsz=64, batch=4, device="cpu", workers=0,
+        project=tmp_path, name="fall", hyp=hyp, optimizer="auto", seed=1,
+    )  # fmt: skip
+    rows = _rows(tmp_path / "fall")
+
+    def total(r):
+        return float(r["train/box_loss"]) + float(r["train/cls_loss"]) + float(r["train/dfl_loss"])
+
+    assert total(rows[-1]) < 0.8 * total(rows[0])
+    assert 0.0 <= results["map50_95"] <= 1.0
+
+
+def test_resume_continues_exactly(tiny_shapes_yaml, tmp_path, monkeypatch):
+    kwargs = dict(
+        model="yolorep-n.yaml", data=tiny_shapes_yaml, epochs=3, imgsz=64, batch=4, device="cpu", workers=0,
+        project=tmp_path, hyp=dict(TINY_HYP, mosaic=0.5, close_mosaic=1), optimizer="auto",
+    )  # fmt: skip
+    train(name="full", **kwargs)
+
+    original = trainer_module.Trainer._train_one_epoch
+
+    def killed_in_third_epoch(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_one_epoch", killed_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(name="killed", **kwargs)
+    last = tmp_path / "killed" / "weights" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["epoch"] == 1  # epochs 0 and 1 finished before the kill
+    monkeypatch.setattr(trainer_module.Trainer, "_train_one_epoch", original)
+
+    captured = {}
+    load = trainer_module.Trainer.load_train_state
+
+    def spy(self, checkpoint):
+        load(self, checkpoint)
+        captured["optimizer"] = copy.deepcopy(self.optimizer.state_dict())
+        captured["start"] = self.state.epoch + 1
+
+    monkeypatch.setattr(trainer_module.Trainer, "load_train_state", spy)
+    train(resume=str(last), project=tmp_path)
+    assert captured["start"] == 2
+    opt_saved = saved["train_state"]["optimizer"]
+    assert captured["optimizer"]["param_groups"][0]["lr"] == opt_saved["param_groups"][0]["lr"]
+    for key, state in opt_saved["state"].items():
+        assert torch.equal(captured["optimizer"]["state"][key]["exp_avg"], state["exp_avg"])
+
+    assert [int(r["epoch"]) for r in _rows(tmp_path / "killed")] == [1, 2, 3]
+    full = torch.load(tmp_path / "full" / "weights" / "last.pt", weights_only=True)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == 2
+    for key, value in full["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_non_finite_loss_skips_the_step(tiny_shapes_yaml, tmp_path, monkeypatch, caplog):
+    calls = {"n": 0}
+    original = trainer_module.DetectionLoss.forward if hasattr(trainer_module, "DetectionLoss") else None
+    from yolorep.loss import DetectionLoss
+
+    original = DetectionLoss.forward
+
+    def sometimes_nan(self, preds, targets):
+        total, items = original(self, preds, targets)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            return total * float("nan"), items * float("nan")
+        return total, items
+
+    monkeypatch.setattr(DetectionLoss, "forward", sometimes_nan)
+    with caplog.at_level(logging.WARNING):
+        train(
+            model="yolorep-n.yaml", data=tiny_shapes_yaml, epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
+            project=tmp_path, name="nan", hyp=dict(TINY_HYP), optimizer="auto",
+        )  # fmt: skip
+    assert "non-finite loss" in caplog.text and "step skipped" in caplog.text
+    model = yolorep.load(tmp_path / "nan" / "weights" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())

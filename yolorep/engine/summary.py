@@ -1,0 +1,32 @@
+"""``yolorep info``: a model's layers, parameters and GFLOPs before and after fusing."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+__all__ = ["info"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+def info(model: str | Path, imgsz: int = 640) -> dict[str, Any]:
+    """Summarise a model YAML (random weights) or a checkpoint, unfused and fused."""
+    import yolorep
+
+    path = Path(model)
+    net = yolorep.load(path) if path.suffix == ".pt" else yolorep.build_model(path)
+    unfused = None if net.is_fused else net.info(imgsz, verbose=False)
+    fused_model = net if net.is_fused else copy.deepcopy(net).fuse(verbose=False)
+    fused = fused_model.info(imgsz, verbose=False)
+    LOGGER.info("%s at %d x %d:", path, imgsz, imgsz)
+    if unfused is not None:
+        LOGGER.info("  unfused: %s", _row(unfused))
+    LOGGER.info("  fused:   %s  (%s)", _row(fused), fused_model.fuse_report or "saved fused")
+    return {"unfused": unfused, "fused": fused}
+
+
+def _row(summary: dict[str, Any]) -> str:
+    return f"{summary['layers']:4d} modules, {summary['params']:>12,} parameters, {summary['gflops']:7.2f} GFLOPs"

@@ -1,0 +1,224 @@
+"""``train()``: read paths and flags, build the objects a ``Trainer`` takes, run it, re-validate ``best.pt``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from yolorep.config import PROJECT_ROOT
+from yolorep.datasets.config import load_data_spec
+from yolorep.datasets.dataset import DetectionDataset
+from yolorep.datasets.loader import build_dataloader
+from yolorep.engine import distributed
+from yolorep.engine.checkpoint import read_checkpoint
+from yolorep.engine.device import select_device
+from yolorep.engine.optim import build_optimizer, resolve_optimizer
+from yolorep.engine.run_dir import increment_run_dir
+from yolorep.engine.trainer import Trainer
+from yolorep.engine.validator import Validator, build_eval_loader, log_results
+from yolorep.errors import ConfigError, YolorepError
+from yolorep.loss import DetectionLoss
+from yolorep.nn.model import DetectionModel, build_model
+
+__all__ = ["build_trainer", "load_hyp", "train"]
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_HYP_PATH = PROJECT_ROOT / "cfg" / "default.yaml"
+
+
+def load_hyp(overrides: str | Path | dict | None = None) -> dict[str, Any]:
+    """cfg/default.yaml, updated with a hyperparameter YAML or dict; unknown keys are an error."""
+    hyp = yaml.safe_load(DEFAULT_HYP_PATH.read_text())
+    if overrides is None:
+        return hyp
+    where = str(overrides) if not isinstance(overrides, dict) else "hyp"
+    if not isinstance(overrides, dict):
+        path = Path(overrides)
+        if not path.is_file():
+            raise ConfigError(f"{path}: hyperparameter file not found")
+        overrides = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(overrides) - set(hyp))
+    if unknown:
+        raise ConfigError(f"{where}: unknown hyperparameters {unknown}; valid keys are those of {DEFAULT_HYP_PATH}")
+    hyp.update(overrides)
+    return hyp
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _find_resume_checkpoint(resume: bool | str, project: str | Path) -> Path:
+    if isinstance(resume, (str, Path)) and resume is not True:
+        return Path(resume)
+    candidates = sorted(Path(project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise YolorepError(f"{project}: no run with weights/last.pt to resume; pass --resume path/to/last.pt")
+    return candidates[-1]
+
+
+def _initial_model(model_cfg: str | dict, nc: int, names: list[str], weights: str | None) -> DetectionModel:
+    model = build_model(model_cfg, nc=nc)
+    model.names = list(names)
+    if weights:
+        source = read_checkpoint(weights)["state_dict"]
+        target = model.state_dict()
+        matched = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
+        model.load_state_dict(matched, strict=False)
+        LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
+    return model
+
+
+def train(
+    model: str | dict = "yolorep-n.yaml",
+    data: str | Path = "data/shapes.yaml",
+    epochs: int = 100,
+    imgsz: int = 640,
+    batch: int = 16,
+    device: str | None = None,
+    workers: int = 2,
+    project: str | Path = "runs/train",
+    name: str = "exp",
+    seed: int = 0,
+    optimizer: str = "auto",
+    hyp: str | Path | dict | None = None,
+    resume: bool | str = False,
+    weights: str | None = None,
+    sync_bn: bool = False,
+    cache: bool = False,
+    patience: int = 0,
+) -> dict[str, Any]:
+    """Train a detector; returns the final metrics of ``best.pt`` (fused, pycocotools) with ``save_dir`` added.
+
+    Under ``torchrun`` each process trains on its shard with DistributedDataParallel; ``batch`` is the total.
+    """
+    checkpoint = None
+    if resume:
+        last = _find_resume_checkpoint(resume, project)
+        checkpoint = read_checkpoint(last)
+        if "train_state" not in checkpoint:
+            raise YolorepError(f"{last}: has no training state to resume from; use weights/last.pt of a run")
+        args = dict(checkpoint["train_args"])
+        args.update(device=device if device is not None else args.get("device"), workers=workers)
+        if int(checkpoint["epoch"]) + 1 >= int(args["epochs"]):
+            LOGGER.info("%s: training already finished (%d epochs)", last, args["epochs"])
+            return dict(checkpoint.get("metrics", {}), save_dir=str(last.parent.parent))
+        save_dir = last.parent.parent
+    else:
+        args = {
+            "model": model,
+            "data": str(data),
+            "epochs": epochs,
+            "imgsz": imgsz,
+            "batch": batch,
+            "device": device,
+            "workers": workers,
+            "project": str(project),
+            "name": name,
+            "seed": seed,
+            "optimizer": optimizer,
+            "hyp": load_hyp(hyp),
+            "weights": weights,
+            "sync_bn": sync_bn,
+            "cache": cache,
+            "patience": patience,
+        }
+        save_dir = None
+    return _run(args, save_dir, checkpoint)
+
+
+def _run(args: dict[str, Any], save_dir: Path | None, checkpoint: dict | None) -> dict[str, Any]:
+    dev = select_device(args["device"])
+    is_distributed = distributed.setup(dev)
+    try:
+        return _train(args, save_dir, checkpoint, dev, is_distributed)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args: dict, save_dir: Path | None, checkpoint: dict | None, dev: torch.device, is_distributed: bool) -> dict:
+    trainer = build_trainer(args, save_dir, checkpoint, dev, is_distributed)
+    trainer.fit()
+    if not distributed.is_main_process():
+        return {}
+    return _final_validation(trainer.save_dir, trainer.validator, dev)
+
+
+def build_trainer(
+    args: dict[str, Any], save_dir: Path | None, checkpoint: dict | None, dev: torch.device, is_distributed: bool
+) -> Trainer:
+    """Build model, data, loss, optimizer and validator from ``args`` (the plain options ``train()`` stores) and
+    return a ready ``Trainer``, restored from ``checkpoint`` when resuming. Call after ``distributed.setup``."""
+    main = distributed.is_main_process()
+    hyp, world = args["hyp"], distributed.world_size()
+    _seed_everything(args["seed"])
+    spec = load_data_spec(args["data"]) if main else None
+    spec = distributed.broadcast_object(spec) if is_distributed else spec
+    if save_dir is None and main:
+        save_dir = increment_run_dir(args["project"], args["name"])
+    save_dir = Path(distributed.broadcast_object(str(save_dir)))
+    model_cfg = checkpoint["model_cfg"] if checkpoint else args["model"]
+    model = _initial_model(model_cfg, len(spec.names), list(spec.names), None if checkpoint else args["weights"])
+    model = model.to(dev)
+    if main:
+        model.info(imgsz=args["imgsz"])
+    stride = int(model.stride.max())
+    imgsz = math.ceil(args["imgsz"] / stride) * stride
+    batch = max(args["batch"] // world, 1)
+    dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, cache_images=args["cache"])
+    loader = build_dataloader(dataset, batch, True, args["workers"], args["seed"], distributed=is_distributed)
+    accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
+    steps = math.ceil(len(dataset) / max(batch * world, hyp["nbs"])) * args["epochs"]
+    opt_name, lr0 = resolve_optimizer(args["optimizer"], len(spec.names), steps, hyp["lr0"])
+    weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
+    optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
+    if main:
+        LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
+    loss_fn = DetectionLoss(model, hyp)
+    if is_distributed:
+        if args["sync_bn"]:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    validator = None
+    if main:
+        val_set, val_loader = build_eval_loader(spec, "val", imgsz, batch * 2, stride, args["workers"])
+        # Per-epoch checks use the internal estimate (it mirrors COCOeval); best.pt is re-scored by pycocotools.
+        validator = Validator(
+            val_set, val_loader, hyp["val_conf"], hyp["val_iou"], int(hyp["max_det"]), coco_eval=False
+        )
+        LOGGER.info("train: %s; val: %s", dataset.stats, val_set.stats)
+    trainer = Trainer(
+        model, loss_fn, optimizer, loader, validator, hyp=hyp, epochs=args["epochs"], save_dir=save_dir,
+        device=dev, seed=args["seed"], patience=args["patience"], train_args=args,
+    )  # fmt: skip
+    if checkpoint is not None:
+        trainer.load_train_state(checkpoint)
+        LOGGER.info("resuming %s from epoch %d", save_dir, trainer.state.epoch + 2)
+    return trainer
+
+
+def _final_validation(save_dir: Path, validator: Validator, dev: torch.device) -> dict[str, Any]:
+    """Re-validate best.pt exactly as ``yolorep val`` does: load it from disk, fuse, evaluate, write the run files."""
+    import yolorep
+
+    best = save_dir / "weights" / "best.pt"
+    model = yolorep.load(best).fuse(verbose=False).to(dev)
+    LOGGER.info("validating %s (fused: %s)", best, model.fuse_report)
+    validator.save_dir, validator.coco_eval = save_dir, True
+    results = validator(model, dev)
+    results["fused"] = model.is_fused
+    (save_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    log_results(validator, results)
+    LOGGER.info("results saved to %s", save_dir)
+    return dict(results, save_dir=str(save_dir))

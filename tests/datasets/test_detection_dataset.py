@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from yolorep.datasets.config import load_data_spec
-from yolorep.datasets.dataset import DetectionDataset, load_records
+from yolorep.datasets.dataset import DetectionDataset
+from yolorep.datasets.records import load_records
 from yolorep.errors import DatasetError
 
 GOOD_ROWS = "0 0.5 0.5 0.5 0.25\n1 0.9 0.9 0.4 0.4\n"  # the second box is cut by the border and clipped

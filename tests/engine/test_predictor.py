@@ -12,7 +12,7 @@ from test_sources import write_video
 
 import yolorep
 from yolorep.cli import main
-from yolorep.engine import predictor
+from yolorep.engine import prediction_writer
 from yolorep.engine.predictor import Detector, Result, predict
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import YolorepError
@@ -196,7 +196,7 @@ def test_bad_options(fused, kwargs, match):
 
 
 def test_codec_fallback(fused, tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(predictor.VIDEO_CODECS, ".mp4", (("XXXX", ".mp4"), ("MJPG", ".avi")))
+    monkeypatch.setitem(prediction_writer.VIDEO_CODECS, ".mp4", (("XXXX", ".mp4"), ("MJPG", ".avi")))
     video = write_video(tmp_path / "clip.mp4", frames=4)
     run = predict(fused, video, imgsz=IMGSZ, device="cpu", project=tmp_path / "runs")
     assert [p.name for p in run.iterdir()] == ["clip.avi"] and read_video(run / "clip.avi")[0] == 4

@@ -1,0 +1,122 @@
+"""Writing prediction results: annotated images and videos, YOLO label files and ``predictions.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from yolorep.errors import YolorepError
+
+if TYPE_CHECKING:  # predictor imports this module to write its results; a runtime import would be circular
+    from yolorep.engine.predictor import Result
+
+__all__ = ["VIDEO_CODECS", "PredictionWriter", "open_video_writer"]
+
+LOGGER = logging.getLogger(__name__)
+
+# Output codecs tried in order for a source video's suffix, as (fourcc, output suffix). OpenCV wheels often lack
+# an H.264 encoder (avc1), and MJPG in .avi is available wherever OpenCV can write video at all.
+VIDEO_CODECS: dict[str, tuple[tuple[str, str], ...]] = {
+    ".mp4": (("mp4v", ".mp4"), ("avc1", ".mp4"), ("MJPG", ".avi")),
+    ".avi": (("MJPG", ".avi"), ("XVID", ".avi"), ("mp4v", ".mp4")),
+    ".mkv": (("mp4v", ".mkv"), ("XVID", ".mkv"), ("MJPG", ".avi")),
+}
+
+
+def open_video_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> tuple[Any, Path]:
+    """Open a cv2.VideoWriter for ``path``, falling back to other codecs (and logging it) when one is missing.
+
+    Returns:
+        The opened writer and the file it writes (the suffix changes when falling back to MJPG/.avi).
+    """
+    import cv2
+
+    codecs = VIDEO_CODECS.get(path.suffix.lower(), VIDEO_CODECS[".mp4"])
+    for i, (fourcc, suffix) in enumerate(codecs):
+        out = path.with_suffix(suffix)
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
+        if writer.isOpened():
+            if i:
+                missing = ", ".join(c for c, _ in codecs[:i])
+                LOGGER.warning("%s: codec %s not available; writing %s with %s", path, missing, out, fourcc)
+            return writer, out
+        writer.release()
+        out.unlink(missing_ok=True)
+    tried = ", ".join(f"{c} ({s})" for c, s in codecs)
+    raise YolorepError(f"{path}: OpenCV cannot write video with {tried}; use an OpenCV build with FFmpeg or --no-save")
+
+
+class PredictionWriter:
+    """Writes annotated images and videos, ``labels/*.txt`` and ``predictions.json`` for a run.
+
+    Use it as a context manager: the open video writer is released and predictions.json written however the run
+    ends (error, Ctrl-C), so a partial video still plays.
+    """
+
+    def __init__(self, run_dir: Path, save_media: bool = True, save_txt: bool = False, save_json: bool = False):
+        self.run_dir, self.save_media, self.save_txt, self.save_json = run_dir, save_media, save_txt, save_json
+        self.predictions: list[dict[str, Any]] = []
+        self.saved: list[Path] = []  # annotated images and videos written
+        self._video: tuple[str, Any] | None = None  # (source path, cv2.VideoWriter) of the video being written
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, result: Result) -> None:
+        if self.save_media:
+            if result.video is None:
+                self._write_image(result)
+            else:
+                self._video_writer(result).write(result.plot())
+        if self.save_txt:
+            stem = Path(result.path).stem + ("" if result.frame is None else f"_{result.frame}")
+            labels = self.run_dir / "labels" / f"{stem}.txt"
+            labels.parent.mkdir(exist_ok=True)
+            lines = result.to_txt_lines()
+            labels.write_text("".join(f"{line}\n" for line in lines))
+        if self.save_json:
+            self.predictions.extend(result.to_json())
+
+    def _write_image(self, result: Result) -> None:
+        import cv2
+
+        out = self.run_dir / Path(result.path).name
+        ok, data = False, None
+        if out.suffix:
+            try:
+                ok, data = cv2.imencode(out.suffix, result.plot())
+            except cv2.error:
+                ok = False
+        if not ok:  # no suffix (numpy input) or one OpenCV cannot encode
+            out = out.with_name(out.name + ".jpg")
+            ok, data = cv2.imencode(".jpg", result.plot())
+        data.tofile(str(out))  # tofile, unlike imwrite, handles non-ASCII paths everywhere
+        self.saved.append(out)
+
+    def _video_writer(self, result: Result) -> Any:
+        if self._video is not None and self._video[0] == result.path:
+            return self._video[1]
+        self._release_video()
+        source = Path(result.path)
+        path = self.run_dir / (source.stem + (source.suffix if source.suffix.lower() in VIDEO_CODECS else ".mp4"))
+        h, w = result.orig_shape  # the frames' own size: a writer silently drops frames of any other size
+        writer, out = open_video_writer(path, result.video.fps, (w, h))
+        self._video = (result.path, writer)
+        self.saved.append(out)
+        return writer
+
+    def _release_video(self) -> None:
+        if self._video is not None:
+            self._video[1].release()
+            self._video = None
+
+    def close(self) -> None:
+        self._release_video()
+        if self.save_json:
+            path = self.run_dir / "predictions.json"
+            path.write_text(json.dumps(self.predictions, indent=1))

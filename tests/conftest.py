@@ -6,8 +6,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-# Short, stable schedules for tiny runs: no warm-up (so a few steps move the weights), no mosaic at 64 px.
-TINY_HYP = {"warmup_epochs": 0.0, "close_mosaic": 0, "mosaic": 0.0, "scale": 0.2, "translate": 0.05}
+from helpers import TINY_HYP  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+# Short, stable schedules for tiny runs: no warm-up (so a few steps move the weights), no mosaic at 64 px.
+TINY_HYP = {"warmup_epochs": 0.0, "close_mosaic": 0, "mosaic": 0.0, "scale": 0.2, "translate": 0.05}
+
 
 def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BatchNorm non-trivial statistics and affine parameters (a fresh BN is nearly the identity and

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--hyp", default=None, help="hyperparameter YAML overriding cfg/default.yaml")
     p.add_argument("--optimizer", choices=["auto", "SGD", "AdamW"], default="auto")
-    p.add_argument("--workers", type=int, default=2, help="dataloader worker processes")
+    p.add_argument("--workers", type=int, default=None, help="dataloader worker processes (default 2)")
     p.add_argument("--resume", nargs="?", const=True, default=False, help="resume a run: its last.pt, or the newest")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes")

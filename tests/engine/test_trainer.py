@@ -4,7 +4,7 @@ import logging
 
 import pytest
 import torch
-from conftest import TINY_HYP
+from helpers import TINY_HYP
 
 import yolorep
 from yolorep.engine import trainer as trainer_module

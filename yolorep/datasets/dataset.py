@@ -50,8 +50,8 @@ class DetectionDataset(Dataset):
 
     Without ``augment`` images are letterboxed to ``imgsz x imgsz``, or with ``rect`` to one shape per batch of
     ``batch_size`` consecutive indices (records are then sorted by aspect ratio; do not shuffle). With ``augment``
-    the output is always ``imgsz x imgsz``; set ``mosaic_enabled = False`` (and rebuild the loader, whose workers
-    hold copies) to train the last epochs without mosaic.
+    the output is always ``imgsz x imgsz``; set ``mosaic_enabled = False`` before an epoch's loader iterator
+    starts (workers copy the dataset when they start) to train the last epochs without mosaic.
 
     Attributes:
         records: the :class:`~yolorep.datasets.records.ImageRecord` of each index (sorted by aspect ratio with

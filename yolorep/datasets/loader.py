@@ -62,8 +62,10 @@ def build_dataloader(
 
     Augmentation randomness is reproducible for a given ``seed``, rank and ``workers``: the loader's generator is
     seeded with ``seed + rank`` and each worker seeds ``random``/``np.random`` from it. With ``workers=0`` the
-    main process's global random state is used, so seed it yourself. With ``distributed`` a
-    :class:`DistributedSampler` shards the data; call ``loader.sampler.set_epoch(epoch)`` every epoch.
+    main process's global random state is used, so seed it yourself. Workers are started anew for every epoch
+    (not persistent), so re-seeding ``loader.generator`` before an epoch fixes that epoch's data order and
+    augmentation whatever ran before: a resumed run sees the same batches as an uninterrupted one. With
+    ``distributed`` a :class:`DistributedSampler` shards the data; call ``loader.sampler.set_epoch(epoch)`` every epoch.
 
     Args:
         dataset: usually a :class:`~yolorep.datasets.dataset.DetectionDataset`.
@@ -97,5 +99,4 @@ def build_dataloader(
         collate_fn=collate,
         worker_init_fn=seed_worker,
         generator=generator,
-        persistent_workers=workers > 0,
     )

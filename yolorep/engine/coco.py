@@ -111,7 +111,9 @@ def predictions_to_coco(
         category_ids: COCO category id of each contiguous class.
 
     Returns:
-        ``{"image_id", "category_id", "bbox": [x, y, w, h] (3 decimals), "score" (5 decimals)}`` per detection.
+        ``{"image_id", "category_id", "bbox": [x, y, w, h] (3 decimals), "score"}`` per detection. Scores keep 9
+        significant digits (a float32 round-trips): rounding them coarser creates ties that COCOeval breaks
+        differently from the model's own ranking, which changes AP for low-confidence detections.
     """
     if isinstance(scores, torch.Tensor):
         scores = scores.detach().cpu().numpy()
@@ -121,7 +123,7 @@ def predictions_to_coco(
             "image_id": image_id,
             "category_id": int(category_ids[c]),
             "bbox": [round(v, 3) for v in box],
-            "score": round(s, 5),
+            "score": float(f"{s:.9g}"),
         }
         for box, s, c in zip(_ltwh_rows(boxes_xyxy).tolist(), score_list, _ints(classes))
     ]

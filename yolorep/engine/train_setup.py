@@ -87,7 +87,7 @@ def train(
     imgsz: int = 640,
     batch: int = 16,
     device: str | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     project: str | Path = "runs/train",
     name: str = "exp",
     seed: int = 0,
@@ -110,7 +110,8 @@ def train(
         if "train_state" not in checkpoint:
             raise YolorepError(f"{last}: has no training state to resume from; use weights/last.pt of a run")
         args = dict(checkpoint["train_args"])
-        args.update(device=device if device is not None else args.get("device"), workers=workers)
+        # a resumed run keeps its own settings; only where it runs (device, loader processes) may change
+        args.update({k: v for k, v in (("device", device), ("workers", workers)) if v is not None})
         if int(checkpoint["epoch"]) + 1 >= int(args["epochs"]):
             LOGGER.info("%s: training already finished (%d epochs)", last, args["epochs"])
             return dict(checkpoint.get("metrics", {}), save_dir=str(last.parent.parent))
@@ -123,7 +124,7 @@ def train(
             "imgsz": imgsz,
             "batch": batch,
             "device": device,
-            "workers": workers,
+            "workers": 2 if workers is None else workers,
             "project": str(project),
             "name": name,
             "seed": seed,
@@ -187,8 +188,10 @@ def build_trainer(
         LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
     loss_fn = DetectionLoss(model, hyp)
     if is_distributed:
-        if args["sync_bn"]:
+        if args["sync_bn"] and dev.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif args["sync_bn"]:
+            LOGGER.warning("--sync-bn: SyncBatchNorm needs CUDA; training on %s with per-process BatchNorm", dev)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     validator = None
     if main:

@@ -33,7 +33,7 @@ N_PLOTTED_BATCHES = 3
 
 
 def fitness(metrics: dict[str, Any]) -> float:
-    """What "best" means: pycocotools mAP50-95, with a little mAP50 to break ties early in training."""
+    """What "best" means: mAP50-95, with a little mAP50 to break ties early in training."""
     return 0.9 * metrics["map50_95"] + 0.1 * metrics["map50"]
 
 
@@ -240,11 +240,12 @@ class Trainer:
         self._write_results()
         self._save(epoch, metrics, best=improved)
         LOGGER.info(
-            "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (pycocotools, fused EMA model), %.1f img/s, %.1fs",
+            "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (%s, fused EMA model), %.1f img/s, %.1fs",
             epoch + 1,
             self.epochs,
             metrics["map50_95"],
             metrics["map50"],
+            metrics.get("source", "no validation"),
             row["train_images_per_s"],
             train_time,
         )

@@ -21,7 +21,7 @@ __all__ = ["demo", "write_demo_video"]
 LOGGER = logging.getLogger(__name__)
 SHAPES_YAML = PROJECT_ROOT / "data" / "shapes.yaml"
 # Sized for 2 CPU cores and 10 minutes in all; a GPU affords a longer, sharper schedule.
-CPU_DEFAULTS = {"epochs": 13, "imgsz": 256, "batch": 8}
+CPU_DEFAULTS = {"epochs": 12, "imgsz": 256, "batch": 8}
 GPU_DEFAULTS = {"epochs": 40, "imgsz": 320, "batch": 32}
 # Tuned on the shapes set for a short schedule: small batches without accumulation (more steps), AdamW at 3e-3,
 # half the batches as mosaics, and the last 4 epochs without them.

@@ -215,7 +215,7 @@ class Trainer:
         if self.bad_steps >= MAX_BAD_STEPS:
             raise YolorepError(
                 f"{self.save_dir}: {MAX_BAD_STEPS} consecutive non-finite losses; training stopped with the last good "
-                "weights in weights/last.pt; lower lr0, check the labels, or train without --device half precision"
+                "weights in weights/last.pt; lower lr0, check the labels, or set amp: false in --hyp"
             )
 
     def _progress(self, epoch: int, n_batches: int):

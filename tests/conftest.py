@@ -9,6 +9,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import TINY_HYP  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny forward passes: when other processes keep the cores busy, OpenMP
+    threads wait on each other and a two-thread forward pass can run 100x slower than a one-thread one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

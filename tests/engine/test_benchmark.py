@@ -41,14 +41,7 @@ JSON_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: when other processes keep the cores busy, OpenMP threads wait on each other and a
-    two-thread forward pass can run 100x slower than a one-thread one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

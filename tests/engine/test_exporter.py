@@ -19,13 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 IMGSZ = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny inputs: extra threads only add contention on a shared CI machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

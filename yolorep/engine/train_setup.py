@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -220,8 +219,6 @@ def _final_validation(save_dir: Path, validator: Validator, dev: torch.device) -
     LOGGER.info("validating %s (fused: %s)", best, model.fuse_report)
     validator.save_dir, validator.coco_eval = save_dir, True
     results = validator(model, dev)
-    results["fused"] = model.is_fused
-    (save_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)
     return dict(results, save_dir=str(save_dir))

@@ -109,6 +109,7 @@ class Validator:
                     self._plot_image(record, (gt_boxes, gt_classes), (boxes, classes, scores), plotted)
                     plotted += 1
         results = self._summarise(metrics, predictions, evaluated, times)
+        results["fused"] = bool(getattr(model, "is_fused", False))
         if self.save_dir is not None:
             self._save(results, metrics, confusion, predictions)
         return results
@@ -247,8 +248,6 @@ def val(
         dataset, loader, settings["conf"], settings["iou"], settings["max_det"], agnostic_nms, half, save_dir
     )
     results = validator(model, dev, progress=True)
-    results["fused"] = model.is_fused
-    (save_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)
     return results

@@ -19,6 +19,7 @@ import torch
 
 import yolorep
 from yolorep.engine.predictor import Detector
+from yolorep.nn import DecodedModel
 
 
 def write_video(path: Path, frames: int, size: tuple[int, int] = (640, 480), fps: float = 30.0) -> Path:
@@ -52,8 +53,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     video = write_video(out / "fps_video.mp4", args.frames)
     torch.manual_seed(0)
-    unfused = yolorep.build_model(args.model).eval()
-    detector = Detector(copy.deepcopy(unfused), device="cpu", imgsz=args.imgsz, conf=0.25)
+    unfused = DecodedModel(yolorep.build_model(args.model).eval())
+    detector = Detector(copy.deepcopy(unfused.model), device="cpu", imgsz=args.imgsz, conf=0.25)
     fused_model = detector.model
     results = {"fused": [], "unfused": []}
     for _ in range(args.rounds):  # interleaved, so background load falls on both alike

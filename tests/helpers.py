@@ -10,27 +10,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 TINY_HYP = {"warmup_epochs": 0.0, "close_mosaic": 0, "mosaic": 0.0, "scale": 0.2, "translate": 0.05}
 
 
-def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm non-trivial statistics and affine parameters (a fresh BN is nearly the identity and
-    hides fuse bugs)."""
-    generator = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, _BatchNorm):
-            n = m.num_features
-
-            def uniform(low: float, high: float, n: int = n) -> torch.Tensor:
-                return torch.rand(n, generator=generator) * (high - low) + low
-
-            m.running_mean.copy_(uniform(-1.0, 1.0))
-            m.running_var.copy_(uniform(0.3, 3.0))
-            if m.weight is not None:
-                m.weight.data.copy_(uniform(0.4, 1.6))
-                m.bias.data.copy_(uniform(-0.5, 0.5))
-    return module
+def flat(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """A model output (one tensor, or the head's per-level maps) as one float64 vector."""
+    tensors = output if isinstance(output, (list, tuple)) else [output]
+    return torch.cat([t.detach().double().flatten() for t in tensors])
 
 
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-12))
+def relative_error(a: torch.Tensor | list[torch.Tensor], b: torch.Tensor | list[torch.Tensor]) -> float:
+    """||a - b|| / ||b|| over every value; a and b are tensors or lists of tensors of matching shapes."""
+    a, b = flat(a), flat(b)
+    assert a.shape == b.shape, f"outputs differ in size: {a.shape} vs {b.shape}"
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
 
 
 def has_batchnorm(module: nn.Module) -> bool:

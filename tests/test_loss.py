@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import yolorep
+from yolorep.hyp import load_hyp
 from yolorep.loss import DetectionLoss, TaskAlignedAssigner
 
 
@@ -15,30 +16,30 @@ def model():
 
 def test_loss_falls_when_fitting_a_batch(model):
     model = copy.deepcopy(model).train()
-    loss_fn = DetectionLoss(model)
+    loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, load_hyp())
     images = torch.rand(2, 3, 96, 96)
     targets = torch.tensor([[0, 1, 10, 12, 60, 50], [0, 2, 50, 40, 90, 94], [1, 0, 5, 30, 40, 90]])
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(12):
-        total, items = loss_fn(model(images), targets)
+        total, items = loss_fn(model(images), model.stride, targets)
         assert items.shape == (3,) and torch.isfinite(total)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        losses.append(float(total))
+        losses.append(float(total.detach()))
     assert losses[-1] < 0.6 * losses[0]
 
 
 def test_images_without_objects(model):
     model = copy.deepcopy(model).train()
-    loss_fn = DetectionLoss(model)
+    loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, load_hyp())
     preds = model(torch.rand(2, 3, 64, 64))
-    total, items = loss_fn(preds, torch.zeros(0, 6))
+    total, items = loss_fn(preds, model.stride, torch.zeros(0, 6))
     assert items[0] == 0 and items[2] == 0 and items[1] > 0
     total.backward()
     # one image with objects, one without: the empty image still gets a class loss gradient
-    total, items = loss_fn(model(torch.rand(2, 3, 64, 64)), torch.tensor([[1.0, 0, 8, 8, 40, 40]]))
+    total, items = loss_fn(model(torch.rand(2, 3, 64, 64)), model.stride, torch.tensor([[1.0, 0, 8, 8, 40, 40]]))
     assert (items > 0).all()
 
 
@@ -65,3 +66,13 @@ def test_assigner_picks_anchors_inside_the_box_and_resolves_conflicts():
     # anchor (12, 12) lies in both boxes; its predicted box overlaps the first more, so the first box keeps it
     assert fg[0][5] and torch.equal(target_boxes[0][5], gt_boxes[0, 0])
     assert (target_scores[0][fg[0]].argmax(-1) == (target_boxes[0][fg[0]] == gt_boxes[0, 1]).all(-1).long()).all()
+
+
+def test_gains_weight_the_terms():
+    torch.manual_seed(0)
+    maps = [torch.randn(2, 4 * 16 + 3, s, s) for s in (8, 4, 2)]
+    strides, targets = torch.tensor([8.0, 16.0, 32.0]), torch.tensor([[0, 1, 10, 12, 40, 50.0], [1, 2, 3, 4, 30, 60]])
+    base = DetectionLoss(3, 16, box=1.0, cls=1.0, dfl=1.0, topk=10)(maps, strides, targets)[1]
+    scaled = DetectionLoss(3, 16, box=7.5, cls=0.5, dfl=1.5, topk=10)(maps, strides, targets)[1]
+    torch.testing.assert_close(scaled, base * torch.tensor([7.5, 0.5, 1.5]))
+    assert DetectionLoss.from_hyp(3, 16, load_hyp()).gains == {"box": 7.5, "cls": 0.5, "dfl": 1.5}

@@ -4,9 +4,10 @@ import re
 from pathlib import Path
 
 import torch
-from helpers import randomize_batchnorm, relative_error
+from helpers import relative_error
 
 import yolorep
+from yolorep.nn import randomize_batchnorm
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
@@ -30,3 +31,10 @@ def test_quick_start_test_command_is_what_ci_runs():
     assert len(commands) == 2 and commands[0].endswith("yolorep demo")
     test_command = commands[1].split("&&")[-1].strip()
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_fuse_example_runs(tmp_path, monkeypatch):
+    block = re.search(r"```python\n(import torch, yolorep\n.*?)```", README, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # it saves s_fused.pt in the working directory
+    exec(compile(block.replace("640, 640", "128, 128"), "README.md", "exec"), {})
+    assert (tmp_path / "s_fused.pt").is_file()

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from yolorep.version import __version__
+
 __all__ = ["__version__", "build_model", "load", "save"]
 
 if TYPE_CHECKING:
@@ -16,11 +17,11 @@ if TYPE_CHECKING:
     from yolorep.nn.model import DetectionModel
 
 
-def build_model(cfg: str | Path | dict, nc: int | None = None) -> DetectionModel:
+def build_model(cfg: str | Path | dict, nc: int | None = None, scale: str | None = None) -> DetectionModel:
     """Build a detector from a model YAML path, a scale-suffixed name (``yolorep-s.yaml``) or a dict."""
     from yolorep.nn.model import build_model as _build
 
-    return _build(cfg, nc=nc)
+    return _build(cfg, nc=nc, scale=scale)
 
 
 def save(model: DetectionModel, path: str | Path, **meta: Any) -> Path:

@@ -11,8 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from yolorep import __version__
 from yolorep.errors import YolorepError
+from yolorep.version import __version__
 
 LOGGER = logging.getLogger("yolorep")
 
@@ -127,8 +127,8 @@ COMMANDS = {
     "val": ("yolorep.engine.validator", "val"),
     "predict": ("yolorep.engine.predictor", "predict"),
     "export": ("yolorep.engine.exporter", "export"),
-    "benchmark": ("yolorep.engine.benchmark", "benchmark"),
-    "demo": ("yolorep.engine.demo", "demo"),
+    "benchmark": ("yolorep.benchmark", "benchmark"),
+    "demo": ("yolorep.demo", "demo"),
     "info": ("yolorep.engine.summary", "info"),
 }
 

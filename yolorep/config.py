@@ -25,22 +25,23 @@ from typing import Any, Union
 
 import yaml
 
+from yolorep.assets import MODELS_DIR
 from yolorep.errors import ConfigError
 
-__all__ = ["LayerSpec", "ModelSpec", "load_model_spec", "resolve_model_path"]
+__all__ = ["LayerInputs", "LayerSpec", "ModelSpec", "load_model_spec", "resolve_model_path"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIRS = (PROJECT_ROOT / "cfg" / "models",)
-Source = Union[int, tuple[int, ...]]
+MODEL_DIRS = (MODELS_DIR,)
+# The YAML `from` column resolved to absolute layer indices: one index, or several for multi-input layers.
+LayerInputs = Union[int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One row of a model YAML. ``source`` holds absolute layer indices (-1 is the input image)."""
+    """One row of a model YAML. ``inputs`` holds absolute layer indices (-1 is the input image)."""
 
     index: int
     where: str  # "file:line: head[3]" for error messages
-    source: Source
+    inputs: LayerInputs
     repeats: int
     module: str
     args: tuple[Any, ...] = ()
@@ -49,7 +50,11 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A validated model description at one scale. ``cfg`` is the plain dict a checkpoint stores."""
+    """A validated model description at one scale.
+
+    ``cfg`` is the YAML mapping as written (with ``nc`` applied): the plain dict a checkpoint stores beside
+    ``name`` and ``scale``, from which the same model is built again.
+    """
 
     name: str
     nc: int
@@ -78,11 +83,20 @@ def resolve_model_path(path: str | Path) -> tuple[Path, str | None]:
     raise ConfigError(f"{path}: model YAML not found; give a path to a model YAML or one of: {shipped}")
 
 
-def load_model_spec(cfg: str | Path | dict, nc: int | None = None, scale: str | None = None) -> ModelSpec:
-    """Parse and validate a model description from a YAML path or an already-loaded dict."""
+def load_model_spec(
+    cfg: str | Path | dict, nc: int | None = None, scale: str | None = None, name: str | None = None
+) -> ModelSpec:
+    """Parse and validate a model description from a YAML path or an already-loaded dict.
+
+    Args:
+        cfg: a model YAML path, or its mapping (as a checkpoint stores it).
+        nc: class count, replacing the file's ``nc``.
+        scale: which row of ``scales`` to use. For a path, ``yolorep-s.yaml`` selects ``s`` of ``yolorep.yaml``
+            when no ``scale`` is given; otherwise the first scale is used.
+        name: the model's name (default: the file's stem, ``"model"`` for a mapping).
+    """
     if isinstance(cfg, dict):
-        raw, name, lines = copy.deepcopy(cfg), cfg.get("yaml_file", "<dict>"), {}
-        scale = scale or cfg.get("scale")
+        raw, where, lines = copy.deepcopy(cfg), f"{name or 'model'} (config mapping)", {}
     else:
         path, path_scale = resolve_model_path(cfg)
         text = path.read_text()
@@ -90,14 +104,13 @@ def load_model_spec(cfg: str | Path | dict, nc: int | None = None, scale: str | 
             raw = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        name, lines = str(path), _row_lines(text)
+        where, lines, name = str(path), _row_lines(text), name or path.stem
         scale = scale or path_scale
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping with nc, backbone and head; got {type(raw).__name__}")
-        raw["yaml_file"] = path.name
     if nc is not None:
         raw["nc"] = nc
-    return _validate(raw, name, lines, scale)
+    return _validate(raw, where, name or "model", lines, scale)
 
 
 def _row_lines(text: str) -> dict[tuple[str, int], int]:
@@ -113,22 +126,21 @@ def _row_lines(text: str) -> dict[tuple[str, int], int]:
     return lines
 
 
-def _validate(raw: dict, name: str, lines: dict, scale: str | None) -> ModelSpec:
+def _validate(raw: dict, where: str, name: str, lines: dict, scale: str | None) -> ModelSpec:
     nc = raw.get("nc")
     if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
-        raise ConfigError(f"{name}: 'nc' must be a positive integer (the number of classes); got {nc!r}")
-    depth, width, max_channels, scale = _select_scale(raw, name, scale)
-    raw["scale"] = scale
+        raise ConfigError(f"{where}: 'nc' must be a positive integer (the number of classes); got {nc!r}")
+    depth, width, max_channels, scale = _select_scale(raw, where, scale)
     layers: list[LayerSpec] = []
     for section in ("backbone", "head"):
         rows = raw.get(section)
         if not isinstance(rows, list) or not rows:
-            raise ConfigError(f"{name}: '{section}' must be a non-empty list of [from, repeats, module, args] rows")
+            raise ConfigError(f"{where}: '{section}' must be a non-empty list of [from, repeats, module, args] rows")
         for row_index, row in enumerate(rows):
             line = lines.get((section, row_index))
-            where = f"{name}:{line}: {section}[{row_index}]" if line else f"{name}: {section}[{row_index}]"
-            layers.append(_parse_row(row, len(layers), where, nc))
-    return ModelSpec(Path(name).stem, nc, scale, depth, width, max_channels, tuple(layers), raw)
+            row_where = f"{where}:{line}: {section}[{row_index}]" if line else f"{where}: {section}[{row_index}]"
+            layers.append(_parse_row(row, len(layers), row_where, nc))
+    return ModelSpec(name, nc, scale, depth, width, max_channels, tuple(layers), raw)
 
 
 def _select_scale(raw: dict, name: str, scale: str | None) -> tuple[float, float, int, str | None]:
@@ -158,15 +170,15 @@ def _parse_row(row: Any, index: int, where: str, nc: int) -> LayerSpec:
     where = f"{where} {module}"
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise ConfigError(f"{where}: repeats must be a positive integer; got {repeats!r}")
-    absolute = _resolve_source(source, index, where)
+    inputs = _resolve_inputs(source, index, where)
     if isinstance(args, dict):
-        return LayerSpec(index, where, absolute, repeats, module, (), {k: _substitute(v, nc) for k, v in args.items()})
+        return LayerSpec(index, where, inputs, repeats, module, (), {k: _substitute(v, nc) for k, v in args.items()})
     if not isinstance(args, list):
         raise ConfigError(f"{where}: args must be a list or a mapping of parameter names; got {args!r}")
-    return LayerSpec(index, where, absolute, repeats, module, tuple(_substitute(a, nc) for a in args))
+    return LayerSpec(index, where, inputs, repeats, module, tuple(_substitute(a, nc) for a in args))
 
 
-def _resolve_source(source: Any, index: int, where: str) -> Source:
+def _resolve_inputs(source: Any, index: int, where: str) -> LayerInputs:
     def one(value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{where}: 'from' must be an integer or a list of integers; got {value!r}")

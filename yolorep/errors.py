@@ -21,3 +21,7 @@ class CheckpointError(YolorepError):
 
 class DatasetError(YolorepError):
     """A dataset description or its files cannot be used."""
+
+
+class ArgumentError(YolorepError):
+    """A command-line flag or function argument is out of its valid range."""

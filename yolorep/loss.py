@@ -10,11 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_iou, complete_box_iou_loss
 
-from yolorep.nn.modules.head import Detect, make_anchor_points
+from yolorep.ops.decode import dfl_expectation, flatten_maps, make_anchor_points
 
 __all__ = ["DetectionLoss", "TaskAlignedAssigner"]
-
-DEFAULT_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
 
 
 class TaskAlignedAssigner:
@@ -77,48 +75,61 @@ class TaskAlignedAssigner:
 
 
 class DetectionLoss(nn.Module):
-    """Loss of a ``Detect`` head's raw train-mode maps against pixel-space targets.
+    """Loss of the detection head's raw maps against pixel-space targets.
 
-    Call with ``preds``: list of [B, 4 * reg_max + nc, H_i, W_i] and ``targets``: [M, 6] rows
+    Built from plain numbers (the class count, DFL bins, loss gains and assigner size), it holds no reference to
+    the model: the caller passes the maps and their strides. Call with ``maps``: list of
+    [B, 4 * reg_max + nc, H_i, W_i], ``strides``: [levels] pixels per cell, and ``targets``: [M, 6] rows
     ``(batch_index, cls, x1, y1, x2, y2)`` in input pixels. Returns ``(total, items)``: the weighted sum times the
     batch size (so gradients do not shrink with smaller batches under a fixed learning rate) and the detached
     per-term losses [3] ``(box, cls, dfl)``.
+
+    Args:
+        nc: number of classes.
+        reg_max: DFL bins per box side.
+        box, cls, dfl: gains of the CIoU box loss, the BCE class loss and the DFL loss.
+        topk: candidate anchors per ground-truth box in the task-aligned assigner.
     """
 
-    def __init__(self, model: nn.Module, hyp: dict[str, Any] | None = None) -> None:
+    def __init__(self, nc: int, reg_max: int, *, box: float, cls: float, dfl: float, topk: int) -> None:
         super().__init__()
-        head = getattr(model, "module", model).head
-        assert isinstance(head, Detect)
-        self.head = head
-        hyp = hyp or {}
-        self.gains = {k: float(hyp.get(k, v)) for k, v in DEFAULT_GAINS.items()}
-        self.assigner = TaskAlignedAssigner(topk=int(hyp.get("assign_topk", 10)))
+        self.nc, self.reg_max = nc, reg_max
+        self.gains = {"box": float(box), "cls": float(cls), "dfl": float(dfl)}
+        self.assigner = TaskAlignedAssigner(topk=int(topk))
 
-    def forward(self, preds: list[Tensor], targets: Tensor) -> tuple[Tensor, Tensor]:
-        nc, reg_max = self.head.nc, self.head.reg_max
-        batch = preds[0].shape[0]
-        flat = torch.cat([p.flatten(2) for p in preds], dim=2).float()  # [B, 4 * reg_max + nc, N]
-        box_logits, cls_logits = flat.split((4 * reg_max, nc), dim=1)
+    @classmethod
+    def from_hyp(cls, nc: int, reg_max: int, hyp: dict[str, Any]) -> DetectionLoss:
+        """The loss with the gains and assigner size of a hyperparameter dict (``yolorep.hyp.load_hyp()``)."""
+        return cls(nc, reg_max, box=hyp["box"], cls=hyp["cls"], dfl=hyp["dfl"], topk=hyp["assign_topk"])
+
+    def forward(self, maps: list[Tensor], strides: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        reg_max, batch = self.reg_max, maps[0].shape[0]
+        box_logits, cls_logits = flatten_maps([m.float() for m in maps], reg_max)  # [B, 4, reg_max, N], [B, nc, N]
         cls_logits = cls_logits.transpose(1, 2)  # [B, N, nc]
-        points, strides = make_anchor_points([p.shape[2:] for p in preds], self.head.strides.float())
-        distances = self.head.expected_distances(box_logits.view(batch, 4, reg_max, -1)).transpose(1, 2)
+        points, point_strides = make_anchor_points([m.shape[2:] for m in maps], strides.float().to(cls_logits.device))
+        distances = dfl_expectation(box_logits).transpose(1, 2)  # [B, N, 4] grid units
         pred_boxes = torch.cat((points - distances[..., :2], points + distances[..., 2:]), -1)  # [B, N, 4] grid units
 
-        gt_labels, gt_boxes, gt_mask = self._pad_targets(targets.to(flat.device, torch.float32), batch)
+        gt_labels, gt_boxes, gt_mask = self._pad_targets(targets.to(cls_logits.device, torch.float32), batch)
         target_boxes, target_scores, fg_mask = self.assigner(
-            cls_logits.detach().sigmoid(), pred_boxes.detach() * strides, points * strides, gt_labels, gt_boxes, gt_mask
+            cls_logits.detach().sigmoid(),
+            pred_boxes.detach() * point_strides,
+            points * point_strides,
+            gt_labels,
+            gt_boxes,
+            gt_mask,
         )
         score_sum = target_scores.sum().clamp_min(1.0)
         loss_cls = F.binary_cross_entropy_with_logits(cls_logits, target_scores, reduction="sum") / score_sum
-        loss_box = loss_dfl = flat.new_zeros(())
+        loss_box = loss_dfl = cls_logits.new_zeros(())
         if fg_mask.any():
             weight = target_scores.sum(-1)[fg_mask]  # [P]
-            target_grid = (target_boxes / strides)[fg_mask]  # [P, 4]
+            target_grid = (target_boxes / point_strides)[fg_mask]  # [P, 4]
             loss_box = (complete_box_iou_loss(pred_boxes[fg_mask], target_grid, reduction="none") * weight).sum()
             loss_box = loss_box / score_sum
             anchor = points.expand(batch, -1, -1)[fg_mask]
             target_ltrb = torch.cat((anchor - target_grid[:, :2], target_grid[:, 2:] - anchor), -1)
-            bins = box_logits.view(batch, 4, reg_max, -1).permute(0, 3, 1, 2)[fg_mask]  # [P, 4, reg_max]
+            bins = box_logits.permute(0, 3, 1, 2)[fg_mask]  # [P, 4, reg_max]
             loss_dfl = (self._dfl(bins, target_ltrb.clamp(0, reg_max - 1.01)) * weight).sum() / score_sum
         items = torch.stack((loss_box * self.gains["box"], loss_cls * self.gains["cls"], loss_dfl * self.gains["dfl"]))
         return items.sum() * batch, items.detach()

@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from yolorep.datasets.config import load_data_spec
 from yolorep.datasets.dataset import DetectionDataset
+from yolorep.datasets.spec import load_data_spec
 from yolorep.datasets.transforms import augment_hsv, fliplr, letterbox, mosaic4
 
 NO_HSV = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0}

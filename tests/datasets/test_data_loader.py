@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import torch
 
-from yolorep.datasets.config import load_data_spec
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader, collate
+from yolorep.datasets.spec import load_data_spec
 
 
 def sample(h: int, w: int, n: int, index: int):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from yolorep.datasets.config import ensure_data, load_data_spec
+from yolorep.datasets.spec import ensure_data, load_data_spec
 from yolorep.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from yolorep.datasets.config import load_data_spec
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.records import load_records
-from yolorep.errors import DatasetError
+from yolorep.datasets.spec import load_data_spec
+from yolorep.errors import ArgumentError, DatasetError
 
 GOOD_ROWS = "0 0.5 0.5 0.5 0.25\n1 0.9 0.9 0.4 0.4\n"  # the second box is cut by the border and clipped
 BAD_ROWS = (
@@ -150,5 +150,7 @@ def test_ram_cache_gives_identical_samples(colour_boxes_yaml):
 
 
 def test_imgsz_must_be_a_stride_multiple(colour_boxes_yaml):
-    with pytest.raises(DatasetError, match="imgsz 100: not a multiple of the model stride 32; use 128"):
+    with pytest.raises(
+        ArgumentError, match="--imgsz 100: must be a positive multiple of the model stride 32; use 96 or 128"
+    ):
         DetectionDataset(load_data_spec(colour_boxes_yaml), "val", imgsz=100)

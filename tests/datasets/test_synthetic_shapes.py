@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from yolorep.datasets import synthetic
-from yolorep.datasets.config import load_data_spec
 from yolorep.datasets.records import load_records
+from yolorep.datasets.spec import load_data_spec
 from yolorep.datasets.synthetic import SHAPE_CATEGORIES, generate_shapes
 
 

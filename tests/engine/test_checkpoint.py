@@ -3,10 +3,10 @@ import pickle
 
 import pytest
 import torch
-from helpers import randomize_batchnorm
 
 import yolorep
 from yolorep.errors import CheckpointError
+from yolorep.nn import randomize_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +20,11 @@ def model():
 def test_round_trip(tmp_path, model, fused):
     model = copy.deepcopy(model)
     if fused:
-        model.fuse(verbose=False)
+        model.fuse()
     path = yolorep.save(model, tmp_path / "w.pt", epoch=3, metrics={"map50_95": 0.5})
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert raw["fused"] is fused and raw["names"] == ["a", "b", "c", "d"] and raw["epoch"] == 3
+    assert (raw["format_version"], raw["model_name"], raw["scale"]) == (2, "yolorep", "n")
     loaded = yolorep.load(path)
     assert loaded.is_fused is fused and loaded.names == model.names and loaded.meta["metrics"]["map50_95"] == 0.5
     x = torch.rand(1, 3, 64, 64)
@@ -31,10 +32,24 @@ def test_round_trip(tmp_path, model, fused):
         torch.testing.assert_close(loaded(x), model(x))
     if not fused:
         unfused_out = loaded(x)
-        loaded.fuse(verbose=False)
+        loaded.fuse()
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), unfused_out, rtol=1e-4, atol=1e-4)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_format_1_checkpoints_still_load(tmp_path, model):
+    """Format 1 kept name and scale inside the config and the head's strides in the weights."""
+    raw = torch.load(yolorep.save(model, tmp_path / "w.pt"), weights_only=True)
+    raw["format_version"] = 1
+    raw["model_cfg"] = dict(raw.pop("model_cfg"), scale=raw.pop("scale"), yaml_file=raw.pop("model_name") + ".yaml")
+    raw["state_dict"]["layers.24.strides"] = torch.tensor([8.0, 16.0, 32.0])
+    torch.save(raw, tmp_path / "v1.pt")
+    loaded = yolorep.load(tmp_path / "v1.pt")
+    assert (loaded.spec.name, loaded.spec.scale) == ("yolorep", "n") and "scale" not in loaded.cfg
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
 
 
 def test_mismatched_state_dict_names_keys(tmp_path, model):

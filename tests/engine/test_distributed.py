@@ -14,7 +14,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys, torch
     from yolorep.engine import distributed
-    from yolorep.engine.train_setup import build_trainer, load_hyp
+    from yolorep.engine.train_setup import build_trainer
+    from yolorep.hyp import load_hyp
 
     data, out = sys.argv[1], sys.argv[2]
     device = torch.device("cpu")

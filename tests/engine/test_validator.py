@@ -1,13 +1,13 @@
-import copy
 import json
 
 import pytest
 import torch
 
 import yolorep
-from yolorep.datasets.config import load_data_spec
-from yolorep.engine.validator import Validator, build_eval_loader, val
+from yolorep.datasets.spec import load_data_spec
+from yolorep.engine.validator import build_eval_loader, build_validator, default_eval_settings, val
 from yolorep.errors import CheckpointError, DatasetError
+from yolorep.nn import fused_copy
 
 
 def test_val_writes_run_folder_with_pycocotools_and_internal(trained_tiny, tiny_shapes_yaml, tmp_path):
@@ -34,10 +34,12 @@ def test_val_writes_run_folder_with_pycocotools_and_internal(trained_tiny, tiny_
 
 def test_fused_and_unfused_models_score_the_same(trained_tiny, tiny_shapes_yaml):
     unfused = yolorep.load(trained_tiny / "weights" / "best.pt")
-    fused = copy.deepcopy(unfused).fuse(verbose=False)
+    fused = fused_copy(unfused)
     dataset, loader = build_eval_loader(load_data_spec(tiny_shapes_yaml), "val", 64, 4, 32)
-    a = Validator(dataset, loader)(unfused)
-    b = Validator(dataset, loader)(fused)
+    settings = default_eval_settings()
+    a = build_validator(dataset, loader, settings)(unfused)
+    b = build_validator(dataset, loader, settings)(fused)
+    assert not a["fused"] and b["fused"] and a["source"] == "pycocotools"
     for key in ("map50_95", "map50", "map50_95_internal", "precision", "recall"):
         assert a[key] == pytest.approx(b[key], abs=1e-6), key
 

@@ -3,11 +3,20 @@ import itertools
 
 import pytest
 import torch
-from helpers import has_batchnorm, randomize_batchnorm, relative_error
+from helpers import has_batchnorm, relative_error
 from torch import nn
 
-from yolorep.nn import FusedConv, QARepVGGBlock, RepVGGBlock, fuse, identity_kernel
-from yolorep.nn.registry import lookup, registered_names
+from yolorep.errors import YolorepError
+from yolorep.nn import (
+    FusedConv,
+    QARepVGGBlock,
+    RepVGGBlock,
+    conv_from_kernel,
+    fuse,
+    fused_copy,
+    identity_kernel,
+    randomize_batchnorm,
+)
 
 BLOCKS = [RepVGGBlock, QARepVGGBlock]
 GRID = list(
@@ -102,26 +111,27 @@ def test_fuse_on_train_mode_block_gives_eval_function():
 
 def test_fused_module_refuses_training():
     fused = fuse(RepVGGBlock(4, 4))
-    with pytest.raises(Exception, match="cannot be trained"):
+    with pytest.raises(YolorepError, match="is fused .* cannot be trained"):
         fused.train()
+    assert not fused.training
 
 
-def _builds_with_fusable_parts(name: str) -> bool:
-    try:
-        module = lookup(name).cls(8, 8)
-    except (TypeError, ValueError):
-        return False
-    return any(hasattr(m, "fused") for m in module.modules())
+def test_conv_from_kernel_keeps_the_reference_geometry():
+    reference = nn.Conv2d(6, 9, 5, stride=2, padding=2, dilation=1, groups=3, bias=False)
+    kernel, bias = torch.randn(9, 2, 5, 5, dtype=torch.float64), torch.randn(9, dtype=torch.float64)
+    conv = conv_from_kernel(reference, kernel, bias)
+    assert (conv.kernel_size, conv.stride, conv.padding, conv.groups) == ((5, 5), (2, 2), (2, 2), 3)
+    assert conv.weight.dtype == torch.float64 and not conv.weight.requires_grad
+    x = torch.randn(1, 6, 11, 11, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, kernel, bias, stride=2, padding=2, groups=3))
 
 
-@pytest.mark.parametrize("name", [n for n in registered_names() if _builds_with_fusable_parts(n)])
-def test_every_fusable_registry_entry_fuses_exactly(name):
-    module = randomize_batchnorm(lookup(name).cls(8, 8), seed=3).eval()
-    x = torch.randn(2, 8, 11, 11)
+def test_fused_copy_leaves_the_original_training():
+    block = randomize_batchnorm(RepVGGBlock(8, 8)).train()
+    before = {k: v.clone() for k, v in block.state_dict().items()}
+    fused = fused_copy(block)
+    assert isinstance(fused, FusedConv) and block.training and isinstance(block, RepVGGBlock)
+    assert all(torch.equal(before[k], v) for k, v in block.state_dict().items())
+    x = torch.randn(1, 8, 9, 9)
     with torch.no_grad():
-        expected = module(x)
-        fused = fuse(copy.deepcopy(module))
-        assert relative_error(fused(x), expected) <= 1e-5
-        assert not has_batchnorm(fused)
-        again = fuse(fused)
-        assert again is fused or relative_error(again(x), expected) <= 1e-5
+        assert relative_error(fused(x), block.eval()(x)) <= 1e-5

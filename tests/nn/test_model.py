@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import has_batchnorm, randomize_batchnorm, relative_error
+from helpers import has_batchnorm, relative_error
 
 import yolorep
 from yolorep.config import load_model_spec
 from yolorep.errors import YolorepError
-from yolorep.nn import FusedConv, RepVGGBlock
+from yolorep.nn import DecodedModel, FusedConv, RepVGGBlock, randomize_batchnorm
+from yolorep.ops import decode_predictions
 
 MODEL_FILES = sorted(glob.glob(str(Path(__file__).parents[2] / "cfg" / "models" / "*.yaml")))
 
@@ -18,23 +19,22 @@ MODEL_FILES = sorted(glob.glob(str(Path(__file__).parents[2] / "cfg" / "models" 
 def _scaled_models():
     for path in MODEL_FILES:
         spec = load_model_spec(path)
-        scales = spec.cfg.get("scales") or {None: None}
-        for scale in scales:
+        for scale in spec.cfg.get("scales") or {None: None}:
             yield pytest.param(path, scale, id=f"{Path(path).stem}-{scale}")
 
 
 @pytest.mark.parametrize(("path", "scale"), list(_scaled_models()))
 def test_every_model_scale_builds_runs_and_fuses_exactly(path, scale):
-    stem = Path(path)
-    cfg = stem.with_name(f"{stem.stem}-{scale}.yaml") if scale else stem
-    model = randomize_batchnorm(yolorep.build_model(cfg, nc=5), seed=1).eval()
-    assert model.stride.tolist() == [8.0, 16.0, 32.0]
+    model = randomize_batchnorm(yolorep.build_model(path, nc=5, scale=scale), seed=1).eval()
+    assert model.spec.scale == scale and model.stride.tolist() == [8.0, 16.0, 32.0]
     x = torch.rand(1, 3, 96, 128)
     with torch.no_grad():
         expected = model(x)
+        decoded = model.decode(expected)
         model.fuse()
         got = model(x)
-    assert expected.shape == (1, 12 * 16 + 6 * 8 + 3 * 4, 4 + 5)
+    assert [tuple(m.shape) for m in expected] == [(1, 64 + 5, 12, 16), (1, 69, 6, 8), (1, 69, 3, 4)]
+    assert decoded.shape == (1, 12 * 16 + 6 * 8 + 3 * 4, 4 + 5)
     assert model.is_fused and not has_batchnorm(model)
     assert relative_error(got, expected) <= 1e-5
 
@@ -47,21 +47,21 @@ def nano():
 
 def test_fuse_is_idempotent_and_reports(nano, caplog):
     model = copy.deepcopy(nano)
-    assert not model.is_fused
-    with caplog.at_level(logging.INFO, logger="yolorep.nn.model"):
-        model.fuse()
+    assert not model.is_fused and model.fuse_report == ""
+    with caplog.at_level(logging.DEBUG, logger="yolorep.nn.model"):
+        assert model.fuse() is model
     n_blocks = sum(isinstance(m, RepVGGBlock) for m in nano.modules())
-    assert f"fused {n_blocks} RepVGGBlock" in model.fuse_report and model.fuse_report in caplog.text
+    n_convs = sum(type(m).__name__ == "Conv" for m in nano.modules())
+    assert model.fuse_report == f"fused {n_blocks} RepVGGBlock, {n_convs} Conv" and model.fuse_report in caplog.text
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model.fuse()
-    assert model.is_fused
+    assert model.is_fused and model.fuse_report == f"fused {n_blocks} RepVGGBlock, {n_convs} Conv"
+    assert state.keys() == model.state_dict().keys()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    assert sum(isinstance(m, FusedConv) for m in model.modules()) == n_blocks + sum(
-        type(m).__name__ == "Conv" for m in nano.modules()
-    )
+    assert sum(isinstance(m, FusedConv) for m in model.modules()) == n_blocks + n_convs
 
 
-def test_fuse_in_train_mode_gives_eval_function(nano):
+def test_fuse_in_train_mode_gives_the_eval_function(nano):
     model = copy.deepcopy(nano).train()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -71,42 +71,47 @@ def test_fuse_in_train_mode_gives_eval_function(nano):
 
 
 def test_fused_model_refuses_training(nano):
-    model = copy.deepcopy(nano).fuse(verbose=False)
-    with pytest.raises(YolorepError, match="is fused .* cannot be trained"):
+    model = copy.deepcopy(nano).fuse()
+    with pytest.raises(YolorepError, match="this model is fused .* cannot be trained; train the unfused model"):
         model.train()
     model.eval()  # eval stays allowed
+    assert not any(m.training for m in model.modules())
 
 
-def test_train_mode_returns_raw_maps_and_eval_decodes(nano):
-    model = copy.deepcopy(nano).train()
-    maps = model(torch.rand(2, 3, 64, 96))
-    assert [tuple(m.shape) for m in maps] == [(2, 64 + 3, 8, 12), (2, 67, 4, 6), (2, 67, 2, 3)]
-    model.eval()
+def test_forward_returns_raw_maps_in_train_and_eval(nano):
+    model = copy.deepcopy(nano)
+    x = torch.rand(2, 3, 64, 96)
+    train_maps = model.train()(x)
     with torch.no_grad():
-        out = model(torch.rand(2, 3, 64, 96))
-    boxes, scores = out[..., :4], out[..., 4:]
-    assert (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()
-    assert ((scores >= 0) & (scores <= 1)).all()
+        eval_maps = model.eval()(x)
+    expected = [(2, 64 + 3, 8, 12), (2, 67, 4, 6), (2, 67, 2, 3)]
+    assert [tuple(m.shape) for m in train_maps] == [tuple(m.shape) for m in eval_maps] == expected
+
+
+def test_decode_and_decoded_model_agree_with_the_op(nano):
+    model = copy.deepcopy(nano).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        maps = model(x)
+        out = model.decode(maps)
+        wrapped = DecodedModel(model)
+        assert torch.equal(wrapped(x), out)
+    torch.testing.assert_close(out, decode_predictions(maps, model.stride, model.reg_max))
+    assert wrapped.names is model.names and torch.equal(wrapped.stride, model.stride) and not wrapped.is_fused
+
+
+def test_strides_are_measured_not_stored(nano):
+    assert "stride" not in nano.state_dict() and not any(k.endswith("strides") for k in nano.state_dict())
+    assert nano.stride.tolist() == [8.0, 16.0, 32.0]
 
 
 def test_info_counts_parameters_and_flops(nano):
-    model = copy.deepcopy(nano)
+    model = copy.deepcopy(nano).train()
     before = model.info(imgsz=128, verbose=False)
-    after = model.fuse(verbose=False).info(imgsz=128, verbose=False)
+    assert model.training  # info() restores the mode
+    after = model.fuse().info(imgsz=128, verbose=False)
     assert before["params"] == sum(p.numel() for p in nano.parameters())
     assert after["params"] < before["params"] and 0 < after["gflops"] < before["gflops"]
     assert after["fused"] and not before["fused"]
-
-
-def test_named_argument_rows_equal_positional(tmp_path):
-    text = Path(MODEL_FILES[0]).read_text().replace("[64, 3, 2]]  # 0-P1/2", "{out_channels: 64, stride: 2}]")
-    assert "{out_channels: 64, stride: 2}" in text
-    path = tmp_path / "named.yaml"
-    path.write_text(text)
-    torch.manual_seed(0)
-    named = yolorep.build_model(path, nc=3)
-    torch.manual_seed(0)
-    positional = yolorep.build_model(MODEL_FILES[0], nc=3)
-    assert [tuple(v.shape) for v in named.state_dict().values()] == [
-        tuple(v.shape) for v in positional.state_dict().values()
-    ]
+    # the fused 3x3 conv costs what the 3x3 branch did: FLOPs fall by the 1x1 branches and BatchNorms only
+    assert after["gflops"] > 0.85 * before["gflops"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolorep.ops import box_ioa, clip_boxes, scale_boxes, xywh_to_xyxy, xyxy_to_ltwh, xyxy_to_xywh
+from yolorep.ops import box_ioa, clip_boxes, cxcywh_to_xyxy, scale_boxes, xyxy_to_cxcywh, xyxy_to_ltwh
 
 
 def _random_xyxy(n: int = 16, seed: int = 0) -> torch.Tensor:
@@ -16,8 +16,8 @@ def _random_xyxy(n: int = 16, seed: int = 0) -> torch.Tensor:
 
 def test_centre_format_round_trip() -> None:
     boxes = _random_xyxy()
-    torch.testing.assert_close(xywh_to_xyxy(xyxy_to_xywh(boxes)), boxes)
-    cx, cy, w, h = xyxy_to_xywh(torch.tensor([[10.0, 20.0, 30.0, 60.0]]))[0].tolist()
+    torch.testing.assert_close(cxcywh_to_xyxy(xyxy_to_cxcywh(boxes)), boxes)
+    cx, cy, w, h = xyxy_to_cxcywh(torch.tensor([[10.0, 20.0, 30.0, 60.0]]))[0].tolist()
     assert (cx, cy, w, h) == (20.0, 40.0, 20.0, 40.0)
 
 
@@ -27,9 +27,9 @@ def test_ltwh_is_coco_format() -> None:
 
 def test_numpy_in_numpy_out() -> None:
     boxes = _random_xyxy().numpy()
-    out = xyxy_to_xywh(boxes)
+    out = xyxy_to_cxcywh(boxes)
     assert isinstance(out, np.ndarray)
-    np.testing.assert_allclose(xywh_to_xyxy(out), boxes)
+    np.testing.assert_allclose(cxcywh_to_xyxy(out), boxes)
     assert isinstance(scale_boxes(boxes, ((0.5, 0.5), (3, 4)), (100, 100)), np.ndarray)
 
 

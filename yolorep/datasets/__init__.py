@@ -9,9 +9,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DataSpec": "config",
-    "ensure_data": "config",
-    "load_data_spec": "config",
+    "DataSpec": "spec",
+    "ensure_data": "spec",
+    "load_data_spec": "spec",
     "DetectionDataset": "dataset",
     "ImageRecord": "records",
     "load_records": "records",

@@ -16,25 +16,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from yolorep.datasets.config import DataSpec
+from yolorep.checks import check_imgsz
 from yolorep.datasets.records import load_records
+from yolorep.datasets.spec import DataSpec
 from yolorep.datasets.transforms import augment_hsv, fliplr, letterbox, mosaic4, random_affine, resize_longest
 from yolorep.errors import DatasetError
+from yolorep.hyp import load_hyp
 
-__all__ = ["DEFAULT_HYP", "DetectionDataset"]
+__all__ = ["AUGMENT_KEYS", "DetectionDataset"]
 
 _THREADS = 8  # image reads for cache_images are mostly I/O and GIL-free cv2 work
-DEFAULT_HYP: dict[str, float] = {
-    "mosaic": 1.0,  # probability of a 4-image mosaic while mosaic_enabled
-    "degrees": 0.0,
-    "translate": 0.1,
-    "scale": 0.5,
-    "shear": 0.0,
-    "hsv_h": 0.015,
-    "hsv_s": 0.7,
-    "hsv_v": 0.4,
-    "fliplr": 0.5,
-}
+# The hyperparameters (cfg/default.yaml) that drive training augmentation.
+AUGMENT_KEYS = ("mosaic", "degrees", "translate", "scale", "shear", "hsv_h", "hsv_s", "hsv_v", "fliplr")
 
 
 class DetectionDataset(Dataset):
@@ -63,11 +56,12 @@ class DetectionDataset(Dataset):
         mosaic_enabled: use mosaic (with probability ``hyp["mosaic"]``); ``True`` iff ``augment`` at start.
 
     Args:
-        spec: the dataset, after :func:`~yolorep.datasets.config.ensure_data`.
+        spec: the dataset, after :func:`~yolorep.datasets.spec.ensure_data`.
         split: ``"train"`` or ``"val"``.
         imgsz: network input size, a multiple of ``stride``.
         augment: apply training augmentation.
-        hyp: augmentation settings; missing keys take :data:`DEFAULT_HYP`, unrelated keys are ignored.
+        hyp: augmentation settings (:data:`AUGMENT_KEYS` of a ``yolorep.hyp.load_hyp()`` dict; missing keys take
+            cfg/default.yaml's values, other keys are ignored).
         rect: rectangular batches for evaluation (needs ``augment=False``).
         batch_size: batch size the loader will use; only matters with ``rect``.
         stride: the model's largest stride; rect shapes are multiples of it.
@@ -86,15 +80,13 @@ class DetectionDataset(Dataset):
         stride: int = 32,
         cache_images: bool = False,
     ) -> None:
-        if imgsz % stride:
-            raise DatasetError(
-                f"imgsz {imgsz}: not a multiple of the model stride {stride}; use {math.ceil(imgsz / stride) * stride}"
-            )
+        check_imgsz(imgsz, stride)
         if rect and augment:
             raise ValueError("rect batches are for evaluation; use rect=False with augment=True")
         self.spec, self.split, self.imgsz, self.stride = spec, split, imgsz, stride
         self.augment, self.rect, self.batch_size = augment, rect, batch_size
-        self.hyp = {k: float((hyp or {}).get(k, v)) for k, v in DEFAULT_HYP.items()}
+        defaults = load_hyp()
+        self.hyp = {k: float((hyp or {}).get(k, defaults[k])) for k in AUGMENT_KEYS}
         self.names, self.category_ids = spec.names, spec.category_ids
         loaded = load_records(spec, split)
         self.records, self.stats, self.cache_path = loaded.records, loaded.stats, loaded.cache_path

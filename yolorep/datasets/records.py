@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from yolorep.datasets.config import DataSpec, read_json
-from yolorep.datasets.transforms import clip_boxes
+from yolorep.datasets.spec import DataSpec, read_json
 from yolorep.errors import DatasetError
+from yolorep.ops.boxes import clip_boxes
 
 __all__ = ["ImageRecord", "LoadedRecords", "load_records"]
 

@@ -13,11 +13,12 @@ import random
 import cv2
 import numpy as np
 
+from yolorep.ops.boxes import clip_boxes
+
 __all__ = [
     "PAD_VALUE",
     "augment_hsv",
     "box_candidates",
-    "clip_boxes",
     "fliplr",
     "letterbox",
     "mosaic4",
@@ -76,13 +77,6 @@ def letterbox(
     return image, (new_w / w, new_h / h), (left, top)
 
 
-def clip_boxes(boxes_xyxy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Clip ``[n, 4]`` xyxy pixel boxes in place to an image of ``shape`` = (height, width); returns them."""
-    boxes_xyxy[:, [0, 2]] = boxes_xyxy[:, [0, 2]].clip(0, shape[1])
-    boxes_xyxy[:, [1, 3]] = boxes_xyxy[:, [1, 3]].clip(0, shape[0])
-    return boxes_xyxy
-
-
 def box_candidates(
     unclipped_xyxy: np.ndarray, clipped_xyxy: np.ndarray, min_side: float = 2.0, min_area_ratio: float = 0.1
 ) -> np.ndarray:
@@ -100,7 +94,7 @@ def box_candidates(
 def _keep_visible(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Clip label boxes to ``shape`` and drop those mostly outside it."""
     clipped = labels.copy()
-    clip_boxes(clipped[:, 1:5], shape)
+    clipped[:, 1:5] = clip_boxes(labels[:, 1:5], shape)
     return clipped[box_candidates(labels[:, 1:5], clipped[:, 1:5])]
 
 

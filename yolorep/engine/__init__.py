@@ -1,1 +1,1 @@
-"""Training, validation, prediction, export and benchmarking; each module is imported by what uses it."""
+"""Training, validation, prediction, export, checkpoints and devices; each module is imported by what uses it."""

@@ -2,6 +2,9 @@
 
 A checkpoint never holds a pickled module, so loading an untrusted file cannot run code. A fused checkpoint is
 rebuilt by building the model from its config, fusing it and loading the fused state dict.
+
+Format 2 stores the model's name and scale beside its YAML mapping (format 1 wrote them into the mapping) and no
+longer stores the head's strides, which the model measures when it is built; format 1 files are read as well.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ from typing import Any
 
 import torch
 
-from yolorep import __version__
 from yolorep.errors import CheckpointError
 from yolorep.nn.model import DetectionModel, build_model
+from yolorep.version import __version__
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_atomic"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -71,6 +74,8 @@ def save_checkpoint(model: DetectionModel, path: str | Path, **meta: Any) -> Pat
     checkpoint = {
         "format_version": FORMAT_VERSION,
         "model_cfg": model.cfg,
+        "model_name": model.spec.name,
+        "scale": model.spec.scale,
         "names": list(model.names),
         "fused": model.is_fused,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -106,7 +111,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: checkpoint format {checkpoint['format_version']} is newer than this yolorep reads "
             f"({FORMAT_VERSION}); upgrade yolorep"
         )
-    return checkpoint
+    return _upgrade(checkpoint)
+
+
+def _upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Read a format 1 checkpoint as format 2: name and scale out of the config, head strides out of the weights."""
+    if checkpoint["format_version"] >= 2:
+        return checkpoint
+    cfg = dict(checkpoint["model_cfg"])
+    scale, yaml_file = cfg.pop("scale", None), cfg.pop("yaml_file", "model.yaml")
+    upgraded = dict(checkpoint, format_version=2, model_cfg=cfg, model_name=Path(yaml_file).stem, scale=scale)
+    upgraded["state_dict"] = _without_head_strides(checkpoint["state_dict"])
+    train_state = checkpoint.get("train_state")
+    if isinstance(train_state, dict) and "model" in train_state:
+        upgraded["train_state"] = dict(train_state, model=_without_head_strides(train_state["model"]))
+    return upgraded
+
+
+def _without_head_strides(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state_dict.items() if not k.endswith(".strides")}
 
 
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
@@ -136,11 +159,11 @@ def load_checkpoint(path: str | Path) -> DetectionModel:
     """
     checkpoint = read_checkpoint(path)
     try:
-        model = build_model(checkpoint["model_cfg"])
+        model = build_model(checkpoint["model_cfg"], scale=checkpoint.get("scale"), name=checkpoint.get("model_name"))
     except Exception as err:
         raise CheckpointError(f"{path}: cannot rebuild the model from the stored config: {err}") from None
     if checkpoint.get("fused"):
-        model.fuse(verbose=False)
+        model.fuse()
     load_state_dict_strict(model, checkpoint["state_dict"], str(path))
     model.names = list(checkpoint.get("names") or model.names)
     model.meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "model_cfg")}

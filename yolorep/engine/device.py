@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from yolorep.errors import YolorepError
+from yolorep.errors import ArgumentError, YolorepError
 
 __all__ = ["select_device"]
 
@@ -22,9 +22,16 @@ def select_device(spec: str | int | None = None) -> torch.device:
     if text == "cpu":
         return torch.device("cpu")
     if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise YolorepError(f"--device {spec}: Apple MPS is not available on this machine; use --device cpu")
         return torch.device("mps")
     text = text.removeprefix("cuda:").removeprefix("cuda")
-    ids = [int(i) for i in text.split(",") if i.strip().isdigit()] if text else [0]
+    parts = [part.strip() for part in text.split(",")] if text else ["0"]
+    if not all(part.isdigit() for part in parts):
+        raise ArgumentError(
+            f"--device {spec}: not a device; use cpu, cuda, a GPU index such as 0, or a list such as 0,1"
+        )
+    ids = [int(part) for part in parts]
     if not torch.cuda.is_available():
         raise YolorepError(f"--device {spec}: CUDA is not available on this machine; use --device cpu")
     if not ids or max(ids) >= torch.cuda.device_count():

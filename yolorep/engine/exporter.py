@@ -1,7 +1,7 @@
 """Export the fused detector to ONNX or TorchScript, and check the export reproduces PyTorch.
 
 Exported graph: input ``images`` [B, 3, H, W] float RGB in 0..1, output ``output0`` [B, N, 4 + nc] (boxes xyxy in
-input pixels, then class scores), exactly the eval output of ``DetectionModel``; NMS is left to the caller.
+input pixels, then class scores), exactly what ``DecodedModel`` returns; NMS is left to the caller.
 onnx and onnxruntime are optional (``pip install yolorep[export]``) and imported only here.
 """
 
@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolorep import __version__
+from yolorep.checks import check_imgsz
 from yolorep.engine.device import select_device
-from yolorep.engine.predictor import check_imgsz, load_fused
+from yolorep.engine.predictor import load_fused
 from yolorep.errors import YolorepError
+from yolorep.version import __version__
 
 __all__ = ["export", "export_onnx", "export_torchscript", "max_difference"]
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from yolorep.engine.results import Result
 from yolorep.errors import YolorepError
-
-if TYPE_CHECKING:  # predictor imports this module to write its results; a runtime import would be circular
-    from yolorep.engine.predictor import Result
 
 __all__ = ["VIDEO_CODECS", "PredictionWriter", "open_video_writer"]
 

@@ -6,13 +6,11 @@ multiple) -> fused model -> ``non_max_suppression`` -> ``scale_boxes`` back to o
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,96 +18,37 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from yolorep.checks import check_imgsz
 from yolorep.datasets.transforms import letterbox, resize_longest
+from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.engine.prediction_writer import PredictionWriter
+from yolorep.engine.results import Result
 from yolorep.engine.run_dir import increment_run_dir
-from yolorep.engine.sources import Frame, Source, VideoInfo, load_source
+from yolorep.engine.sources import Frame, Source, load_source
 from yolorep.errors import YolorepError
-from yolorep.ops import non_max_suppression, scale_boxes, xyxy_to_ltwh, xyxy_to_xywh
+from yolorep.nn.fuse import fused_copy
+from yolorep.nn.model import DecodedModel, DetectionModel
+from yolorep.ops import non_max_suppression, scale_boxes
 
-__all__ = ["Detector", "Result", "check_imgsz", "load_fused", "predict"]
+__all__ = ["Detector", "load_fused", "predict"]
 
 LOGGER = logging.getLogger(__name__)
 
 
-@dataclass
-class Result:
-    """Detections in one image or video frame, in original-image pixels."""
-
-    boxes: Tensor  # [N, 4] float32 xyxy, pixels of the original image, clipped to it
-    scores: Tensor  # [N] float32
-    classes: Tensor  # [N] int64 class indices
-    names: list[str]  # class names of the model
-    orig_shape: tuple[int, int]  # (height, width) of the original image
-    path: str  # source file ("webcam0" for a webcam, "image0" ... for numpy input)
-    frame: int | None = None  # frame number in its video, None for a still image
-    orig_image: np.ndarray | None = field(default=None, repr=False)  # [H, W, 3] uint8 BGR
-    video: VideoInfo | None = field(default=None, repr=False)  # the source video's fps and size
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-    def plot(self) -> np.ndarray:
-        """The original image with boxes, class names and scores drawn on a copy: [H, W, 3] uint8 BGR."""
-        from yolorep.engine.plots import draw_boxes
-
-        if self.orig_image is None:
-            raise ValueError(f"{self.path}: this result holds no image to draw on")
-        return draw_boxes(self.orig_image, self.boxes, self.classes, self.names, self.scores)
-
-    def to_txt_lines(self) -> list[str]:
-        """YOLO label lines ``cls cx cy w h score``, coordinates normalised by the original width and height."""
-        h, w = self.orig_shape
-        boxes_xywh = xyxy_to_xywh(self.boxes) / torch.tensor([w, h, w, h], dtype=self.boxes.dtype)
-        return [
-            f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f} {s:.6f}"
-            for c, (cx, cy, bw, bh), s in zip(self.classes.tolist(), boxes_xywh.tolist(), self.scores.tolist())
-        ]
-
-    def to_json(self) -> list[dict[str, Any]]:
-        """COCO-style detections: ``bbox`` [x, y, w, h] (top-left corner, size) in original pixels; ``category_id``
-        is the model's class index."""
-        image = Path(self.path).name
-        return [
-            {
-                "image": image,
-                "frame": self.frame,
-                "category_id": c,
-                "name": self.names[c] if 0 <= c < len(self.names) else str(c),
-                "bbox": [round(v, 3) for v in box],
-                "score": round(s, 5),
-            }
-            for c, box, s in zip(self.classes.tolist(), xyxy_to_ltwh(self.boxes).tolist(), self.scores.tolist())
-        ]
-
-
-def check_imgsz(imgsz: int, stride: int, where: str = "--imgsz") -> int:
-    """Return ``imgsz`` if it is a positive multiple of ``stride``; raise YolorepError otherwise."""
-    if imgsz < stride or imgsz % stride:
-        raise YolorepError(
-            f"{where} {imgsz}: must be a multiple of the model stride {stride}; "
-            f"use {max(math.ceil(imgsz / stride), 1) * stride}"
-        )
-    return imgsz
-
-
 def load_fused(weights: str | Path | nn.Module) -> nn.Module:
-    """Load a checkpoint (or take a model) and return its fused, eval-mode form; logs what was fused.
+    """The fused, eval-mode, decoding form of a checkpoint path or a model; logs what was fused.
 
-    A model passed in is copied before fusing, so the caller's (possibly trainable) model is left untouched.
+    A model passed in is copied before fusing, so the caller's (possibly training) model is left untouched. A
+    ``DetectionModel`` is wrapped in ``DecodedModel``; any other module must already return [B, N, 4 + nc].
     """
     if isinstance(weights, nn.Module):
-        model = weights if getattr(weights, "is_fused", False) else copy.deepcopy(weights)
+        model = fused_copy(weights) if isinstance(weights, DetectionModel) else weights
     else:
-        from yolorep import load
-
-        model = load(weights)
-    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
-    if getattr(model, "is_fused", False):
-        LOGGER.info("%s: already fused", name)
-    elif hasattr(model, "fuse"):
-        model.fuse(verbose=True)
+        model = load_checkpoint(weights).fuse()
+    if isinstance(model, DetectionModel):
+        LOGGER.info("%s: %s", model.spec.name, model.fuse_report)
+        model = DecodedModel(model)
     return model.eval()
 
 

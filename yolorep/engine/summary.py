@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 from typing import Any
+
+from yolorep.checks import check_imgsz
+from yolorep.engine.checkpoint import load_checkpoint
+from yolorep.nn.fuse import fused_copy
+from yolorep.nn.model import build_model
 
 __all__ = ["info"]
 
@@ -14,12 +18,11 @@ LOGGER = logging.getLogger(__name__)
 
 def info(model: str | Path, imgsz: int = 640) -> dict[str, Any]:
     """Summarise a model YAML (random weights) or a checkpoint, unfused and fused."""
-    import yolorep
-
     path = Path(model)
-    net = yolorep.load(path) if path.suffix == ".pt" else yolorep.build_model(path)
+    net = load_checkpoint(path) if path.suffix == ".pt" else build_model(path)
+    check_imgsz(imgsz, int(net.stride.max()))
     unfused = None if net.is_fused else net.info(imgsz, verbose=False)
-    fused_model = net if net.is_fused else copy.deepcopy(net).fuse(verbose=False)
+    fused_model = net if net.is_fused else fused_copy(net)
     fused = fused_model.info(imgsz, verbose=False)
     LOGGER.info("%s at %d x %d:", path, imgsz, imgsz)
     if unfused is not None:

@@ -10,46 +10,27 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
-from yolorep.config import PROJECT_ROOT
-from yolorep.datasets.config import load_data_spec
+from yolorep.checks import check_imgsz
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
+from yolorep.datasets.spec import load_data_spec
 from yolorep.engine import distributed
-from yolorep.engine.checkpoint import read_checkpoint
+from yolorep.engine.checkpoint import load_checkpoint, read_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.engine.optim import build_optimizer, resolve_optimizer
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.trainer import Trainer
-from yolorep.engine.validator import Validator, build_eval_loader, log_results
-from yolorep.errors import ConfigError, YolorepError
+from yolorep.engine.validator import build_eval_loader, build_validator, eval_settings, log_results
+from yolorep.errors import YolorepError
+from yolorep.hyp import load_hyp
 from yolorep.loss import DetectionLoss
 from yolorep.nn.model import DetectionModel, build_model
 
-__all__ = ["build_trainer", "load_hyp", "train"]
+__all__ = ["build_trainer", "train"]
 
 LOGGER = logging.getLogger(__name__)
-DEFAULT_HYP_PATH = PROJECT_ROOT / "cfg" / "default.yaml"
-
-
-def load_hyp(overrides: str | Path | dict | None = None) -> dict[str, Any]:
-    """cfg/default.yaml, updated with a hyperparameter YAML or dict; unknown keys are an error."""
-    hyp = yaml.safe_load(DEFAULT_HYP_PATH.read_text())
-    if overrides is None:
-        return hyp
-    where = str(overrides) if not isinstance(overrides, dict) else "hyp"
-    if not isinstance(overrides, dict):
-        path = Path(overrides)
-        if not path.is_file():
-            raise ConfigError(f"{path}: hyperparameter file not found")
-        overrides = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(overrides) - set(hyp))
-    if unknown:
-        raise ConfigError(f"{where}: unknown hyperparameters {unknown}; valid keys are those of {DEFAULT_HYP_PATH}")
-    hyp.update(overrides)
-    return hyp
 
 
 def _seed_everything(seed: int) -> None:
@@ -67,8 +48,14 @@ def _find_resume_checkpoint(resume: bool | str, project: str | Path) -> Path:
     return candidates[-1]
 
 
-def _initial_model(model_cfg: str | dict, nc: int, names: list[str], weights: str | None) -> DetectionModel:
-    model = build_model(model_cfg, nc=nc)
+def _initial_model(
+    model_cfg: str | dict, nc: int, names: list[str], weights: str | None, checkpoint: dict | None
+) -> DetectionModel:
+    if checkpoint is not None:  # resuming: the run's own architecture
+        model_cfg = checkpoint["model_cfg"]
+        model = build_model(model_cfg, nc=nc, scale=checkpoint.get("scale"), name=checkpoint.get("model_name"))
+    else:
+        model = build_model(model_cfg, nc=nc)
     model.names = list(names)
     if weights:
         source = read_checkpoint(weights)["state_dict"]
@@ -152,7 +139,7 @@ def _train(args: dict, save_dir: Path | None, checkpoint: dict | None, dev: torc
     trainer.fit()
     if not distributed.is_main_process():
         return {}
-    return _final_validation(trainer.save_dir, trainer.validator, dev)
+    return _final_validation(trainer, dev)
 
 
 def build_trainer(
@@ -160,21 +147,20 @@ def build_trainer(
 ) -> Trainer:
     """Build model, data, loss, optimizer and validator from ``args`` (the plain options ``train()`` stores) and
     return a ready ``Trainer``, restored from ``checkpoint`` when resuming. Call after ``distributed.setup``."""
-    main = distributed.is_main_process()
+    is_main = distributed.is_main_process()
     hyp, world = args["hyp"], distributed.world_size()
     _seed_everything(args["seed"])
-    spec = load_data_spec(args["data"]) if main else None
+    spec = load_data_spec(args["data"]) if is_main else None
     spec = distributed.broadcast_object(spec) if is_distributed else spec
-    if save_dir is None and main:
+    weights = None if checkpoint else args["weights"]
+    model = _initial_model(args["model"], len(spec.names), list(spec.names), weights, checkpoint).to(dev)
+    stride = int(model.stride.max())
+    imgsz = check_imgsz(args["imgsz"], stride)
+    if save_dir is None and is_main:
         save_dir = increment_run_dir(args["project"], args["name"])
     save_dir = Path(distributed.broadcast_object(str(save_dir)))
-    model_cfg = checkpoint["model_cfg"] if checkpoint else args["model"]
-    model = _initial_model(model_cfg, len(spec.names), list(spec.names), None if checkpoint else args["weights"])
-    model = model.to(dev)
-    if main:
-        model.info(imgsz=args["imgsz"])
-    stride = int(model.stride.max())
-    imgsz = math.ceil(args["imgsz"] / stride) * stride
+    if is_main:
+        model.info(imgsz=imgsz)
     batch = max(args["batch"] // world, 1)
     dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, cache_images=args["cache"])
     loader = build_dataloader(dataset, batch, True, args["workers"], args["seed"], distributed=is_distributed)
@@ -183,9 +169,9 @@ def build_trainer(
     opt_name, lr0 = resolve_optimizer(args["optimizer"], len(spec.names), steps, hyp["lr0"])
     weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
     optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
-    if main:
+    if is_main:
         LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
-    loss_fn = DetectionLoss(model, hyp)
+    loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
     if is_distributed:
         if args["sync_bn"] and dev.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -193,12 +179,10 @@ def build_trainer(
             LOGGER.warning("--sync-bn: SyncBatchNorm needs CUDA; training on %s with per-process BatchNorm", dev)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     validator = None
-    if main:
+    if is_main:
         val_set, val_loader = build_eval_loader(spec, "val", imgsz, batch * 2, stride, args["workers"])
         # Per-epoch checks use the internal estimate (it mirrors COCOeval); best.pt is re-scored by pycocotools.
-        validator = Validator(
-            val_set, val_loader, hyp["val_conf"], hyp["val_iou"], int(hyp["max_det"]), coco_eval=False
-        )
+        validator = build_validator(val_set, val_loader, _eval_args(hyp), coco=False)
         LOGGER.info("train: %s; val: %s", dataset.stats, val_set.stats)
     trainer = Trainer(
         model, loss_fn, optimizer, loader, validator, hyp=hyp, epochs=args["epochs"], save_dir=save_dir,
@@ -210,15 +194,18 @@ def build_trainer(
     return trainer
 
 
-def _final_validation(save_dir: Path, validator: Validator, dev: torch.device) -> dict[str, Any]:
-    """Re-validate best.pt exactly as ``yolorep val`` does: load it from disk, fuse, evaluate, write the run files."""
-    import yolorep
+def _eval_args(hyp: dict[str, Any]) -> dict[str, Any]:
+    return eval_settings(None, conf=hyp["val_conf"], iou=hyp["val_iou"], max_det=int(hyp["max_det"]))
 
-    best = save_dir / "weights" / "best.pt"
-    model = yolorep.load(best).fuse(verbose=False).to(dev)
-    LOGGER.info("validating %s (fused: %s)", best, model.fuse_report)
-    validator.save_dir, validator.coco_eval = save_dir, True
+
+def _final_validation(trainer: Trainer, dev: torch.device) -> dict[str, Any]:
+    """Re-validate best.pt exactly as ``yolorep val`` does: load it from disk, fuse, evaluate, write the run files."""
+    best = trainer.save_dir / "weights" / "best.pt"
+    model = load_checkpoint(best).fuse().to(dev)
+    LOGGER.info("validating %s (%s)", best, model.fuse_report)
+    per_epoch = trainer.validator
+    validator = build_validator(per_epoch.dataset, per_epoch.loader, _eval_args(trainer.hyp), save_dir=trainer.save_dir)
     results = validator(model, dev)
     log_results(validator, results)
-    LOGGER.info("results saved to %s", save_dir)
-    return dict(results, save_dir=str(save_dir))
+    LOGGER.info("results saved to %s", trainer.save_dir)
+    return dict(results, save_dir=str(trainer.save_dir))

@@ -6,7 +6,6 @@ builds them from paths and flags.
 
 from __future__ import annotations
 
-import copy
 import csv
 import logging
 import random
@@ -24,6 +23,7 @@ from yolorep.engine.checkpoint import save_checkpoint
 from yolorep.engine.optim import ModelEMA, lr_lambda
 from yolorep.engine.validator import Validator
 from yolorep.errors import YolorepError
+from yolorep.nn.fuse import fused_copy
 
 __all__ = ["TrainState", "Trainer", "fitness"]
 
@@ -78,7 +78,7 @@ class Trainer:
         self.hyp, self.epochs, self.device, self.seed, self.patience = hyp, epochs, device, seed, patience
         self.save_dir, self.weights_dir = save_dir, save_dir / "weights"
         self.train_args = train_args or {}
-        self.main = distributed.is_main_process()
+        self.is_main = distributed.is_main_process()
         self.raw_model = getattr(model, "module", model)
         self.ema = ModelEMA(self.raw_model, hyp["ema_decay"], hyp["ema_tau"])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(epochs, hyp["lrf"], hyp["cos_lr"]))
@@ -88,7 +88,7 @@ class Trainer:
         self.accumulate = max(round(hyp["nbs"] / world_batch), 1)
         self.state = TrainState()
         self.bad_steps = 0
-        self.tensorboard = _tensorboard(save_dir) if self.main else None
+        self.tensorboard = _tensorboard(save_dir) if self.is_main else None
 
     # ---- resume ---------------------------------------------------------------------------------------------
     def load_train_state(self, checkpoint: dict[str, Any]) -> None:
@@ -117,7 +117,7 @@ class Trainer:
             self.scheduler.step()
             train_time = time.perf_counter() - start
             stop = False
-            if self.main:
+            if self.is_main:
                 metrics = self._end_epoch(epoch, losses, images_seen, train_time)
                 stop = bool(self.patience) and self.state.epochs_without_improvement >= self.patience
                 if stop:
@@ -158,12 +158,12 @@ class Trainer:
             step = i + n_batches * epoch
             if step < warmup_iters:
                 self._warmup(step, warmup_iters, epoch)
-            if self.main and epoch == 0 and i < N_PLOTTED_BATCHES:
+            if self.is_main and epoch == 0 and i < N_PLOTTED_BATCHES:
                 _plot_batch(images, targets, self.raw_model.names, self.save_dir / f"train_batch{i}.jpg")
             images = images.to(self.device, non_blocking=True).float() / 255
             targets = targets.to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                loss, items = self.loss_fn(self.model(images), targets)
+                loss, items = self.loss_fn(self.model(images), self.raw_model.stride, targets)
             loss = loss * distributed.world_size()  # DDP averages gradients across ranks; the loss is a per-rank sum
             if not distributed.all_true(bool(torch.isfinite(loss)), self.device):
                 self._skip_step(epoch, i, items)
@@ -220,7 +220,7 @@ class Trainer:
 
     def _progress(self, epoch: int, n_batches: int):
         """A tqdm bar over the loader on rank 0; None on other ranks."""
-        if not self.main:
+        if not self.is_main:
             return None
         from tqdm import tqdm
 
@@ -228,7 +228,7 @@ class Trainer:
 
     # ---- end of epoch: validate the fused EMA, log, save ------------------------------------------------------
     def _end_epoch(self, epoch: int, losses: torch.Tensor, images_seen: int, train_time: float) -> dict[str, Any]:
-        fused = copy.deepcopy(self.ema.ema).fuse(verbose=False)
+        fused = fused_copy(self.ema.ema)
         metrics = self.validator(fused, self.device) if self.validator is not None else {"map50_95": 0.0, "map50": 0.0}
         score = fitness(metrics)
         improved = score > self.state.best_fitness
@@ -274,7 +274,7 @@ class Trainer:
         return row
 
     def _write_results(self) -> None:
-        from yolorep.engine.plots import plot_results_csv
+        from yolorep.plots import plot_results_csv
 
         csv_path = self.save_dir / "results.csv"
         with open(csv_path, "w", newline="") as f:
@@ -330,7 +330,7 @@ def _cpu_has_native_bf16() -> bool:
 
 
 def _plot_batch(images: torch.Tensor, targets: torch.Tensor, names: list[str], path: Path) -> None:
-    from yolorep.engine.plots import plot_training_batch
+    from yolorep.plots import plot_training_batch
 
     plot_training_batch(images, targets, names, path)
 

@@ -1,7 +1,8 @@
-"""Validation: batched letterboxed inference of a (fused) model, NMS, internal metrics and pycocotools.
+"""Validation: one inference loop (letterboxed batches -> model -> NMS -> original pixels) feeding evaluators.
 
 pycocotools is the number of record; the internal mAP (which mirrors COCOeval's matching) is an estimate kept
-beside it because it also gives per-class precision/recall and curves.
+beside it because it also gives per-class precision/recall and curves, and because per-epoch validation skips
+pycocotools. See ``yolorep.evaluation`` for the evaluators.
 """
 
 from __future__ import annotations
@@ -15,63 +16,74 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolorep.datasets.config import DataSpec, load_data_spec
+from yolorep.checks import check_imgsz
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
-from yolorep.engine.coco import build_coco_gt, evaluate_coco, predictions_to_coco
+from yolorep.datasets.spec import DataSpec, load_data_spec
+from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
-from yolorep.engine.metrics import ConfusionMatrix, DetectionMetrics
+from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError
+from yolorep.evaluation import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages, build_coco_gt
+from yolorep.hyp import load_hyp
+from yolorep.nn.model import DecodedModel, DetectionModel
 from yolorep.ops.boxes import scale_boxes
 from yolorep.ops.nms import non_max_suppression
 
-__all__ = ["DEFAULT_EVAL_ARGS", "Validator", "val"]
+__all__ = ["Validator", "build_eval_loader", "build_validator", "default_eval_settings", "eval_settings", "val"]
 
 LOGGER = logging.getLogger(__name__)
-DEFAULT_EVAL_ARGS = {"imgsz": 640, "conf": 0.001, "iou": 0.7, "max_det": 300}
-N_PLOTTED_IMAGES = 4
+
+
+def default_eval_settings() -> dict[str, Any]:
+    """NMS settings of cfg/default.yaml and the default image size, for checkpoints that store none."""
+    hyp = load_hyp()
+    return {"imgsz": 640, "conf": hyp["val_conf"], "iou": hyp["val_iou"], "max_det": int(hyp["max_det"])}
 
 
 class Validator:
-    """Evaluate a model on one dataset split.
+    """Run a model over one dataset split and feed every image's detections to ``evaluators``.
 
     Args:
         dataset: an evaluation ``DetectionDataset`` (``augment=False``; ``rect=True`` for speed).
         loader: its loader, without shuffling.
+        evaluators: what to compute; one ``MetricsEvaluator`` is required (the internal estimate), a
+            ``COCOEvaluator`` makes pycocotools the number of record.
         conf, iou, max_det, agnostic: NMS settings.
-        save_dir: where ``metrics.json``, ``predictions.json`` and plots go; ``None`` writes nothing.
-        coco_eval: also score with pycocotools (the number of record); without it ``map50_95`` and ``map50`` hold
-            the internal estimates, and ``metrics["source"]`` says which it is.
+        half: feed fp16 images (for a model cast to fp16).
+        save_dir: where ``metrics.json`` goes; ``None`` writes nothing (evaluators write their own files).
     """
 
     def __init__(
         self,
         dataset: DetectionDataset,
         loader: torch.utils.data.DataLoader,
-        conf: float = 0.001,
-        iou: float = 0.7,
-        max_det: int = 300,
+        evaluators: list[Evaluator],
+        *,
+        conf: float,
+        iou: float,
+        max_det: int,
         agnostic: bool = False,
         half: bool = False,
         save_dir: Path | None = None,
-        coco_eval: bool = True,
     ) -> None:
-        self.dataset, self.loader = dataset, loader
-        self.coco_eval = coco_eval
+        if not any(isinstance(e, MetricsEvaluator) for e in evaluators):
+            raise ValueError("Validator: evaluators must include a MetricsEvaluator (the internal estimate)")
+        self.dataset, self.loader, self.evaluators = dataset, loader, list(evaluators)
         self.conf, self.iou, self.max_det, self.agnostic, self.half = conf, iou, max_det, agnostic, half
         self.save_dir = save_dir
-        self.names = list(dataset.names)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
+        """Evaluate ``model``: a ``DetectionModel`` (decoded here) or any module returning [B, N, 4 + nc]."""
+        if isinstance(model, DetectionModel):
+            model = DecodedModel(model)
         device = device or next(model.parameters()).device
         model.eval()
-        metrics = DetectionMetrics(self.names)
-        confusion = ConfusionMatrix(len(self.names))
-        predictions: list[dict[str, Any]] = []
-        evaluated: list[int] = []
+        for evaluator in self.evaluators:
+            evaluator.reset()
         times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}
-        plotted = 0
+        images_seen = 0
         batches = self.loader
         if progress:
             from tqdm import tqdm
@@ -83,7 +95,7 @@ class Validator:
             x = (x.half() if self.half else x.float()) / 255
             _synchronize(device)
             loaded = time.perf_counter()
-            raw = model(x)
+            raw = model(x)  # [B, N, 4 + nc]
             _synchronize(device)
             inferred = time.perf_counter()
             # An untrained model puts nearly every anchor and class above conf 0.001: keeping the 10 * max_det best
@@ -97,89 +109,40 @@ class Validator:
             times["nms"] += time.perf_counter() - inferred
             for det, info in zip(detections, infos):
                 record = self.dataset.records[info["index"]]
-                det = det.cpu()
-                boxes = scale_boxes(det[:, :4], info["ratio_pad"], record.shape)
-                scores, classes = det[:, 4], det[:, 5].long()
-                gt_boxes, gt_classes = torch.from_numpy(record.boxes_xyxy), torch.from_numpy(record.classes)
-                metrics.update(boxes, scores, classes, gt_boxes, gt_classes)
-                confusion.update(boxes, scores, classes, gt_boxes, gt_classes)
-                predictions += predictions_to_coco(record.image_id, boxes, scores, classes, self.dataset.category_ids)
-                evaluated.append(record.image_id)
-                if self.save_dir is not None and plotted < N_PLOTTED_IMAGES:
-                    self._plot_image(record, (gt_boxes, gt_classes), (boxes, classes, scores), plotted)
-                    plotted += 1
-        results = self._summarise(metrics, predictions, evaluated, times)
+                det = det.cpu()  # [M, 6] (x1, y1, x2, y2, score, class) in input pixels
+                boxes_xyxy = scale_boxes(det[:, :4], info["ratio_pad"], record.shape)
+                found = Detections(boxes_xyxy, det[:, 4], det[:, 5].long())
+                for evaluator in self.evaluators:
+                    evaluator.process(record, found)
+                images_seen += 1
+        results = self._summarise(images_seen, times)
         results["fused"] = bool(getattr(model, "is_fused", False))
         if self.save_dir is not None:
-            self._save(results, metrics, confusion, predictions)
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         return results
 
-    def _summarise(
-        self, metrics: DetectionMetrics, predictions: list[dict], evaluated: list[int], times: dict[str, float]
-    ) -> dict[str, Any]:
-        internal = metrics.compute()
-        n = max(len(evaluated), 1)
-        self.table = metrics.format_table()
-        if self.coco_eval:
-            coco = evaluate_coco(self._coco_ground_truth(), predictions, image_ids=evaluated)
-            self.coco_summary, source = coco["summary"], "pycocotools"
-        else:
-            coco = {
-                "map50_95": internal["map50_95"],
-                "map50": internal["map50"],
-                "map75": internal["map75"],
-                "stats": [],
-            }
-            self.coco_summary, source = "(pycocotools not run)", "internal estimate"
+    def _summarise(self, images_seen: int, times: dict[str, float]) -> dict[str, Any]:
+        figures: dict[str, Any] = {}
+        for evaluator in self.evaluators:
+            figures.update(evaluator.evaluate())
+        has_coco = "coco_stats" in figures
+        n = max(images_seen, 1)
         return {
-            "source": source,
-            "map50_95": coco["map50_95"],
-            "map50": coco["map50"],
-            "map75": coco["map75"],
-            "map50_95_internal": internal["map50_95"],
-            "map50_internal": internal["map50"],
-            "precision": internal["precision"],
-            "recall": internal["recall"],
-            "per_class": internal["per_class"],
-            "coco_stats": coco["stats"],
-            "images": len(evaluated),
+            "source": "pycocotools" if has_coco else "internal estimate",
+            "map50_95": figures["map50_95"] if has_coco else figures["map50_95_internal"],
+            "map50": figures["map50"] if has_coco else figures["map50_internal"],
+            "map75": figures["map75"] if has_coco else figures["map75_internal"],
+            "map50_95_internal": figures["map50_95_internal"],
+            "map50_internal": figures["map50_internal"],
+            "precision": figures["precision"],
+            "recall": figures["recall"],
+            "per_class": figures["per_class"],
+            "coco_stats": figures.get("coco_stats", []),
+            "images": images_seen,
             "speed_ms_per_image": {k: 1000 * v / n for k, v in times.items()},
             "settings": {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "agnostic": self.agnostic},
         }
-
-    def _coco_ground_truth(self) -> dict[str, Any] | Path:
-        spec: DataSpec = self.dataset.spec
-        annotation_file = spec.split_json(self.dataset.split)
-        if annotation_file is not None:
-            return annotation_file  # the dataset's own file: ids and categories come from it, crowd included
-        records = self.dataset.records
-        images = [
-            {"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]}
-            for r in records
-        ]
-        return build_coco_gt(
-            images, [(r.boxes_xyxy, r.classes) for r in records], self.dataset.category_ids, self.names
-        )
-
-    def _plot_image(self, record: Any, gt: tuple, pred: tuple, index: int) -> None:
-        import cv2
-
-        from yolorep.engine.plots import save_side_by_side
-
-        image = cv2.imread(str(record.path))
-        if image is not None:
-            keep = pred[2] >= 0.25
-            shown = (pred[0][keep], pred[1][keep], pred[2][keep])
-            save_side_by_side(image, gt, shown, self.names, self.save_dir / f"val_image{index}_labels_vs_pred.jpg")
-
-    def _save(self, results: dict, metrics: DetectionMetrics, confusion: ConfusionMatrix, predictions: list) -> None:
-        from yolorep.engine.plots import plot_pr_curve
-
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        (self.save_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-        (self.save_dir / "predictions.json").write_text(json.dumps(predictions))
-        plot_pr_curve(metrics, self.save_dir / "pr_curve.png")
-        confusion.plot(self.save_dir / "confusion_matrix.png", self.names)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -187,9 +150,49 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any] | Path:
+    """The ground truth pycocotools scores against: the data set's own instances file (ids and categories come
+    from it, crowd regions included), or for the YOLO layout an equivalent dict built from the loaded records."""
+    spec: DataSpec = dataset.spec
+    annotation_file = spec.split_json(dataset.split)
+    if annotation_file is not None:
+        return annotation_file
+    images = [
+        {"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]}
+        for r in dataset.records
+    ]
+    return build_coco_gt(
+        images, [(r.boxes_xyxy, r.classes) for r in dataset.records], dataset.category_ids, list(dataset.names)
+    )
+
+
+def build_validator(
+    dataset: DetectionDataset,
+    loader: torch.utils.data.DataLoader,
+    settings: dict[str, Any],
+    *,
+    save_dir: Path | None = None,
+    coco: bool = True,
+    agnostic: bool = False,
+    half: bool = False,
+) -> Validator:
+    """The validator of ``yolorep val``: internal metrics, pycocotools (``coco``) and, with ``save_dir``, the
+    plots and sample images. ``settings`` holds ``conf``, ``iou`` and ``max_det``."""
+    names = list(dataset.names)
+    evaluators: list[Evaluator] = [MetricsEvaluator(names, save_dir)]
+    if coco:
+        evaluators.append(COCOEvaluator(coco_ground_truth(dataset), list(dataset.category_ids), save_dir))
+    if save_dir is not None:
+        evaluators.append(SampleImages(names, save_dir))
+    return Validator(
+        dataset, loader, evaluators, conf=settings["conf"], iou=settings["iou"], max_det=int(settings["max_det"]),
+        agnostic=agnostic, half=half, save_dir=save_dir,
+    )  # fmt: skip
+
+
 def eval_settings(stored: dict[str, Any] | None, **requested: Any) -> dict[str, Any]:
     """Evaluation settings: the checkpoint's (else the defaults), each overridden where the user asked."""
-    settings = dict(DEFAULT_EVAL_ARGS, **(stored or {}))
+    settings = dict(default_eval_settings(), **(stored or {}))
     for key, value in requested.items():
         if value is None:
             continue
@@ -223,10 +226,7 @@ def val(
     name: str = "exp",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint, fused, on a dataset split; writes a run folder and returns the metrics dict."""
-    import yolorep
-    from yolorep.engine.run_dir import increment_run_dir
-
-    model = yolorep.load(weights)
+    model = load_checkpoint(weights)
     spec = load_data_spec(data)
     if len(spec.names) != model.nc:
         raise CheckpointError(
@@ -238,15 +238,13 @@ def val(
     if half and dev.type != "cuda":
         LOGGER.warning("--half needs CUDA; evaluating in fp32 on %s", dev)
         half = False
-    model.fuse(verbose=False)
+    model.fuse()
     LOGGER.info("evaluating the fused model (%s)", model.fuse_report)
     model = model.to(dev).half() if half else model.to(dev)
     stride = int(model.stride.max())
-    dataset, loader = build_eval_loader(spec, split, settings["imgsz"], batch, stride, workers)
+    dataset, loader = build_eval_loader(spec, split, check_imgsz(settings["imgsz"], stride), batch, stride, workers)
     save_dir = increment_run_dir(project, name)
-    validator = Validator(
-        dataset, loader, settings["conf"], settings["iou"], settings["max_det"], agnostic_nms, half, save_dir
-    )
+    validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=agnostic_nms, half=half)
     results = validator(model, dev, progress=True)
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)
@@ -254,19 +252,17 @@ def val(
 
 
 def log_results(validator: Validator, results: dict[str, Any]) -> None:
-    LOGGER.info("%s", validator.table)
-    LOGGER.info("pycocotools COCOeval (number of record):\n%s", validator.coco_summary)
+    for evaluator in validator.evaluators:
+        if isinstance(evaluator, COCOEvaluator):
+            LOGGER.info("pycocotools COCOeval (number of record):\n%s", evaluator.report)
+        elif evaluator.report:
+            LOGGER.info("%s", evaluator.report)
     LOGGER.info(
         "mAP50-95 %.4f (internal estimate %.4f), mAP50 %.4f (internal estimate %.4f)",
-        results["map50_95"],
-        results["map50_95_internal"],
-        results["map50"],
-        results["map50_internal"],
-    )
+        results["map50_95"], results["map50_95_internal"], results["map50"], results["map50_internal"],
+    )  # fmt: skip
     speed = results["speed_ms_per_image"]
     LOGGER.info(
         "speed: %.2f ms preprocess, %.2f ms inference, %.2f ms NMS per image",
-        speed["preprocess"],
-        speed["inference"],
-        speed["nms"],
-    )
+        speed["preprocess"], speed["inference"], speed["nms"],
+    )  # fmt: skip

@@ -1,7 +1,19 @@
-"""Network building blocks, the YAML registry and builder, and structural re-parameterization."""
+"""Network building blocks, the YAML registry and builder, and structural re-parameterization.
 
-from yolorep.nn.fuse import bn_kernel_bias, fuse, fuse_conv_bn, identity_kernel, is_fusable
-from yolorep.nn.model import DetectionModel, build_model
+Importing this package registers the built-in modules (``yolorep.nn.modules``) in the registry.
+"""
+
+from yolorep.nn.fuse import (
+    bn_kernel_bias,
+    conv_from_kernel,
+    fuse,
+    fuse_conv_bn,
+    fused_copy,
+    identity_kernel,
+    is_fusable,
+    randomize_batchnorm,
+)
+from yolorep.nn.model import DecodedModel, DetectionModel, build_model
 from yolorep.nn.modules import SPPF, Concat, Conv, Detect, FusedConv, QARepVGGBlock, RepBlock, RepCSP, RepVGGBlock
 from yolorep.nn.registry import lookup, register, register_alias, registered_names
 
@@ -9,6 +21,7 @@ __all__ = [
     "SPPF",
     "Concat",
     "Conv",
+    "DecodedModel",
     "Detect",
     "DetectionModel",
     "FusedConv",
@@ -18,11 +31,14 @@ __all__ = [
     "RepVGGBlock",
     "bn_kernel_bias",
     "build_model",
+    "conv_from_kernel",
     "fuse",
     "fuse_conv_bn",
+    "fused_copy",
     "identity_kernel",
     "is_fusable",
     "lookup",
+    "randomize_batchnorm",
     "register",
     "register_alias",
     "registered_names",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from yolorep.config import LayerSpec, ModelSpec, Source
+from yolorep.config import LayerInputs, LayerSpec, ModelSpec
 from yolorep.errors import ConfigError
 from yolorep.nn.registry import ModuleEntry, lookup
 
@@ -20,7 +20,7 @@ class BuiltLayers:
     """The layers of a model and how they are wired."""
 
     layers: nn.ModuleList
-    sources: list[Source]  # absolute indices each layer reads; -1 is the input image
+    inputs: list[LayerInputs]  # absolute indices each layer reads; -1 is the input image
     saved: set[int]  # layers whose outputs a later non-adjacent layer reads
     channels: list[int]  # output channels of each layer
 
@@ -32,13 +32,13 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def build_layers(spec: ModelSpec, in_channels: int = 3) -> BuiltLayers:
     layers, channels, saved = nn.ModuleList(), [], set()
     for layer in spec.layers:
-        sources = layer.source if isinstance(layer.source, tuple) else (layer.source,)
+        sources = layer.inputs if isinstance(layer.inputs, tuple) else (layer.inputs,)
         saved.update(s for s in sources if s not in (-1, layer.index - 1))
         c_in = [channels[s] if s >= 0 else in_channels for s in sources]
-        module = _build_one(layer, spec, c_in if isinstance(layer.source, tuple) else c_in[0])
+        module = _build_one(layer, spec, c_in if isinstance(layer.inputs, tuple) else c_in[0])
         layers.append(module)
         channels.append(getattr(module, "out_channels", None) or _passthrough_channels(c_in, layer))
-    return BuiltLayers(layers, [layer.source for layer in spec.layers], saved, channels)
+    return BuiltLayers(layers, [layer.inputs for layer in spec.layers], saved, channels)
 
 
 def _passthrough_channels(c_in: list[int], layer: LayerSpec) -> int:

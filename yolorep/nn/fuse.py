@@ -13,6 +13,7 @@ linear in its kernel.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from typing import Protocol, runtime_checkable
 
@@ -24,12 +25,15 @@ from torch.nn.modules.batchnorm import _BatchNorm
 __all__ = [
     "Fusable",
     "bn_kernel_bias",
+    "conv_from_kernel",
     "fuse",
     "fuse_conv_bn",
     "fuse_modules",
+    "fused_copy",
     "identity_kernel",
     "is_fusable",
     "pad_kernel",
+    "randomize_batchnorm",
 ]
 
 
@@ -74,6 +78,16 @@ def fuse(module: nn.Module) -> nn.Module:
     return fused.eval()
 
 
+def fused_copy(model: nn.Module) -> nn.Module:
+    """A fused deep copy of ``model``, which is left untouched (it may go on training).
+
+    A model with its own ``fuse()`` (``DetectionModel``, which also records what was fused) is fused by it; any
+    other module tree by :func:`fuse`.
+    """
+    copied = copy.deepcopy(model)
+    return copied.fuse() if callable(getattr(copied, "fuse", None)) else fuse(copied)
+
+
 def bn_kernel_bias(
     weight: torch.Tensor, bn: _BatchNorm, bias: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,25 +116,31 @@ def bn_kernel_bias(
     return kernel.to(dtype), fused_bias.to(dtype).to(weight.device)
 
 
+def conv_from_kernel(reference: nn.Conv2d, kernel: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    """A new biased ``nn.Conv2d`` with ``reference``'s geometry holding ``kernel`` [C_out, C_in/g, k, k] and
+    ``bias`` [C_out] (in ``kernel``'s dtype and device), without gradients: the inference form of a fused branch."""
+    conv = nn.Conv2d(
+        reference.in_channels,
+        reference.out_channels,
+        reference.kernel_size,
+        stride=reference.stride,
+        padding=reference.padding,
+        dilation=reference.dilation,
+        groups=reference.groups,
+        bias=True,
+        padding_mode=reference.padding_mode,
+        device=kernel.device,
+        dtype=kernel.dtype,
+    ).requires_grad_(False)
+    with torch.no_grad():
+        conv.weight.copy_(kernel)
+        conv.bias.copy_(bias)
+    return conv
+
+
 def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
     """Return a new ``nn.Conv2d`` with bias equal to ``bn(conv(x))`` in eval mode."""
-    kernel, bias = bn_kernel_bias(conv.weight, bn, conv.bias)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-    ).requires_grad_(False)
-    fused.weight.copy_(kernel)
-    fused.bias.copy_(bias)
-    return fused
+    return conv_from_kernel(conv, *bn_kernel_bias(conv.weight, bn, conv.bias))
 
 
 def pad_kernel(weight: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -143,3 +163,26 @@ def identity_kernel(channels: int, groups: int, kernel_size: int, like: torch.Te
     index = torch.arange(channels, device=like.device)
     kernel[index, index % per_group, kernel_size // 2, kernel_size // 2] = 1
     return kernel
+
+
+def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm of ``module`` random running statistics and affine parameters, in place.
+
+    A fresh BatchNorm (mean 0, variance 1, weight 1, bias 0) is nearly the identity, so a fuse that mishandles
+    BatchNorm still looks exact on a freshly built model; fuse checks randomize first. Returns ``module``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(n: int, low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator) * (high - low) + low
+
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(uniform(n, -1.0, 1.0))
+                m.running_var.copy_(uniform(n, 0.3, 3.0))
+                if m.weight is not None:
+                    m.weight.copy_(uniform(n, 0.4, 1.6))
+                    m.bias.copy_(uniform(n, -0.5, 0.5))
+    return module

@@ -1,4 +1,5 @@
-"""``DetectionModel``: layers built from a model YAML, the routing between them, fusing and a summary."""
+"""``DetectionModel``: layers built from a model YAML, the routing between them, fusing and a summary; and
+``DecodedModel``, the same network with its raw maps decoded into boxes and scores (what is exported)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import torch
 from torch import Tensor, nn
 
 from yolorep.config import ModelSpec, load_model_spec
-from yolorep.errors import ConfigError, YolorepError
+from yolorep.errors import ConfigError
 from yolorep.nn.builder import build_layers
 from yolorep.nn.fuse import fuse_modules, is_fusable
 from yolorep.nn.modules.head import Detect
+from yolorep.ops.decode import decode_predictions
 
-__all__ = ["DetectionModel", "build_model"]
+__all__ = ["DecodedModel", "DetectionModel", "build_model"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -26,8 +28,14 @@ class DetectionModel(nn.Module):
     Routing (which earlier outputs each layer reads) lives here rather than on the modules, so fusing may replace
     any layer by a module of another type.
 
-    Eval mode: ``model(images [B, 3, H, W] float in 0..1)`` -> [B, N, 4 + nc] (xyxy input pixels, class scores).
-    Train mode: the head's raw maps, one [B, 4 * reg_max + nc, H_i, W_i] per level.
+    ``model(images)`` takes [B, 3, H, W] float RGB in 0..1 and returns the head's raw maps, one
+    [B, 4 * reg_max + nc, H_i, W_i] per level, in training and evaluation alike; the loss reads them as they are
+    and ``model.decode(maps)`` turns them into [B, N, 4 + nc] detections (xyxy input pixels, class scores).
+
+    Attributes:
+        stride: [levels] input pixels per cell of each head level, measured once at build time.
+        names: class names (``class0`` ... until a dataset or checkpoint sets them).
+        fuse_report: what the last ``fuse()`` did, e.g. ``"fused 20 RepVGGBlock, 15 Conv"``.
     """
 
     def __init__(self, spec: ModelSpec, in_channels: int = 3, stride_probe: int = 256) -> None:
@@ -35,17 +43,20 @@ class DetectionModel(nn.Module):
         self.spec = spec
         built = build_layers(spec, in_channels)
         self.layers = built.layers
-        self.sources = built.sources
+        self.inputs = built.inputs
         self.saved = built.saved
-        if not isinstance(self.layers[-1], Detect) or not isinstance(self.sources[-1], tuple):
+        if not isinstance(self.layers[-1], Detect) or not isinstance(self.inputs[-1], tuple):
             raise ConfigError(f"{spec.layers[-1].where}: the last row must be a Detect head reading a list of layers")
         self.names = [f"class{i}" for i in range(spec.nc)]
         self.fuse_report = ""
+        self.register_buffer("stride", self._measure_strides(in_channels, stride_probe), persistent=False)
+        self.head.initialize_biases(self.stride)
+
+    def _measure_strides(self, in_channels: int, size: int) -> Tensor:
+        """Input pixels per cell of each head input, from the shapes of one forward pass on a blank image."""
         with torch.no_grad():
-            probe = torch.zeros(1, in_channels, stride_probe, stride_probe)
-            features = self.head_inputs(probe)
-        self.head.strides.copy_(torch.tensor([stride_probe / f.shape[-1] for f in features]))
-        self.head.initialize_biases()
+            features = self.head_inputs(torch.zeros(1, in_channels, size, size))
+        return torch.tensor([size / f.shape[-1] for f in features])
 
     @property
     def head(self) -> Detect:
@@ -53,7 +64,7 @@ class DetectionModel(nn.Module):
 
     @property
     def cfg(self) -> dict[str, Any]:
-        """The plain config this model was built from (what a checkpoint stores)."""
+        """The plain config this model was built from (what a checkpoint stores, with ``spec.scale``)."""
         return self.spec.cfg
 
     @property
@@ -61,8 +72,8 @@ class DetectionModel(nn.Module):
         return self.spec.nc
 
     @property
-    def stride(self) -> Tensor:
-        return self.head.strides
+    def reg_max(self) -> int:
+        return self.head.reg_max
 
     @property
     def is_fused(self) -> bool:
@@ -72,17 +83,21 @@ class DetectionModel(nn.Module):
 
     def head_inputs(self, x: Tensor) -> list[Tensor]:
         outputs = self._run(x, len(self.layers) - 1)
-        return [outputs[s] for s in self.sources[-1]]
+        return [outputs[s] for s in self.inputs[-1]]
 
-    def forward(self, x: Tensor) -> list[Tensor] | Tensor:
+    def forward(self, x: Tensor) -> list[Tensor]:
         return self.head(self.head_inputs(x))
+
+    def decode(self, maps: list[Tensor]) -> Tensor:
+        """Raw maps -> [B, N, 4 + nc]: boxes (x1, y1, x2, y2) in input pixels, then class probabilities."""
+        return decode_predictions(maps, self.stride, self.reg_max)
 
     def _run(self, x: Tensor, stop: int) -> dict[int, Tensor]:
         """Run layers [0, stop) and return the outputs a later layer (the head included) reads, by index."""
         kept: dict[int, Tensor] = {-1: x}
-        wanted = self.saved | set(self.sources[-1])
+        wanted = self.saved | set(self.inputs[-1])
         for index in range(stop):
-            source = self.sources[index]
+            source = self.inputs[index]
             if isinstance(source, tuple):
                 x = self.layers[index]([x if s == index - 1 else kept[s] for s in source])
             else:
@@ -91,17 +106,11 @@ class DetectionModel(nn.Module):
                 kept[index] = x
         return kept
 
-    def train(self, mode: bool = True) -> DetectionModel:
-        if mode and any(getattr(m, "is_fused", False) for m in self.modules() if m is not self):
-            raise YolorepError(
-                f"{self.spec.name}: this model is fused (BatchNorm folded into its convolutions) and cannot be "
-                "trained; train the unfused model (build it, or load an unfused checkpoint such as last.pt) and "
-                "fuse it for evaluation and deployment"
-            )
-        return super().train(mode)
+    def fuse(self) -> DetectionModel:
+        """Fuse every re-parameterizable block and conv+BN in place; eval mode; idempotent. Returns self.
 
-    def fuse(self, verbose: bool = True) -> DetectionModel:
-        """Fuse every re-parameterizable block and conv+BN in place; eval mode; idempotent. Returns self."""
+        What was fused is kept in ``fuse_report`` (and logged at debug level); a fused model refuses ``train()``.
+        """
         self.eval()
         with torch.no_grad():
             _, counts = fuse_modules(self)
@@ -109,9 +118,8 @@ class DetectionModel(nn.Module):
             self.fuse_report = "fused " + ", ".join(f"{n} {name}" for name, n in counts.most_common())
         elif not self.fuse_report:
             self.fuse_report = "nothing to fuse"
-        if verbose:
-            LOGGER.info("%s: %s", self.spec.name, self.fuse_report)
-        return self.eval()
+        LOGGER.debug("%s: %s", self.spec.name, self.fuse_report)
+        return self
 
     def info(self, imgsz: int = 640, verbose: bool = True) -> dict[str, Any]:
         """Layers, parameters and GFLOPs (torch's FlopCounterMode, one image at ``imgsz``, 2 FLOPs per MAC)."""
@@ -140,16 +148,47 @@ class DetectionModel(nn.Module):
             state = "fused" if summary["fused"] else "unfused"
             LOGGER.info(
                 "%s (%s): %d layers, %s parameters, %.1f GFLOPs at %d",
-                self.spec.name,
-                state,
-                summary["layers"],
-                f"{params:,}",
-                summary["gflops"],
-                imgsz,
-            )
+                self.spec.name, state, summary["layers"], f"{params:,}", summary["gflops"], imgsz,
+            )  # fmt: skip
         return summary
 
 
-def build_model(cfg: str | Path | dict, nc: int | None = None) -> DetectionModel:
-    """Build a detector from a model YAML path (``yolorep-s.yaml`` selects scale s), or a config dict."""
-    return DetectionModel(load_model_spec(cfg, nc=nc))
+class DecodedModel(nn.Module):
+    """A ``DetectionModel`` followed by decoding: ``images [B, 3, H, W] -> [B, N, 4 + nc]`` (xyxy input pixels,
+    class scores; no NMS). This is the graph yolorep exports and what the runtimes return.
+
+    ``names``, ``stride``, ``is_fused`` and ``meta`` (checkpoint metadata, if any) are the wrapped model's.
+    """
+
+    def __init__(self, model: DetectionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def names(self) -> list[str]:
+        return self.model.names
+
+    @property
+    def stride(self) -> Tensor:
+        return self.model.stride
+
+    @property
+    def is_fused(self) -> bool:
+        return self.model.is_fused
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return getattr(self.model, "meta", {})
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.decode(self.model(images))
+
+
+def build_model(
+    cfg: str | Path | dict, nc: int | None = None, scale: str | None = None, name: str | None = None
+) -> DetectionModel:
+    """Build a detector from a model YAML path (``yolorep-s.yaml`` selects scale s), or a config mapping.
+
+    See :func:`yolorep.config.load_model_spec` for the arguments.
+    """
+    return DetectionModel(load_model_spec(cfg, nc=nc, scale=scale, name=name))

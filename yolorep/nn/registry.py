@@ -13,7 +13,8 @@ Contract for a registered class (checked by ``tests/nn/test_registry.py`` over e
   and stride 1 (RepVGG's rule: only the first block of a stage downsamples).
 
 Register a user module with ``@register`` (or ``@register(name=..., out_channels=..., repeats=...)``); it is then
-usable by name in any model YAML, with no change to the parser.
+usable by name in any model YAML, with no change to the parser. The built-in modules register themselves when
+``yolorep.nn`` is imported; this module imports none of them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Callable, TypeVar
-
-from torch import nn
 
 from yolorep.errors import ConfigError
 
@@ -88,13 +87,11 @@ def register_alias(name: str, cls: type, *, out_channels: str | None = None, tak
 
 
 def registered_names() -> list[str]:
-    _ensure_builtin_modules()
     return sorted(_REGISTRY)
 
 
 def lookup(name: str, where: str = "") -> ModuleEntry:
     """Return the entry for ``name``; an unknown name raises ConfigError suggesting the closest names."""
-    _ensure_builtin_modules()
     entry = _REGISTRY.get(name)
     if entry is not None:
         return entry
@@ -108,19 +105,3 @@ def lookup(name: str, where: str = "") -> ModuleEntry:
     raise ConfigError(
         f"{prefix}unknown module {name!r}; {hint} (a custom module becomes usable with @yolorep.nn.register)"
     )
-
-
-def _ensure_builtin_modules() -> None:
-    # Importing the modules package runs their @register decorators; done lazily so that importing the registry
-    # alone (as a user module does to register itself) has no other effect.
-    import yolorep.nn.modules  # noqa: F401
-
-
-def _register_torch_aliases() -> None:
-    register_alias("nn.Upsample", nn.Upsample)
-    register_alias("nn.MaxPool2d", nn.MaxPool2d)
-    register_alias("nn.Identity", nn.Identity)
-    register_alias("nn.Conv2d", nn.Conv2d, out_channels="out_channels", takes_in_channels=True)
-
-
-_register_torch_aliases()

@@ -3,7 +3,7 @@
 Formats used across yolorep:
 
 - ``xyxy``: ``(x1, y1, x2, y2)`` corners.
-- ``xywh``: ``(cx, cy, w, h)`` centre and size (YOLO label format).
+- ``cxcywh``: ``(cx, cy, w, h)`` centre and size (YOLO label format; torchvision's name).
 - ``ltwh``: ``(x, y, w, h)`` top-left corner and size (the COCO ``bbox`` format).
 
 Every function accepts a torch tensor or a numpy array ``[..., 4]`` and returns the same kind.
@@ -27,19 +27,19 @@ def _convert(boxes: Boxes, in_fmt: str, out_fmt: str) -> Boxes:
     return box_convert(boxes, in_fmt, out_fmt)
 
 
-def xywh_to_xyxy(boxes_xywh: Boxes) -> Boxes:
+def cxcywh_to_xyxy(boxes_cxcywh: Boxes) -> Boxes:
     """Convert centre boxes to corners.
 
     Args:
-        boxes_xywh: [..., 4] as (cx, cy, w, h).
+        boxes_cxcywh: [..., 4] as (cx, cy, w, h).
 
     Returns:
         [..., 4] as (x1, y1, x2, y2).
     """
-    return _convert(boxes_xywh, "cxcywh", "xyxy")
+    return _convert(boxes_cxcywh, "cxcywh", "xyxy")
 
 
-def xyxy_to_xywh(boxes_xyxy: Boxes) -> Boxes:
+def xyxy_to_cxcywh(boxes_xyxy: Boxes) -> Boxes:
     """Convert corner boxes to centre boxes.
 
     Args:
@@ -60,7 +60,7 @@ def xyxy_to_ltwh(boxes_xyxy: Boxes) -> Boxes:
     Returns:
         [..., 4] as (x, y, w, h) with (x, y) the top-left corner.
     """
-    # torchvision calls the COCO format "xywh"; ours is the centre format, hence the different name.
+    # torchvision calls the COCO format "xywh" (top-left corner and size)
     return _convert(boxes_xyxy, "xyxy", "xywh")
 
 

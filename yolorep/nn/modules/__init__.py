@@ -1,9 +1,12 @@
-"""Built-in modules; importing this package registers them under their YAML names."""
+"""Built-in modules; importing this package registers them (and torch aliases) under their YAML names."""
+
+from torch import nn
 
 from yolorep.nn.modules.conv import Conv, FusedConv, make_activation
 from yolorep.nn.modules.head import Detect
 from yolorep.nn.modules.neck import SPPF, Concat
 from yolorep.nn.modules.repvgg import QARepVGGBlock, RepBlock, RepCSP, RepVGGBlock
+from yolorep.nn.registry import register_alias
 
 __all__ = [
     "SPPF",
@@ -17,3 +20,8 @@ __all__ = [
     "RepVGGBlock",
     "make_activation",
 ]
+
+register_alias("nn.Upsample", nn.Upsample)
+register_alias("nn.MaxPool2d", nn.MaxPool2d)
+register_alias("nn.Identity", nn.Identity)
+register_alias("nn.Conv2d", nn.Conv2d, out_channels="out_channels", takes_in_channels=True)

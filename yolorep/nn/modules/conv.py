@@ -44,10 +44,11 @@ class FusedConv(nn.Module):
         return self.act(self.conv(x))
 
     def train(self, mode: bool = True) -> FusedConv:
+        # The one training guard: a fused model refuses train() because its FusedConvs do.
         if mode:
             raise YolorepError(
-                "FusedConv: a fused (re-parameterized) module cannot be trained; "
-                "train the unfused model (build it or load an unfused checkpoint) and fuse it afterwards"
+                "this model is fused (BatchNorm folded into its convolutions) and cannot be trained; train the "
+                "unfused model (build it, or load an unfused checkpoint such as last.pt) and fuse it afterwards"
             )
         return super().train(False)
 

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from yolorep.nn.fuse import bn_kernel_bias, identity_kernel, pad_kernel
+from yolorep.nn.fuse import bn_kernel_bias, conv_from_kernel, identity_kernel, pad_kernel
 from yolorep.nn.modules.conv import Conv, FusedConv, make_activation
 from yolorep.nn.registry import register
 
@@ -38,24 +38,6 @@ class _ConvBN(nn.Sequential):
 
     def kernel_bias(self) -> tuple[Tensor, Tensor]:
         return bn_kernel_bias(self.conv.weight, self.bn)
-
-
-def _conv_like(reference: nn.Conv2d, kernel: Tensor, bias: Tensor) -> nn.Conv2d:
-    """A biased conv with ``reference``'s geometry carrying ``kernel`` [C_out, C_in/g, k, k] and ``bias`` [C_out]."""
-    conv = nn.Conv2d(
-        reference.in_channels,
-        reference.out_channels,
-        reference.kernel_size,
-        reference.stride,
-        reference.padding,
-        groups=reference.groups,
-        bias=True,
-        device=kernel.device,
-        dtype=kernel.dtype,
-    ).requires_grad_(False)
-    conv.weight.copy_(kernel)
-    conv.bias.copy_(bias)
-    return conv
 
 
 @register
@@ -98,7 +80,7 @@ class RepVGGBlock(nn.Module):
             eye = identity_kernel(conv.in_channels, conv.groups, k, like=conv.weight)
             kid, bid = bn_kernel_bias(eye, self.identity)
             kernel, bias = kernel + kid, bias + bid
-        return FusedConv(_conv_like(conv, kernel, bias), copy.deepcopy(self.act)).eval()
+        return FusedConv(conv_from_kernel(conv, kernel, bias), copy.deepcopy(self.act)).eval()
 
 
 @register
@@ -143,7 +125,7 @@ class QARepVGGBlock(nn.Module):
         if self.has_identity:
             kernel = kernel + identity_kernel(conv.in_channels, conv.groups, k, like=kernel)
         kernel, bias = bn_kernel_bias(kernel, self.bn, bias)
-        return FusedConv(_conv_like(conv, kernel, bias), copy.deepcopy(self.act)).eval()
+        return FusedConv(conv_from_kernel(conv, kernel, bias), copy.deepcopy(self.act)).eval()
 
 
 @register(repeats="n")

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 import yolorep
+from yolorep.benchmark import benchmark
+from yolorep.benchmark import paths as benchmark_paths
+from yolorep.benchmark.paths import RunOptions
+from yolorep.benchmark.sweep import sweep_grid
+from yolorep.benchmark.timing import time_interleaved
+from yolorep.benchmark.train_step import PHASES, benchmark_train, synthetic_batch
 from yolorep.cli import main
 from yolorep.config import resolve_model_path
-from yolorep.engine import benchmark_paths
-from yolorep.engine.benchmark import benchmark, sweep_grid
-from yolorep.engine.benchmark_paths import RunOptions
-from yolorep.engine.benchmark_timing import time_interleaved
-from yolorep.engine.benchmark_train import PHASES, benchmark_train, synthetic_batch
 from yolorep.errors import YolorepError
 
 CPU = torch.device("cpu")
@@ -126,7 +127,7 @@ def test_sweep_grid_defaults():
         (["--half"], "--half: fp16 needs a CUDA device.*use --bf16"),
         (["--cuda-graph"], "--cuda-graph: CUDA graphs need a CUDA device"),
         (["--bf16", "--half"], "choose one"),
-        (["--imgsz", "100"], "--imgsz 100: not a multiple of the model's largest stride 32; use 96 or 128"),
+        (["--imgsz", "100"], "--imgsz 100: must be a positive multiple of the model stride 32; use 96 or 128"),
         (["--train", "--sweep"], "--sweep and --train"),
         (["--batch", "0"], "--batch 0: must be at least 1"),
     ],
@@ -143,7 +144,7 @@ def test_weights_from_checkpoint(tmp_path):
     unfused = yolorep.save(model, tmp_path / "last.pt")
     result = benchmark(weights=str(unfused), **FAST)
     assert result["source"] == str(unfused) and not result["bn_randomized"] and result["nc"] == 3
-    fused = yolorep.save(model.fuse(verbose=False), tmp_path / "fused.pt")
+    fused = yolorep.save(model.fuse(), tmp_path / "fused.pt")
     with pytest.raises(YolorepError, match="holds a fused model.*last.pt"):
         benchmark(weights=str(fused), **FAST)
 
@@ -187,7 +188,6 @@ def test_train_step_timing(tiny_cfg):
 
 
 def test_train_benchmark_with_detection_loss(tiny_cfg, tmp_path):
-    pytest.importorskip("yolorep.loss")
     path = tmp_path / "train.json"
     result = benchmark(model=tiny_cfg, train=True, json=str(path), **{**FAST, "batch": 2, "iters": 2})
     assert result["train_images_per_s"] > 0 and math.isfinite(result["loss"])

@@ -9,29 +9,25 @@ against the fused model in exact fp32 before anything is timed; a path out of to
 from __future__ import annotations
 
 import contextlib
-import copy
 import json as jsonlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from yolorep.engine.benchmark_compare import compare
-from yolorep.engine.benchmark_paths import RunOptions
-from yolorep.engine.benchmark_report import (
-    environment,
-    format_sweep_table,
-    format_table,
-    plot_sweep,
-    write_sweep_csv,
-)
+from yolorep.benchmark.compare import compare
+from yolorep.benchmark.paths import RunOptions
+from yolorep.benchmark.report import environment, format_sweep_table, format_table
+from yolorep.benchmark.sweep import sweep_grid, sweep_shapes
+from yolorep.checks import check_imgsz
+from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.errors import YolorepError
+from yolorep.nn.fuse import fused_copy, randomize_batchnorm
 from yolorep.nn.model import DetectionModel, build_model
 
-__all__ = ["benchmark", "randomize_for_check", "run_options", "sweep_grid", "sweep_shapes"]
+__all__ = ["benchmark", "randomize_for_check", "run_options"]
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "yolorep-n.yaml"
@@ -87,11 +83,7 @@ def benchmark(
     net, randomized = _load_unfused(model, weights, randomize=not train)
     net.to(dev)
     stride = int(net.stride.max())
-    if imgsz % stride:
-        raise YolorepError(
-            f"--imgsz {imgsz}: not a multiple of the model's largest stride {stride}; use {imgsz // stride * stride}"
-            f" or {(imgsz // stride + 1) * stride}"
-        )
+    check_imgsz(imgsz, stride)
     meta = {
         "model": _model_label(net),
         "source": str(weights or model or DEFAULT_MODEL),
@@ -128,7 +120,7 @@ def _run(
     """Run the chosen benchmark, log its table, and return ``meta`` with its figures."""
     batch, imgsz = meta["batch"], meta["imgsz"]
     if train:
-        from yolorep.engine.benchmark_train import benchmark_train, format_train_table
+        from yolorep.benchmark.train_step import benchmark_train, format_train_table  # imports the loss
 
         result = {**meta, **benchmark_train(net, options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)}
         LOGGER.info("%s", format_train_table(result))
@@ -136,13 +128,14 @@ def _run(
         batches, imgszs = sweep_grid(batch, imgsz, options.device, stride)
         title = f"{meta['model']} | {meta['device']}"
         swept = sweep_shapes(
-            net, _fused(net), options, batches, imgszs, out=out, iters=iters, warmup=warmup, title=title
+            net, fused_copy(net), options, batches, imgszs, out=out, iters=iters, warmup=warmup, title=title
         )
         result = {**meta, **swept}
         LOGGER.info("%s", format_sweep_table(meta, swept["rows"]))
         LOGGER.info("sweep written to %s and %s", swept["csv"], swept["plot"])
     else:
-        result = {**meta, **compare(net, _fused(net), options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)}
+        compared = compare(net, fused_copy(net), options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)
+        result = {**meta, **compared}
         LOGGER.info("%s", format_table(result))
     return result
 
@@ -180,26 +173,13 @@ def run_options(
 def randomize_for_check(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Make an untrained model's fuse check meaningful; speed is unaffected.
 
-    A fresh BatchNorm (mean 0, variance 1, weight 1, bias 0) is nearly the identity, which would hide most fuse
-    errors, so each gets random statistics and affine parameters. The class-prior bias (about -10) pins every
-    score near 0, where any error vanishes, so class-prediction biases are zeroed to put scores mid-range.
+    BatchNorms get random statistics (``yolorep.nn.randomize_batchnorm``: a fresh one is nearly the identity and
+    would hide fuse errors), and the class-prediction biases are zeroed: the class prior (about -10) pins every
+    score near 0, where any error vanishes.
     """
-    generator = torch.Generator().manual_seed(seed)
-
-    def uniform(n: int, low: float, high: float) -> torch.Tensor:
-        return torch.rand(n, generator=generator) * (high - low) + low
-
+    randomize_batchnorm(model, seed)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(uniform(n, -1.0, 1.0))
-                m.running_var.copy_(uniform(n, 0.3, 3.0))
-                if m.weight is not None:
-                    m.weight.copy_(uniform(n, 0.4, 1.6))
-                    m.bias.copy_(uniform(n, -0.5, 0.5))
-        head = getattr(model, "head", None)
-        for level in getattr(head, "levels", ()):
+        for level in getattr(getattr(model, "head", None), "levels", ()):
             level.cls_pred.bias.zero_()
     return model
 
@@ -209,8 +189,6 @@ def _load_unfused(model: str | None, weights: str | None, randomize: bool) -> tu
     if model and weights:
         raise YolorepError("--model and --weights: give one; --model builds random weights, --weights loads them")
     if weights:
-        from yolorep.engine.checkpoint import load_checkpoint
-
         net = load_checkpoint(weights)
         if net.is_fused:
             raise YolorepError(
@@ -224,54 +202,5 @@ def _load_unfused(model: str | None, weights: str | None, randomize: bool) -> tu
     return net, randomize
 
 
-def _fused(model: DetectionModel) -> DetectionModel:
-    return copy.deepcopy(model).fuse(verbose=False)
-
-
 def _model_label(model: DetectionModel) -> str:
     return f"{model.spec.name}-{model.spec.scale}" if model.spec.scale else model.spec.name
-
-
-def sweep_grid(batch: int, imgsz: int, device: torch.device, stride: int) -> tuple[list[int], list[int]]:
-    """The sweep's batch sizes and image sizes, anchored at ``--batch`` and ``--imgsz``.
-
-    Batch ``b, 8b, 32b`` on a GPU and ``b, 2b, 4b`` on the CPU; image size ``imgsz / 2`` (rounded down to the
-    stride) and ``imgsz``. The defaults (1, 640) give batch 1, 8, 32 and 320, 640 px on a GPU.
-    """
-    factors = (1, 8, 32) if device.type == "cuda" else (1, 2, 4)
-    half = max(stride, imgsz // 2 // stride * stride)
-    return [batch * f for f in factors], sorted({half, imgsz})
-
-
-def sweep_shapes(
-    unfused: DetectionModel,
-    fused: DetectionModel,
-    options: RunOptions,
-    batches: list[int],
-    imgszs: list[int],
-    *,
-    out: str | Path,
-    iters: int | None = None,
-    warmup: int | None = None,
-    title: str = "",
-) -> dict[str, Any]:
-    """``compare`` at every (imgsz, batch); write ``sweep.csv`` and ``sweep.png`` into ``out``.
-
-    Returns:
-        ``{"rows": [one compare() result per point, with imgsz and batch], "csv": path, "plot": path}``.
-    """
-    rows = []
-    for imgsz in imgszs:
-        for batch in batches:
-            if options.compile:
-                # each shape compiles afresh; stale graphs would count against dynamo's recompile limit
-                torch.compiler.reset()
-            row = compare(unfused, fused, options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)
-            rows.append({"imgsz": imgsz, "batch": batch, **row})
-            LOGGER.info(
-                "imgsz %d batch %d: unfused %.2f ms, fused %.2f ms", imgsz, batch, row["unfused_ms"], row["fused_ms"]
-            )
-    out = Path(out)
-    csv_path = write_sweep_csv(rows, out / "sweep.csv")
-    plot_path = plot_sweep(rows, out / "sweep.png", f"{title} | {rows[0]['path']}")
-    return {"rows": rows, "csv": str(csv_path), "plot": str(plot_path)}

@@ -11,15 +11,13 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from yolorep.engine.metrics import DetectionMetrics
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
@@ -43,11 +41,12 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_pr_curve(metrics: DetectionMetrics, path: str | Path) -> Path:
+def plot_pr_curve(curves: dict[str, Any], path: str | Path) -> Path:
     """Save precision-recall curves at IoU 0.5: one line per class (up to 20 in the legend) and their mean.
 
     Args:
-        metrics: a ``DetectionMetrics`` that has seen the validation set.
+        curves: ``DetectionMetrics.pr_curve()``: ``names`` [K], ``recall`` [101], ``precision`` [K, 101] and
+            ``ap50`` [K].
         path: PNG file to write.
 
     Returns:
@@ -55,7 +54,6 @@ def plot_pr_curve(metrics: DetectionMetrics, path: str | Path) -> Path:
     """
     from matplotlib.figure import Figure
 
-    curves = metrics.pr_curve()
     fig = Figure(figsize=(9, 6), tight_layout=True)
     ax = fig.add_subplot()
     with_legend = len(curves["names"]) <= 20  # a longer legend would cover the plot

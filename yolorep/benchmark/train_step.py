@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from yolorep.engine.benchmark_paths import DTYPE_NAMES, RunOptions, cudnn_autotune
-from yolorep.engine.benchmark_report import environment_line
-from yolorep.engine.benchmark_timing import Clock, default_iters, default_warmup
-from yolorep.errors import YolorepError
+from yolorep.benchmark.paths import DTYPE_NAMES, RunOptions, cudnn_autotune
+from yolorep.benchmark.report import environment_line
+from yolorep.benchmark.timing import Clock, default_iters, default_warmup
+from yolorep.hyp import load_hyp
+from yolorep.loss import DetectionLoss
 
 __all__ = ["PHASES", "benchmark_train", "format_train_table", "synthetic_batch", "time_train_steps"]
 
@@ -95,13 +96,9 @@ def time_train_steps(
 
 
 def _default_loss(model: nn.Module) -> LossFn:
-    try:
-        from yolorep.loss import DetectionLoss
-    except ImportError as err:
-        raise YolorepError(
-            f"--train: the detection loss cannot be imported ({err}); this installation of yolorep is incomplete"
-        ) from None
-    return DetectionLoss(model)
+    """The training loss with cfg/default.yaml's gains, reading the model's strides."""
+    loss = DetectionLoss.from_hyp(model.nc, model.reg_max, load_hyp())
+    return lambda maps, targets: loss(maps, model.stride, targets)
 
 
 def benchmark_train(
@@ -121,7 +118,7 @@ def benchmark_train(
     momentum 0.937 and weight decay 5e-4 on every parameter.
 
     Args:
-        make_loss: builds the loss from the model (default ``yolorep.loss.DetectionLoss``).
+        make_loss: builds ``loss_fn(maps, targets)`` from the model (default: ``yolorep.loss.DetectionLoss``).
     """
     device = options.device
     amp_dtype = options.dtype if options.is_reduced else torch.float16 if device.type == "cuda" else None

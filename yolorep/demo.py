@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from yolorep.config import PROJECT_ROOT
-from yolorep.datasets.config import load_data_spec
+from yolorep.assets import DATA_DIR
+from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.device import select_device
 
 __all__ = ["demo", "write_demo_video"]
 
 LOGGER = logging.getLogger(__name__)
-SHAPES_YAML = PROJECT_ROOT / "data" / "shapes.yaml"
+SHAPES_YAML = DATA_DIR / "shapes.yaml"
 # Sized for 2 CPU cores and 10 minutes in all; a GPU affords a longer, sharper schedule.
 CPU_DEFAULTS = {"epochs": 12, "imgsz": 256, "batch": 8}
 GPU_DEFAULTS = {"epochs": 40, "imgsz": 320, "batch": 32}
@@ -67,7 +67,7 @@ def demo(
 
     ``speed_iters`` sets the timed calls per model of the fused/unfused speed check (default: about 10 s).
     """
-    from yolorep.engine.benchmark import benchmark
+    from yolorep.benchmark import benchmark
     from yolorep.engine.predictor import predict
     from yolorep.engine.train_setup import train
 

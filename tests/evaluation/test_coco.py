@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from yolorep.engine.coco import COCO80_TO_91, build_coco_gt, evaluate_coco, predictions_to_coco
-from yolorep.engine.metrics import DetectionMetrics
 from yolorep.errors import DatasetError
+from yolorep.evaluation.coco import COCO80_TO_91, build_coco_gt, evaluate_coco, predictions_to_coco
+from yolorep.evaluation.metrics import DetectionMetrics
 
 NAMES = ["person", "car", "dog", "zebra"]
 CATEGORY_IDS = [1, 3, 7, 90]  # non-contiguous on purpose

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from yolorep import __version__
+from yolorep.version import __version__
 
 __all__ = [
     "SWEEP_COLUMNS",

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from yolorep.engine.benchmark_paths import DTYPE_NAMES, Check, Runner, RunOptions, cudnn_autotune, exact_fp32
-from yolorep.engine.benchmark_timing import default_iters, default_warmup, time_calls, time_interleaved
+from yolorep.benchmark.paths import DTYPE_NAMES, Check, Runner, RunOptions, cudnn_autotune, exact_fp32
+from yolorep.benchmark.timing import default_iters, default_warmup, time_calls, time_interleaved
 from yolorep.errors import YolorepError
-from yolorep.nn.model import DetectionModel
+from yolorep.nn.model import DecodedModel, DetectionModel
 
 __all__ = ["ROUNDS", "compare"]
 
@@ -37,11 +37,15 @@ def compare(
 ) -> dict[str, Any]:
     """Check and time ``unfused`` against ``fused`` (both fp32, eval, on ``options.device``; left unchanged).
 
+    Both run with decoding (``DecodedModel``), as deployed: outputs are [B, N, 4 + nc] boxes and scores.
+
     Raises:
         YolorepError: a model or path disagrees with the fused fp32 model beyond its tolerance.
     """
     device = options.device
     images = torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed)).to(device)
+    sizes = unfused.info(imgsz, verbose=False), fused.info(imgsz, verbose=False)
+    unfused, fused = DecodedModel(unfused), DecodedModel(fused)
     with exact_fp32(), torch.no_grad():
         ref_unfused, ref_fused = unfused(images), fused(images)
     checks = [Check.of("unfused vs fused, fp32", ref_unfused, ref_fused, "fp32", imgsz)]
@@ -58,7 +62,6 @@ def compare(
         warm = [time_calls(call, max(warmup, 1), device) for call in calls]
         iters = iters or default_iters(sum(w[-1] for w in warm), device)
         unfused_times, fused_times = time_interleaved(calls, iters, ROUNDS, device)
-    sizes = unfused.info(imgsz, verbose=False), fused.info(imgsz, verbose=False)
     unfused_ms, fused_ms = statistics.median(unfused_times), statistics.median(fused_times)
     return {
         "dtype": DTYPE_NAMES[options.dtype],
@@ -89,7 +92,7 @@ def compare(
 
 
 def _fused_runner(
-    fused: DetectionModel, options: RunOptions, images: torch.Tensor, warmup: int
+    fused: DecodedModel, options: RunOptions, images: torch.Tensor, warmup: int
 ) -> tuple[Runner, RunOptions, dict[str, float] | None]:
     """The fused model's runner; for fp16/bf16, the faster of casting the weights and autocast, by a short probe.
 

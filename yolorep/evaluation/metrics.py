@@ -12,7 +12,6 @@ when both see the same boxes, and the validator can report mAP without writing J
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -358,9 +357,3 @@ class ConfusionMatrix:
         np.add.at(self.matrix, (self.nc, gt_cls[missed]), 1)
         unmatched = np.setdiff1d(np.arange(len(dt_cls)), dt_m)
         np.add.at(self.matrix, (dt_cls[unmatched], self.nc), 1)
-
-    def plot(self, path: str | Path, names: Sequence[str], normalize: bool = True) -> Path:
-        """Save the matrix as a PNG heat map; see ``yolorep.engine.plots.plot_confusion_matrix``."""
-        from yolorep.engine.plots import plot_confusion_matrix
-
-        return plot_confusion_matrix(self.matrix, names, path, normalize=normalize)

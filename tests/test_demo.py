@@ -7,8 +7,8 @@ import cv2
 import torch
 
 import yolorep
-from yolorep.engine import demo as demo_module
-from yolorep.engine.demo import demo
+from yolorep import demo as demo_module
+from yolorep.demo import demo
 
 
 def test_demo_writes_every_promised_output(tiny_shapes_yaml, tmp_path, monkeypatch, caplog):

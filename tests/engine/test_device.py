@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from yolorep.engine.device import select_device
+from yolorep.errors import ArgumentError, YolorepError
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_cpu_and_default_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device(None) == select_device("") == select_device(" CPU ") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("spec", "expected"), [(None, "cuda:0"), ("cuda", "cuda:0"), ("1", "cuda:1"),
+                                                ("cuda:1", "cuda:1"), (0, "cuda:0"), ("0,1", "cuda:0")])  # fmt: skip
+def test_gpu_specs(two_gpus, spec, expected):
+    assert select_device(spec) == torch.device(expected)
+
+
+def test_device_list_picks_this_process_gpu_under_torchrun(two_gpus, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert select_device("0,1") == torch.device("cuda:1")
+
+
+@pytest.mark.parametrize("spec", ["foo", "gpu", "0,x", "cuda:a"])
+def test_unknown_device_is_named(spec):
+    with pytest.raises(ArgumentError, match=f"--device {spec}: not a device; use cpu, cuda"):
+        select_device(spec)
+
+
+def test_gpu_asked_where_there_is_none(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(YolorepError, match="--device 0: CUDA is not available on this machine; use --device cpu"):
+        select_device("0")
+
+
+def test_gpu_index_out_of_range(two_gpus):
+    with pytest.raises(YolorepError, match="--device 2: invalid GPU index; this machine has 2 GPU"):
+        select_device("2")

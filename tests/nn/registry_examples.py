@@ -1,0 +1,37 @@
+"""One example per registered module name: constructor arguments and an input, so every registry entry is built,
+run and (when it holds fusable parts) fuse-checked without anyone writing a test for it.
+
+A module registered without an entry here fails ``test_every_registered_module_has_an_example``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    args: tuple[Any, ...]  # positional constructor arguments (input channels first, when the entry takes them)
+    inputs: tuple[tuple[int, ...], ...]  # input shapes; several for multi-input modules (Concat, Detect)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def multi_input(self) -> bool:
+        return len(self.inputs) > 1
+
+
+EXAMPLES: dict[str, Example] = {
+    "Conv": Example((8, 16), ((2, 8, 11, 11),), {"kernel_size": 3, "stride": 2}),
+    "RepVGGBlock": Example((8, 8), ((2, 8, 11, 11),), {"groups": 2}),
+    "QARepVGGBlock": Example((8, 8), ((2, 8, 11, 11),)),
+    "RepBlock": Example((8, 16, 3), ((2, 8, 9, 13),)),
+    "RepCSP": Example((8, 16, 2), ((2, 8, 9, 13),)),
+    "SPPF": Example((16, 8, 5), ((2, 16, 12, 12),)),
+    "Concat": Example(([8, 4],), ((2, 8, 6, 6), (2, 4, 6, 6))),
+    "Detect": Example(([8, 16, 16], 3), ((2, 8, 16, 16), (2, 16, 8, 8), (2, 16, 4, 4)), {"reg_max": 8}),
+    "nn.Upsample": Example((), ((2, 8, 5, 5),), {"scale_factor": 2, "mode": "nearest"}),
+    "nn.MaxPool2d": Example((3,), ((2, 8, 6, 6),), {"stride": 1, "padding": 1}),
+    "nn.Identity": Example((), ((2, 8, 5, 5),)),
+    "nn.Conv2d": Example((8, 16, 3), ((2, 8, 7, 7),), {"padding": 1}),
+}

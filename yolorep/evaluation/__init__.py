@@ -1,0 +1,19 @@
+"""Scoring detections: COCO-style metrics that mirror pycocotools, pycocotools itself, and the evaluators the
+validator feeds."""
+
+from yolorep.evaluation.coco import build_coco_gt, evaluate_coco, predictions_to_coco
+from yolorep.evaluation.evaluators import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages
+from yolorep.evaluation.metrics import ConfusionMatrix, DetectionMetrics
+
+__all__ = [
+    "COCOEvaluator",
+    "ConfusionMatrix",
+    "DetectionMetrics",
+    "Detections",
+    "Evaluator",
+    "MetricsEvaluator",
+    "SampleImages",
+    "build_coco_gt",
+    "evaluate_coco",
+    "predictions_to_coco",
+]

@@ -1,0 +1,146 @@
+"""Evaluators: what the validator's inference loop feeds, image by image (detectron2's reset / process / evaluate).
+
+Each evaluator sees every image's ground truth (its ``ImageRecord``: boxes as xyxy original pixels, contiguous
+classes) and its detections in the same pixel space, and returns its figures from ``evaluate``. Evaluators given a
+``save_dir`` also write their files there. ``report`` holds the text to log after ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from yolorep.datasets.records import ImageRecord
+from yolorep.evaluation.coco import evaluate_coco, predictions_to_coco
+from yolorep.evaluation.metrics import ConfusionMatrix, DetectionMetrics
+
+__all__ = ["COCOEvaluator", "Detections", "Evaluator", "MetricsEvaluator", "SampleImages"]
+
+
+class Detections(NamedTuple):
+    """Detections of one image after NMS, in original-image pixels."""
+
+    boxes_xyxy: torch.Tensor  # [N, 4] float32
+    scores: torch.Tensor  # [N] float32
+    classes: torch.Tensor  # [N] int64 contiguous class indices
+
+
+class Evaluator:
+    """Base class: ``reset()`` before a pass, ``process(record, detections)`` per image, then ``evaluate()``."""
+
+    report = ""
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def process(self, record: ImageRecord, detections: Detections) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class MetricsEvaluator(Evaluator):
+    """The internal COCO-style metrics (``DetectionMetrics``: mirrors COCOeval, adds per-class P/R) and the
+    confusion matrix; with ``save_dir``, ``pr_curve.png`` and ``confusion_matrix.png``.
+
+    ``evaluate`` returns ``map50_95_internal``, ``map50_internal``, ``map75_internal``, ``precision``, ``recall`` and
+    ``per_class``; ``report`` is the per-class table.
+    """
+
+    def __init__(self, names: list[str], save_dir: Path | None = None) -> None:
+        self.names, self.save_dir = list(names), save_dir
+        self.reset()
+
+    def reset(self) -> None:
+        self.metrics = DetectionMetrics(self.names)
+        self.confusion = ConfusionMatrix(len(self.names))
+
+    def process(self, record: ImageRecord, detections: Detections) -> None:
+        gt_boxes, gt_classes = torch.from_numpy(record.boxes_xyxy), torch.from_numpy(record.classes)
+        self.metrics.update(*detections, gt_boxes, gt_classes)
+        self.confusion.update(*detections, gt_boxes, gt_classes)
+
+    def evaluate(self) -> dict[str, Any]:
+        computed = self.metrics.compute()
+        self.report = self.metrics.format_table()
+        if self.save_dir is not None:
+            from yolorep.plots import plot_confusion_matrix, plot_pr_curve
+
+            plot_pr_curve(self.metrics.pr_curve(), self.save_dir / "pr_curve.png")
+            plot_confusion_matrix(self.confusion.matrix, self.names, self.save_dir / "confusion_matrix.png")
+        return {
+            "map50_95_internal": computed["map50_95"],
+            "map50_internal": computed["map50"],
+            "map75_internal": computed["map75"],
+            "precision": computed["precision"],
+            "recall": computed["recall"],
+            "per_class": computed["per_class"],
+        }
+
+
+class COCOEvaluator(Evaluator):
+    """pycocotools' COCOeval on the detections: the number of record.
+
+    Args:
+        ground_truth: a COCO ground-truth dict, or the path of the data set's instances JSON.
+        category_ids: COCO category id of each contiguous class.
+        save_dir: with it, the detections are written to ``predictions.json`` (COCO results format).
+
+    ``evaluate`` returns ``map50_95``, ``map50``, ``map75`` and ``coco_stats`` (the 12 COCOeval numbers);
+    ``report`` is COCOeval's summary.
+    """
+
+    def __init__(self, ground_truth: dict[str, Any] | Path, category_ids: list[int], save_dir: Path | None = None):
+        self.ground_truth, self.category_ids, self.save_dir = ground_truth, list(category_ids), save_dir
+        self.reset()
+
+    def reset(self) -> None:
+        self.predictions: list[dict[str, Any]] = []
+        self.image_ids: list[int] = []
+
+    def process(self, record: ImageRecord, detections: Detections) -> None:
+        self.predictions += predictions_to_coco(record.image_id, *detections, self.category_ids)
+        self.image_ids.append(record.image_id)
+
+    def evaluate(self) -> dict[str, Any]:
+        if self.save_dir is not None:
+            (self.save_dir / "predictions.json").write_text(json.dumps(self.predictions))
+        coco = evaluate_coco(self.ground_truth, self.predictions, image_ids=self.image_ids)
+        self.report = coco["summary"]
+        figures = {key: coco[key] for key in ("map50_95", "map50", "map75")}
+        return {**figures, "coco_stats": coco["stats"]}
+
+
+class SampleImages(Evaluator):
+    """Writes the first ``count`` images with their labels (left) beside the detections scoring at least
+    ``conf`` (right), as ``val_image{i}_labels_vs_pred.jpg``."""
+
+    def __init__(self, names: list[str], save_dir: Path, count: int = 4, conf: float = 0.25) -> None:
+        self.names, self.save_dir, self.count, self.conf = list(names), save_dir, count, conf
+        self.reset()
+
+    def reset(self) -> None:
+        self.written = 0
+
+    def process(self, record: ImageRecord, detections: Detections) -> None:
+        if self.written >= self.count:
+            return
+        import cv2
+
+        from yolorep.plots import save_side_by_side
+
+        image = cv2.imread(str(record.path))
+        if image is None:
+            return
+        keep = detections.scores >= self.conf
+        shown = (detections.boxes_xyxy[keep], detections.classes[keep], detections.scores[keep])
+        path = self.save_dir / f"val_image{self.written}_labels_vs_pred.jpg"
+        save_side_by_side(image, (record.boxes_xyxy, record.classes), shown, self.names, path)
+        self.written += 1
+
+    def evaluate(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,67 @@
+"""Decoding the detection head's raw maps: anchor points, distribution focal (DFL) distances, boxes and scores.
+
+The head predicts, for every cell of every level, ``4 * reg_max`` box logits (a distribution over distances, in
+stride units, from the cell centre to the left, top, right and bottom edges) and ``nc`` class logits. The loss and
+the post-processing both read the maps through these functions, so training and inference decode alike.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["decode_predictions", "dfl_expectation", "flatten_maps", "make_anchor_points"]
+
+
+def flatten_maps(maps: list[Tensor], reg_max: int) -> tuple[Tensor, Tensor]:
+    """Concatenate the levels' raw maps.
+
+    Args:
+        maps: one [B, 4 * reg_max + nc, H_i, W_i] per level.
+
+    Returns:
+        box logits [B, 4, reg_max, N] and class logits [B, nc, N], N = sum(H_i * W_i), level-major, row-major.
+    """
+    flat = torch.cat([m.flatten(2) for m in maps], dim=2)  # [B, 4 * reg_max + nc, N]
+    box_logits, cls_logits = flat.split((4 * reg_max, flat.shape[1] - 4 * reg_max), dim=1)
+    return box_logits.reshape(flat.shape[0], 4, reg_max, -1), cls_logits
+
+
+def make_anchor_points(shapes: list[tuple[int, int]], strides: Tensor, offset: float = 0.5) -> tuple[Tensor, Tensor]:
+    """Anchor points at cell centres for feature maps of ``shapes`` [(H, W), ...] with ``strides`` [levels].
+
+    Returns:
+        points [N, 2] (x, y) in grid units of their level, and strides [N, 1], in the order of ``flatten_maps``.
+    """
+    points, point_strides = [], []
+    for (h, w), stride in zip(shapes, strides):
+        ys = torch.arange(h, device=strides.device, dtype=strides.dtype) + offset
+        xs = torch.arange(w, device=strides.device, dtype=strides.dtype) + offset
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        points.append(torch.stack((grid_x, grid_y), -1).reshape(-1, 2))
+        point_strides.append(stride.expand(h * w, 1))
+    return torch.cat(points), torch.cat(point_strides)
+
+
+def dfl_expectation(box_logits: Tensor) -> Tensor:
+    """DFL decoding: [B, 4, reg_max, N] bin logits -> [B, 4, N] expected distances in grid units."""
+    bins = torch.arange(box_logits.shape[2], device=box_logits.device, dtype=box_logits.dtype)
+    return (box_logits.softmax(dim=2) * bins.view(1, 1, -1, 1)).sum(dim=2)
+
+
+def decode_predictions(maps: list[Tensor], strides: Tensor, reg_max: int) -> Tensor:
+    """Raw head maps -> detections before NMS.
+
+    Args:
+        maps: one [B, 4 * reg_max + nc, H_i, W_i] per level, as the model returns them.
+        strides: [levels] input pixels per cell of each level.
+        reg_max: DFL bins per box side.
+
+    Returns:
+        [B, N, 4 + nc]: boxes (x1, y1, x2, y2) in input pixels, then per-class sigmoid scores.
+    """
+    box_logits, cls_logits = flatten_maps(maps, reg_max)
+    points, point_strides = make_anchor_points([m.shape[2:] for m in maps], strides.to(box_logits.dtype))
+    lt, rb = dfl_expectation(box_logits).transpose(1, 2).chunk(2, dim=2)  # [B, N, 2] each, grid units
+    boxes_xyxy = torch.cat((points - lt, points + rb), dim=2) * point_strides
+    return torch.cat((boxes_xyxy, cls_logits.sigmoid().transpose(1, 2)), dim=2)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import torch
 
+from yolorep.atomic import atomic_path
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -34,11 +36,28 @@ def class_color(c: int) -> tuple[int, int, int]:
     return int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
+    """Encode ``image_bgr`` [H, W, 3] uint8 in the format of ``path``'s suffix and write it atomically (non-ASCII
+    paths included).
+
+    Raises:
+        ValueError: OpenCV cannot encode that suffix.
+    """
+    import cv2
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    ok, data = cv2.imencode(path.suffix or ".jpg", image_bgr)
+    if not ok:
+        raise ValueError(f"{path}: OpenCV cannot write {path.suffix or 'this'} images; use .jpg or .png")
+    with atomic_path(path) as tmp:
+        data.tofile(str(tmp))
     return path
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format=Path(path).suffix.lstrip(".") or "png")
+    return Path(path)
 
 
 def plot_pr_curve(curves: dict[str, Any], path: str | Path) -> Path:
@@ -219,18 +238,13 @@ def save_side_by_side(
     Returns:
         ``path``.
     """
-    import cv2
 
     gt_boxes, gt_classes = gt
     pred_boxes, pred_classes, pred_scores = pred
     left = draw_boxes(image_bgr, gt_boxes, gt_classes, names)
     right = draw_boxes(image_bgr, pred_boxes, pred_classes, names, scores=pred_scores)
     gap = np.full((image_bgr.shape[0], 8, 3), 255, dtype=np.uint8)  # white divider
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.concatenate([left, gap, right], axis=1)):
-        raise OSError(f"{path}: cv2 could not write the image; use a .jpg or .png suffix in a writable folder")
-    return path
+    return write_image(path, np.concatenate([left, gap, right], axis=1))
 
 
 def plot_training_batch(
@@ -242,7 +256,6 @@ def plot_training_batch(
         images: [B, 3, H, W] uint8 RGB, as the loader yields them.
         targets: [M, 6] rows (batch_index, cls, x1, y1, x2, y2), pixels of ``images``.
     """
-    import cv2
 
     count = min(len(images), max_images)
     columns = math.ceil(math.sqrt(count))
@@ -255,7 +268,4 @@ def plot_training_batch(
         drawn = draw_boxes(image, rows_i[:, 2:6], rows_i[:, 1].long(), names)
         top, left = (i // columns) * height, (i % columns) * width
         mosaic[top : top + height, left : left + width] = drawn
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), mosaic)
-    return path
+    return write_image(path, mosaic)

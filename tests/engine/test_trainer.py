@@ -75,8 +75,8 @@ def test_resume_continues_exactly(tiny_shapes_yaml, tmp_path, monkeypatch):
     captured = {}
     load = trainer_module.Trainer.load_train_state
 
-    def spy(self, checkpoint):
-        load(self, checkpoint)
+    def spy(self, checkpoint, where):
+        load(self, checkpoint, where)
         captured["optimizer"] = copy.deepcopy(self.optimizer.state_dict())
         captured["start"] = self.state.epoch + 1
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from yolorep.assets import DATA_DIR, datasets_root, find_builtin_data, is_builtin_data
 from yolorep.errors import DatasetError
 
 __all__ = ["SPLITS", "DataSpec", "ensure_data", "load_data_spec"]
@@ -116,17 +117,25 @@ def _check_split(split: str) -> str:
 def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
     """Read a dataset YAML.
 
+    A relative ``path:`` in the YAML is relative to the YAML's folder, except in the built-in YAMLs, whose data
+    lives under :func:`yolorep.assets.datasets_root` (``./datasets`` or ``$YOLOREP_DATASETS``).
+
     Args:
-        path: the YAML file.
+        path: the YAML file, or the name of a built-in one (``shapes.yaml``, ``coco.yaml``) from any folder.
         ensure: also run :func:`ensure_data` (generate a synthetic set if absent, check that folders exist,
             read class names and category ids from COCO JSON). ``False`` only parses.
 
     Raises:
         DatasetError: the file is missing or malformed, or (with ``ensure``) the data it names is absent.
     """
-    yaml_path = Path(path).resolve()
+    yaml_path = Path(path)
     if not yaml_path.is_file():
-        raise DatasetError(f"{path}: dataset YAML not found; pass a path such as data/shapes.yaml")
+        yaml_path = find_builtin_data(path) or yaml_path
+    if not yaml_path.is_file():
+        shipped = ", ".join(sorted(p.name for p in DATA_DIR.glob("*.yaml")))
+        raise DatasetError(f"{path}: dataset YAML not found; pass the path of a data YAML or one of: {shipped}")
+    builtin = is_builtin_data(yaml_path)
+    yaml_path = yaml_path.resolve()
     try:
         raw = yaml.safe_load(yaml_path.read_text())
     except yaml.YAMLError as e:
@@ -136,7 +145,7 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
 
     if not isinstance(raw.get("path", "."), str):
         raise DatasetError(f"{yaml_path}: path: expected the dataset root folder as a string, got {raw['path']!r}")
-    root = yaml_path.parent / raw.get("path", ".")
+    root = (datasets_root() if builtin else yaml_path.parent) / raw.get("path", ".")
     for key in ("train", "val"):
         if not isinstance(raw.get(key), str):
             raise DatasetError(f"{yaml_path}: {key}: missing or not a string; give the image folder relative to path")

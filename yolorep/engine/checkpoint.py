@@ -9,14 +9,13 @@ longer stores the head's strides, which the model measures when it is built; for
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from yolorep.atomic import atomic_path
 from yolorep.errors import CheckpointError
 from yolorep.nn.model import DetectionModel, build_model
 from yolorep.version import __version__
@@ -46,26 +45,9 @@ def _check_plain(value: Any, where: str) -> None:
 
 def write_atomic(obj: dict[str, Any], path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def save_checkpoint(model: DetectionModel, path: str | Path, **meta: Any) -> Path:

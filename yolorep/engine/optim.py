@@ -12,14 +12,15 @@ from torch import nn
 __all__ = ["ModelEMA", "build_optimizer", "lr_lambda", "resolve_optimizer"]
 
 
-def resolve_optimizer(name: str, nc: int, iterations: int, lr0: float) -> tuple[str, float]:
+def resolve_optimizer(name: str, nc: int, iterations: int, lr0: float, lr0_set: bool = False) -> tuple[str, float]:
     """``auto`` picks AdamW with a class-count-scaled learning rate for short schedules (small data converges in
-    few epochs with it) and SGD for long ones, as YOLOv8 does."""
+    few epochs with it) and SGD at 0.01 for long ones, as YOLOv8 does; an ``lr0`` the user set (``lr0_set``) is
+    kept rather than replaced."""
     if name != "auto":
         return name, lr0
     if iterations > 10_000:
-        return "SGD", 0.01
-    return "AdamW", round(0.002 * 5 / (4 + nc), 6)
+        return "SGD", lr0 if lr0_set else 0.01
+    return "AdamW", lr0 if lr0_set else round(0.002 * 5 / (4 + nc), 6)
 
 
 def build_optimizer(

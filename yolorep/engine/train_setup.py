@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ from yolorep.engine import distributed
 from yolorep.engine.checkpoint import load_checkpoint, read_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.engine.optim import build_optimizer, resolve_optimizer
-from yolorep.engine.run_dir import increment_run_dir
+from yolorep.engine.run_dir import RunLock, increment_run_dir
+from yolorep.engine.train_args import TRAIN_DEFAULTS, new_run_args, resumed_run_args
 from yolorep.engine.trainer import Trainer
 from yolorep.engine.validator import build_eval_loader, build_validator, eval_settings, log_results
-from yolorep.errors import YolorepError
-from yolorep.hyp import load_hyp
+from yolorep.errors import CheckpointError, YolorepError
 from yolorep.loss import DetectionLoss
 from yolorep.nn.model import DetectionModel, build_model
 
@@ -48,6 +49,20 @@ def _find_resume_checkpoint(resume: bool | str, project: str | Path) -> Path:
     return candidates[-1]
 
 
+def _resume_checkpoint(last: Path) -> dict[str, Any]:
+    """``last.pt`` read and checked for everything a resumed run needs."""
+    checkpoint = read_checkpoint(last)
+    state = checkpoint.get("train_state")
+    keys = ("model", "optimizer", "scheduler", "scaler", "ema_updates", "best_fitness", "history")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise CheckpointError(f"{last}: has no training state to resume from; use weights/last.pt of a run")
+    if checkpoint.get("fused"):
+        raise CheckpointError(f"{last}: holds a fused model, which cannot be trained; resume from the run's last.pt")
+    if not isinstance(checkpoint.get("train_args"), dict) or not isinstance(checkpoint.get("epoch"), int):
+        raise CheckpointError(f"{last}: train_args or epoch missing or malformed; this last.pt cannot be resumed")
+    return checkpoint
+
+
 def _initial_model(
     model_cfg: str | dict, nc: int, names: list[str], weights: str | None, checkpoint: dict | None
 ) -> DetectionModel:
@@ -58,69 +73,79 @@ def _initial_model(
         model = build_model(model_cfg, nc=nc)
     model.names = list(names)
     if weights:
-        source = read_checkpoint(weights)["state_dict"]
-        target = model.state_dict()
-        matched = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
-        model.load_state_dict(matched, strict=False)
-        LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
+        _transfer_weights(model, weights)
     return model
 
 
+def _initial_weights(weights: str | Path) -> dict[str, Any]:
+    """The checkpoint to start training from; a fused one is refused (its folded kernels fit no training block)."""
+    checkpoint = read_checkpoint(weights)
+    if checkpoint.get("fused"):
+        raise CheckpointError(
+            f"--weights {weights}: holds a fused model (BatchNorm folded into its convolutions), which cannot seed "
+            "multi-branch training; pass the unfused last.pt or best.pt of the run it came from"
+        )
+    return checkpoint
+
+
+def _transfer_weights(model: DetectionModel, weights: str | Path) -> None:
+    """Copy the tensors of ``weights`` whose names and shapes match (a different class count keeps the rest)."""
+    checkpoint = _initial_weights(weights)
+    target = model.state_dict()
+    matched = {k: v for k, v in checkpoint["state_dict"].items() if k in target and v.shape == target[k].shape}
+    model.load_state_dict(matched, strict=False)
+    LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
+    if len(matched) < len(target) / 2:
+        LOGGER.warning(
+            "--weights %s: only %d of the model's %d tensors matched by name and shape; most of the model starts "
+            "from random weights (a different architecture or scale?)", weights, len(matched), len(target),
+        )  # fmt: skip
+
+
 def train(
-    model: str | dict = "yolorep-n.yaml",
-    data: str | Path = "data/shapes.yaml",
-    epochs: int = 100,
-    imgsz: int = 640,
-    batch: int = 16,
+    model: str | dict | None = None,
+    data: str | Path | None = None,
+    epochs: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
     device: str | None = None,
     workers: int | None = None,
-    project: str | Path = "runs/train",
-    name: str = "exp",
-    seed: int = 0,
-    optimizer: str = "auto",
+    project: str | Path | None = None,
+    name: str | None = None,
+    seed: int | None = None,
+    optimizer: str | None = None,
     hyp: str | Path | dict | None = None,
     resume: bool | str = False,
     weights: str | None = None,
-    sync_bn: bool = False,
-    cache: bool = False,
-    patience: int = 0,
+    sync_bn: bool | None = None,
+    cache: bool | None = None,
+    patience: int | None = None,
+    **hyp_overrides: Any,
 ) -> dict[str, Any]:
     """Train a detector; returns the final metrics of ``best.pt`` (fused, pycocotools) with ``save_dir`` added.
 
-    Under ``torchrun`` each process trains on its shard with DistributedDataParallel; ``batch`` is the total.
+    Options left as None take ``TRAIN_DEFAULTS`` (``yolorep-n.yaml`` on ``shapes.yaml``, 100 epochs at 640, batch
+    16, 2 workers, ``runs/train/exp``, seed 0, ...). Any key of cfg/default.yaml may be passed as a keyword
+    (``lr0=0.002``) or in ``hyp`` (a YAML path or dict). With ``resume`` (True for the newest run under
+    ``project``, or a ``last.pt`` path) the run continues with its own options; only ``data``, ``device`` and
+    ``workers`` may change. Under ``torchrun`` each process trains on its shard with DDP; ``batch`` is the total.
     """
+    given = {k: v for k, v in locals().items() if k in TRAIN_DEFAULTS and v is not None}
     checkpoint = None
     if resume:
-        last = _find_resume_checkpoint(resume, project)
-        checkpoint = read_checkpoint(last)
-        if "train_state" not in checkpoint:
-            raise YolorepError(f"{last}: has no training state to resume from; use weights/last.pt of a run")
-        args = dict(checkpoint["train_args"])
-        # a resumed run keeps its own settings; only where it runs (device, loader processes) may change
-        args.update({k: v for k, v in (("device", device), ("workers", workers)) if v is not None})
-        if int(checkpoint["epoch"]) + 1 >= int(args["epochs"]):
+        last = _find_resume_checkpoint(resume, given.pop("project", TRAIN_DEFAULTS["project"]))
+        checkpoint = _resume_checkpoint(last)
+        if hyp is not None or hyp_overrides:
+            raise YolorepError(f"{last}: --resume keeps the run's hyperparameters; start a new run to change them")
+        args = resumed_run_args(checkpoint["train_args"], given, last)
+        if checkpoint["epoch"] + 1 >= int(args["epochs"]):
             LOGGER.info("%s: training already finished (%d epochs)", last, args["epochs"])
             return dict(checkpoint.get("metrics", {}), save_dir=str(last.parent.parent))
         save_dir = last.parent.parent
     else:
-        args = {
-            "model": model,
-            "data": str(data),
-            "epochs": epochs,
-            "imgsz": imgsz,
-            "batch": batch,
-            "device": device,
-            "workers": 2 if workers is None else workers,
-            "project": str(project),
-            "name": name,
-            "seed": seed,
-            "optimizer": optimizer,
-            "hyp": load_hyp(hyp),
-            "weights": weights,
-            "sync_bn": sync_bn,
-            "cache": cache,
-            "patience": patience,
-        }
+        args = new_run_args(given, hyp, hyp_overrides)
+        if args["weights"]:
+            _initial_weights(args["weights"])  # a wrong checkpoint fails now, not after the data set is read
         save_dir = None
     return _run(args, save_dir, checkpoint)
 
@@ -129,17 +154,18 @@ def _run(args: dict[str, Any], save_dir: Path | None, checkpoint: dict | None) -
     dev = select_device(args["device"])
     is_distributed = distributed.setup(dev)
     try:
-        return _train(args, save_dir, checkpoint, dev, is_distributed)
+        with ExitStack() as stack:
+            if save_dir is not None and distributed.is_main_process():  # resuming: refuse a second process at once
+                stack.enter_context(RunLock(save_dir))
+            trainer = build_trainer(args, save_dir, checkpoint, dev, is_distributed)
+            if save_dir is None and distributed.is_main_process():
+                stack.enter_context(RunLock(trainer.save_dir))
+            trainer.fit()
+            if not distributed.is_main_process():
+                return {}
+            return _final_validation(trainer, dev)
     finally:
         distributed.cleanup()
-
-
-def _train(args: dict, save_dir: Path | None, checkpoint: dict | None, dev: torch.device, is_distributed: bool) -> dict:
-    trainer = build_trainer(args, save_dir, checkpoint, dev, is_distributed)
-    trainer.fit()
-    if not distributed.is_main_process():
-        return {}
-    return _final_validation(trainer, dev)
 
 
 def build_trainer(
@@ -156,9 +182,6 @@ def build_trainer(
     model = _initial_model(args["model"], len(spec.names), list(spec.names), weights, checkpoint).to(dev)
     stride = int(model.stride.max())
     imgsz = check_imgsz(args["imgsz"], stride)
-    if save_dir is None and is_main:
-        save_dir = increment_run_dir(args["project"], args["name"])
-    save_dir = Path(distributed.broadcast_object(str(save_dir)))
     if is_main:
         model.info(imgsz=imgsz)
     batch = max(args["batch"] // world, 1)
@@ -166,7 +189,8 @@ def build_trainer(
     loader = build_dataloader(dataset, batch, True, args["workers"], args["seed"], distributed=is_distributed)
     accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
     steps = math.ceil(len(dataset) / max(batch * world, hyp["nbs"])) * args["epochs"]
-    opt_name, lr0 = resolve_optimizer(args["optimizer"], len(spec.names), steps, hyp["lr0"])
+    lr0_set = "lr0" in args.get("hyp_set", ())
+    opt_name, lr0 = resolve_optimizer(args["optimizer"], len(spec.names), steps, hyp["lr0"], lr0_set)
     weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
     optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
     if is_main:
@@ -184,12 +208,16 @@ def build_trainer(
         # Per-epoch checks use the internal estimate (it mirrors COCOeval); best.pt is re-scored by pycocotools.
         validator = build_validator(val_set, val_loader, _eval_args(hyp), coco=False)
         LOGGER.info("train: %s; val: %s", dataset.stats, val_set.stats)
+    # the run folder is made last, once everything a user can get wrong has been read and checked
+    if save_dir is None and is_main:
+        save_dir = increment_run_dir(args["project"], args["name"])
+    save_dir = Path(distributed.broadcast_object(str(save_dir)))
     trainer = Trainer(
         model, loss_fn, optimizer, loader, validator, hyp=hyp, epochs=args["epochs"], save_dir=save_dir,
         device=dev, seed=args["seed"], patience=args["patience"], train_args=args,
     )  # fmt: skip
     if checkpoint is not None:
-        trainer.load_train_state(checkpoint)
+        trainer.load_train_state(checkpoint, str(save_dir / "weights" / "last.pt"))
         LOGGER.info("resuming %s from epoch %d", save_dir, trainer.state.epoch + 2)
     return trainer
 

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from yolorep.atomic import atomic_path
 from yolorep.engine import distributed
-from yolorep.engine.checkpoint import save_checkpoint
+from yolorep.engine.checkpoint import load_state_dict_strict, save_checkpoint
 from yolorep.engine.optim import ModelEMA, lr_lambda
 from yolorep.engine.validator import Validator
-from yolorep.errors import YolorepError
+from yolorep.errors import CheckpointError, YolorepError
 from yolorep.nn.fuse import fused_copy
 
 __all__ = ["TrainState", "Trainer", "fitness"]
@@ -91,20 +92,29 @@ class Trainer:
         self.tensorboard = _tensorboard(save_dir) if self.is_main else None
 
     # ---- resume ---------------------------------------------------------------------------------------------
-    def load_train_state(self, checkpoint: dict[str, Any]) -> None:
-        """Restore model, optimizer, EMA, scaler, scheduler and counters from a ``last.pt`` dict."""
+    def load_train_state(self, checkpoint: dict[str, Any], where: str = "last.pt") -> None:
+        """Restore model, optimizer, EMA, scaler, scheduler and counters from a ``last.pt`` dict.
+
+        Raises:
+            CheckpointError: the state does not fit this run's model or optimizer (naming ``where``).
+        """
         saved = checkpoint["train_state"]
-        self.raw_model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
-        self.ema.load_state_dict({"updates": saved["ema_updates"], "state_dict": checkpoint["state_dict"]})
-        self.state = TrainState(
-            epoch=int(checkpoint["epoch"]),
-            best_fitness=float(saved["best_fitness"]),
-            epochs_without_improvement=int(saved["epochs_without_improvement"]),
-            history=list(saved["history"]),
-        )
+        load_state_dict_strict(self.raw_model, saved["model"], where)
+        load_state_dict_strict(self.ema.ema, checkpoint["state_dict"], where)
+        try:
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.scaler.load_state_dict(saved["scaler"])
+            self.ema.updates = int(saved["ema_updates"])
+            self.state = TrainState(
+                epoch=int(checkpoint["epoch"]),
+                best_fitness=float(saved["best_fitness"]),
+                epochs_without_improvement=int(saved.get("epochs_without_improvement", 0)),
+                history=list(saved["history"]),
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            message = f"{where}: its training state does not fit this run ({err}); start a new run"
+            raise CheckpointError(message) from None
 
     # ---- loop -----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -277,7 +287,7 @@ class Trainer:
         from yolorep.plots import plot_results_csv
 
         csv_path = self.save_dir / "results.csv"
-        with open(csv_path, "w", newline="") as f:
+        with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(self.state.history[0]))
             writer.writeheader()
             writer.writerows(self.state.history)
@@ -307,9 +317,11 @@ class Trainer:
             "epochs_without_improvement": self.state.epochs_without_improvement,
             "history": self.state.history,
         }
-        save_checkpoint(self.ema.ema, self.weights_dir / "last.pt", **meta, train_state=train_state)
+        # best.pt first: last.pt records this epoch as done (and its fitness as the best), so a run stopped between
+        # the two writes must find best.pt already written, or resume would never write this epoch's best.
         if best:
             save_checkpoint(self.ema.ema, self.weights_dir / "best.pt", **meta)
+        save_checkpoint(self.ema.ema, self.weights_dir / "last.pt", **meta, train_state=train_state)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from yolorep.atomic import write_text_atomic
 from yolorep.checks import check_imgsz
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
@@ -118,8 +119,7 @@ class Validator:
         results = self._summarise(images_seen, times)
         results["fused"] = bool(getattr(model, "is_fused", False))
         if self.save_dir is not None:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            (self.save_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+            write_text_atomic(self.save_dir / "metrics.json", json.dumps(results, indent=2))
         return results
 
     def _summarise(self, images_seen: int, times: dict[str, float]) -> dict[str, Any]:

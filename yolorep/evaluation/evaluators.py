@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from yolorep.atomic import write_text_atomic
 from yolorep.datasets.records import ImageRecord
 from yolorep.evaluation.coco import evaluate_coco, predictions_to_coco
 from yolorep.evaluation.metrics import ConfusionMatrix, DetectionMetrics
@@ -108,7 +109,7 @@ class COCOEvaluator(Evaluator):
 
     def evaluate(self) -> dict[str, Any]:
         if self.save_dir is not None:
-            (self.save_dir / "predictions.json").write_text(json.dumps(self.predictions))
+            write_text_atomic(self.save_dir / "predictions.json", json.dumps(self.predictions))
         coco = evaluate_coco(self.ground_truth, self.predictions, image_ids=self.image_ids)
         self.report = coco["summary"]
         figures = {key: coco[key] for key in ("map50_95", "map50", "map75")}

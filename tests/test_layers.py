@@ -19,7 +19,7 @@ LAYERS = (
     ("yolorep.evaluation",),
     ("yolorep.engine",),
     ("yolorep.benchmark",),
-    ("yolorep.demo", "yolorep.cli", "yolorep.__main__"),
+    ("yolorep.demo", "yolorep.cli", "yolorep.__main__", "yolorep.api"),
 )
 
 

@@ -9,12 +9,22 @@ from typing import TYPE_CHECKING, Any
 
 from yolorep.version import __version__
 
-__all__ = ["__version__", "build_model", "load", "save"]
+__all__ = ["YOLO", "__version__", "build_model", "load", "save"]
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from yolorep.api import YOLO
     from yolorep.nn.model import DetectionModel
+
+
+def __getattr__(name: str) -> Any:
+    # `yolorep.YOLO` imports the engine on first use, so `import yolorep` stays light
+    if name == "YOLO":
+        from yolorep.api import YOLO
+
+        return YOLO
+    raise AttributeError(f"module 'yolorep' has no attribute {name!r}")
 
 
 def build_model(cfg: str | Path | dict, nc: int | None = None, scale: str | None = None) -> DetectionModel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from yolorep.errors import ArgumentError
 
-__all__ = ["check_imgsz"]
+__all__ = ["check_at_least", "check_batch", "check_fraction", "check_imgsz"]
 
 
 def check_imgsz(imgsz: int, stride: int, flag: str = "--imgsz") -> int:
@@ -23,3 +23,21 @@ def check_imgsz(imgsz: int, stride: int, flag: str = "--imgsz") -> int:
     lower, upper = imgsz // stride * stride, (imgsz // stride + 1) * stride
     hint = f"use {lower} or {upper}" if lower >= stride else f"use {max(upper, stride)}"
     raise ArgumentError(f"{flag} {imgsz}: must be a positive multiple of the model stride {stride}; {hint}")
+
+
+def check_at_least(value: int, least: int, flag: str) -> int:
+    """Return ``value`` if it is an integer >= ``least``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ArgumentError(f"{flag} {value!r}: must be an integer of at least {least}")
+    return value
+
+
+def check_batch(batch: int, flag: str = "--batch") -> int:
+    return check_at_least(batch, 1, flag)
+
+
+def check_fraction(value: float, flag: str) -> float:
+    """Return ``value`` if it is a number in [0, 1] (a confidence or IoU threshold, a probability)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ArgumentError(f"{flag} {value!r}: out of range; use a value between 0 and 1")
+    return float(value)

@@ -13,7 +13,8 @@ from test_sources import write_video
 import yolorep
 from yolorep.cli import main
 from yolorep.engine import prediction_writer
-from yolorep.engine.predictor import Detector, Result, predict
+from yolorep.engine.predictor import Detector, predict
+from yolorep.engine.results import Results
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import YolorepError
 
@@ -91,8 +92,9 @@ def test_results_in_original_pixels(detector, images):
     for r in results:
         h, w = r.orig_shape
         assert r.orig_image.shape == (h, w, 3) and r.frame is None and len(r) == 5
-        assert r.boxes.dtype == torch.float32 and r.classes.dtype == torch.int64
-        assert (r.boxes >= 0).all() and (r.boxes[:, [0, 2]] <= w).all() and (r.boxes[:, [1, 3]] <= h).all()
+        assert r.boxes.xyxy.dtype == torch.float32 and r.classes.dtype == torch.int64
+        boxes = r.boxes.xyxy
+        assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all()
         assert r.plot().shape == r.orig_image.shape
 
 
@@ -117,7 +119,7 @@ def test_boxes_map_back_through_letterbox():
     assert detector.model.input_shape == (1, 3, 64, 64)
     rw, rh = 64 / 150, 43 / 100
     expected = torch.tensor([[16 / rw, (24 - 10) / rh, 48 / rw, (40 - 10) / rh]])
-    torch.testing.assert_close(result.boxes, expected)
+    torch.testing.assert_close(result.boxes.xyxy, expected)
     assert result.classes.tolist() == [1] and result.scores.tolist() == pytest.approx([0.9])
 
 
@@ -158,13 +160,14 @@ def test_save_txt_and_json_agree_with_results(fused, detector, images, tmp_path)
         name = Path(r.path).name
         rows = np.loadtxt(run / "labels" / f"{Path(name).stem}.txt", ndmin=2)
         assert rows.shape == (len(r), 6)
-        cx, cy = (r.boxes[:, 0] + r.boxes[:, 2]) / 2 / w, (r.boxes[:, 1] + r.boxes[:, 3]) / 2 / h
+        xyxy = r.boxes.xyxy
+        cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2 / w, (xyxy[:, 1] + xyxy[:, 3]) / 2 / h
         np.testing.assert_allclose(rows[:, 1], cx, atol=1e-5)
         np.testing.assert_allclose(rows[:, 2], cy, atol=1e-5)
         np.testing.assert_allclose(rows[:, [0, 5]], np.stack([r.classes, r.scores], 1), atol=1e-5)
         mine = [p for p in predictions if p["image"] == name]
         ltwh = np.array([p["bbox"] for p in mine])
-        np.testing.assert_allclose(ltwh[:, :2] + ltwh[:, 2:], r.boxes[:, 2:], atol=2e-3)
+        np.testing.assert_allclose(ltwh[:, :2] + ltwh[:, 2:], r.boxes.xyxy[:, 2:], atol=2e-3)
         assert [p["category_id"] for p in mine] == r.classes.tolist()
         assert [p["name"] for p in mine] == [r.names[c] for c in r.classes]
         np.testing.assert_allclose([p["score"] for p in mine], r.scores, atol=1e-5)
@@ -198,14 +201,14 @@ def test_codec_fallback(fused, tmp_path, monkeypatch, caplog):
 
 
 def test_partial_video_is_closed_and_plays_after_an_error(fused, tmp_path, monkeypatch):
-    plot = Result.plot
+    plot = Results.plot
 
     def failing_plot(self):
         if self.frame == 5:
             raise KeyboardInterrupt
         return plot(self)
 
-    monkeypatch.setattr(Result, "plot", failing_plot)
+    monkeypatch.setattr(Results, "plot", failing_plot)
     video = write_video(tmp_path / "clip.mp4", frames=12)
     with pytest.raises(KeyboardInterrupt):
         predict(fused, video, imgsz=IMGSZ, device="cpu", save_json=True, project=tmp_path / "runs")

@@ -23,6 +23,7 @@ from yolorep.benchmark.sweep import sweep_grid, sweep_shapes
 from yolorep.checks import check_imgsz
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
+from yolorep.engine.predictor import imgsz_or_trained
 from yolorep.errors import YolorepError
 from yolorep.nn.fuse import fused_copy, randomize_batchnorm
 from yolorep.nn.model import DetectionModel, build_model
@@ -47,7 +48,7 @@ def benchmark(
     sweep: bool = False,
     train: bool = False,
     out: str = "runs/benchmark",
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch: int = 1,
     device: str | None = None,
 ) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def benchmark(
         sweep: a grid of batch sizes and image sizes around ``batch`` and ``imgsz``; CSV and plot into ``out``.
         train: time forward + loss + backward + optimizer steps of the unfused model instead.
         out: folder for the sweep's CSV and plot.
-        imgsz: square input size in pixels, a multiple of the model's largest stride.
+        imgsz: square input size in pixels, a multiple of the model's largest stride (default: the size the
+            checkpoint was trained at, else 640).
         batch: images per call.
         device: ``cpu``, ``cuda``, ``0``, ... (default: first GPU if any).
 
@@ -83,7 +85,7 @@ def benchmark(
     net, randomized = _load_unfused(model, weights, randomize=not train)
     net.to(dev)
     stride = int(net.stride.max())
-    check_imgsz(imgsz, stride)
+    imgsz = check_imgsz(imgsz_or_trained(imgsz, getattr(net, "meta", None)), stride)
     meta = {
         "model": _model_label(net),
         "source": str(weights or model or DEFAULT_MODEL),

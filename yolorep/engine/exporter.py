@@ -20,7 +20,7 @@ from torch import nn
 
 from yolorep.checks import check_imgsz
 from yolorep.engine.device import select_device
-from yolorep.engine.predictor import load_fused
+from yolorep.engine.predictor import imgsz_or_trained, load_fused
 from yolorep.errors import YolorepError
 from yolorep.version import __version__
 
@@ -179,7 +179,7 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
 def export(
     weights: str | Path,
     format: str = "onnx",
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch: int = 1,
     dynamic: bool = False,
     half: bool = False,
@@ -191,7 +191,8 @@ def export(
     Args:
         weights: checkpoint path.
         format: ``onnx`` or ``torchscript``.
-        imgsz: square input size the export is traced (and, without ``dynamic``, fixed) at; a stride multiple.
+        imgsz: square input size the export is traced (and, without ``dynamic``, fixed) at; a stride multiple
+            (default: the size the checkpoint was trained at, else 640).
         batch: batch size of the traced input (fixed unless ``dynamic``).
         dynamic: batch, height and width become dynamic axes (ONNX); checked at a second shape (both formats).
         half: fp16 weights and input; needs a CUDA device.
@@ -215,7 +216,7 @@ def export(
     model = model.to(torch_device, dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    check_imgsz(imgsz, int(model.stride.max()))
+    imgsz = check_imgsz(imgsz_or_trained(imgsz, model.meta), int(model.stride.max()))
     x = torch.zeros(batch, 3, imgsz, imgsz, device=torch_device, dtype=dtype)
     path = Path(weights).with_suffix(FORMATS[format])
     meta = _metadata(model, imgsz, batch, dynamic, half)

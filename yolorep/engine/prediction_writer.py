@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from yolorep.engine.results import Result
+from yolorep.atomic import write_text_atomic
+from yolorep.engine.results import Results
 from yolorep.errors import YolorepError
 
 __all__ = ["VIDEO_CODECS", "PredictionWriter", "open_video_writer"]
@@ -65,7 +66,7 @@ class PredictionWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add(self, result: Result) -> None:
+    def add(self, result: Results) -> None:
         if self.save_media:
             if result.video is None:
                 self._write_image(result)
@@ -73,30 +74,19 @@ class PredictionWriter:
                 self._video_writer(result).write(result.plot())
         if self.save_txt:
             stem = Path(result.path).stem + ("" if result.frame is None else f"_{result.frame}")
-            labels = self.run_dir / "labels" / f"{stem}.txt"
-            labels.parent.mkdir(exist_ok=True)
-            lines = result.to_txt_lines()
-            labels.write_text("".join(f"{line}\n" for line in lines))
+            result.save_txt(self.run_dir / "labels" / f"{stem}.txt")
         if self.save_json:
             self.predictions.extend(result.to_json())
 
-    def _write_image(self, result: Result) -> None:
+    def _write_image(self, result: Results) -> None:
         import cv2
 
         out = self.run_dir / Path(result.path).name
-        ok, data = False, None
-        if out.suffix:
-            try:
-                ok, data = cv2.imencode(out.suffix, result.plot())
-            except cv2.error:
-                ok = False
-        if not ok:  # no suffix (numpy input) or one OpenCV cannot encode
+        if not out.suffix or not cv2.haveImageWriter(out.name):  # in-memory input, or a format OpenCV cannot write
             out = out.with_name(out.name + ".jpg")
-            ok, data = cv2.imencode(".jpg", result.plot())
-        data.tofile(str(out))  # tofile, unlike imwrite, handles non-ASCII paths everywhere
-        self.saved.append(out)
+        self.saved.append(result.save(out))
 
-    def _video_writer(self, result: Result) -> Any:
+    def _video_writer(self, result: Results) -> Any:
         if self._video is not None and self._video[0] == result.path:
             return self._video[1]
         self._release_video()
@@ -116,5 +106,4 @@ class PredictionWriter:
     def close(self) -> None:
         self._release_video()
         if self.save_json:
-            path = self.run_dir / "predictions.json"
-            path.write_text(json.dumps(self.predictions, indent=1))
+            write_text_atomic(self.run_dir / "predictions.json", json.dumps(self.predictions, indent=1))

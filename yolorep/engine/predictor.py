@@ -18,15 +18,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from yolorep.checks import check_imgsz
+from yolorep.checks import check_at_least, check_batch, check_fraction, check_imgsz
 from yolorep.datasets.transforms import letterbox, resize_longest
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.engine.prediction_writer import PredictionWriter
-from yolorep.engine.results import Result
+from yolorep.engine.results import Boxes, Results
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.sources import Frame, Source, load_source
 from yolorep.errors import YolorepError
+from yolorep.logs import progress
 from yolorep.nn.fuse import fused_copy
 from yolorep.nn.model import DecodedModel, DetectionModel
 from yolorep.ops import non_max_suppression, scale_boxes
@@ -34,6 +35,13 @@ from yolorep.ops import non_max_suppression, scale_boxes
 __all__ = ["Detector", "load_fused", "predict"]
 
 LOGGER = logging.getLogger(__name__)
+
+
+def imgsz_or_trained(imgsz: int | None, meta: dict[str, Any] | None, default: int = 640) -> int:
+    """``imgsz`` when given, else the size a checkpoint was trained at (from its metadata), else ``default``."""
+    if imgsz is not None:
+        return imgsz
+    return int(((meta or {}).get("train_args") or {}).get("imgsz") or default)
 
 
 def load_fused(weights: str | Path | nn.Module) -> nn.Module:
@@ -79,11 +87,9 @@ class Detector:
         classes: Sequence[int] | None = None,
         max_det: int = 300,
     ) -> None:
-        for flag, value in (("--conf", conf), ("--iou", iou)):
-            if not 0.0 <= value <= 1.0:
-                raise YolorepError(f"{flag} {value}: out of range; use a value between 0 and 1")
-        if max_det < 1:
-            raise YolorepError(f"--max-det {max_det}: must be at least 1")
+        check_fraction(conf, "--conf")
+        check_fraction(iou, "--iou")
+        check_at_least(max_det, 1, "--max-det")
         self.device = select_device(device)
         if half and self.device.type != "cuda":
             raise YolorepError(f"--half: fp16 needs a CUDA device, got {self.device}; add --device 0 or drop --half")
@@ -96,8 +102,7 @@ class Detector:
                 f"--classes {list(classes)}: unknown class index; this model has classes 0 to {len(self.names) - 1}"
             )
         self.stride = int(self.model.stride.max())
-        train_args = (getattr(self.model, "meta", None) or {}).get("train_args") or {}
-        self.imgsz = check_imgsz(imgsz or int(train_args.get("imgsz", 640)), self.stride)
+        self.imgsz = check_imgsz(imgsz_or_trained(imgsz, getattr(self.model, "meta", None)), self.stride)
         self.conf, self.iou, self.classes, self.max_det = conf, iou, classes, max_det
         self.times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}  # seconds, since the last predict()
         self.seen = 0  # frames since the last predict()
@@ -110,30 +115,29 @@ class Detector:
 
     def predict(
         self, source: Any, stream: bool = False, batch: int = 1, vid_stride: int = 1
-    ) -> list[Result] | Iterator[Result]:
+    ) -> list[Results] | Iterator[Results]:
         """Detect objects in ``source`` (see ``load_source``: paths, folders, globs, videos, webcams, arrays).
 
         Args:
-            stream: return a generator yielding one ``Result`` at a time (constant memory on long videos) instead
+            stream: return a generator yielding one ``Results`` at a time (constant memory on long videos) instead
                 of a list.
             batch: frames per forward pass; a batch shares one input shape.
             vid_stride: keep every n-th video frame.
 
         Returns:
-            One ``Result`` per readable image or frame, in source order.
+            One ``Results`` per readable image or frame, in source order.
 
         Raises:
             YolorepError: the source does not exist (raised at once, also with ``stream=True``).
         """
-        if batch < 1:
-            raise YolorepError(f"--batch {batch}: must be at least 1")
+        check_batch(batch)
         source = load_source(source, vid_stride)
         if not stream and source.has_video:
             LOGGER.warning("predict: a list of results keeps every video frame in memory; use stream=True for videos")
         results = self._stream(source, batch)
         return results if stream else list(results)
 
-    def _stream(self, source: Source, batch: int) -> Iterator[Result]:
+    def _stream(self, source: Source, batch: int) -> Iterator[Results]:
         self.times = dict.fromkeys(self.times, 0.0)
         self.seen = 0
         frames: list[Frame] = []
@@ -168,7 +172,7 @@ class Detector:
         return time.perf_counter()
 
     @torch.inference_mode()
-    def _run(self, frames: list[Frame]) -> list[Result]:
+    def _run(self, frames: list[Frame]) -> list[Results]:
         t0 = self._sync()
         x, ratio_pads = self.preprocess([f.image for f in frames])
         t1 = self._sync()
@@ -179,19 +183,9 @@ class Detector:
         for det, frame, ratio_pad in zip(dets, frames, ratio_pads):
             det = det.cpu()  # [M, 6] (x1, y1, x2, y2, score, class) in input pixels
             shape = frame.image.shape[:2]
-            boxes_xyxy = scale_boxes(det[:, :4], ratio_pad, shape)
+            det[:, :4] = scale_boxes(det[:, :4], ratio_pad, shape)
             results.append(
-                Result(
-                    boxes_xyxy,
-                    det[:, 4],
-                    det[:, 5].long(),
-                    self.names,
-                    shape,
-                    path=frame.path,
-                    frame=frame.index,
-                    orig_image=frame.image,
-                    video=frame.video,
-                )
+                Results(Boxes(det, shape), self.names, shape, frame.path, frame.index, frame.image, frame.video)
             )
         t3 = self._sync()
         for key, seconds in zip(self.times, (t1 - t0, t2 - t1, t3 - t2)):
@@ -213,7 +207,7 @@ def predict(
     save_txt: bool = False,
     save_json: bool = False,
     no_save: bool = False,
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch: int = 1,
     device: str | None = None,
     project: str | Path = "runs/predict",
@@ -225,15 +219,17 @@ def predict(
     a model, as for ``Detector``.
 
     Returns:
-        The run folder (``project/name``, ``name2`` ... never overwritten).
-    """
-    from tqdm import tqdm
+        The run folder (``project/name``, ``name2`` ... never overwritten), or None when nothing was to be saved
+        (``no_save`` without ``save_txt`` or ``save_json``).
 
+    Raises:
+        YolorepError: nothing in ``source`` could be read (each unreadable file was logged).
+    """
+    check_batch(batch)
     src = load_source(source, vid_stride)  # before loading the model: a typo in --source fails at once
     detector = Detector(weights, device, imgsz, conf, iou, half, classes, max_det)
-    if batch < 1:
-        raise YolorepError(f"--batch {batch}: must be at least 1")
-    run_dir = increment_run_dir(project, name)
+    saves = not no_save or save_txt or save_json
+    run_dir = increment_run_dir(project, name) if saves else None
     if vid_stride > 1 and src.has_video:
         LOGGER.info(
             "--vid-stride %d: output videos keep frames 0, %d, %d ... (ceil(n / %d) of n) at the source frame rate",
@@ -241,12 +237,19 @@ def predict(
         )  # fmt: skip
     start, count = time.perf_counter(), 0
     writer = PredictionWriter(run_dir, save_media=not no_save, save_txt=save_txt, save_json=save_json)
-    with writer, tqdm(total=src.count_frames(), unit="frame", desc="predict") as bar:
+    with writer, progress(total=src.count_frames(), unit="frame", desc="predict") as bar:
         with closing(detector.predict(src, stream=True, batch=batch)) as results:
             for result in results:
                 writer.add(result)
                 count += 1
                 bar.update()
+    if count == 0:
+        if run_dir is not None and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise YolorepError(
+            f"--source {source}: no image or video frame could be read ({src.skipped} unreadable, see the warnings "
+            "above); check the files or pass other ones"
+        )
     elapsed = time.perf_counter() - start
     speed = detector.speed
     LOGGER.info(
@@ -254,6 +257,7 @@ def predict(
         speed["preprocess"], speed["inference"], speed["nms"], detector.last_shape, count / max(elapsed, 1e-9),
     )  # fmt: skip
     LOGGER.info(
-        "%d image(s)/frame(s) predicted, %d unreadable skipped; results saved to %s", count, src.skipped, run_dir
-    )
+        "%d image(s)/frame(s) predicted, %d unreadable skipped; %s", count, src.skipped,
+        f"results saved to {run_dir}" if run_dir else "nothing saved (--no-save)",
+    )  # fmt: skip
     return run_dir

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -219,12 +219,41 @@ def _from_path(text: str) -> list[Item]:
     raise YolorepError(f"--source {text}: no such file or folder; {SOURCE_HELP}")
 
 
+def _from_pil(image: Any) -> np.ndarray:
+    """A PIL image (any mode) as [H, W, 3] uint8 BGR."""
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+
+
+def _from_tensor(images: Any, where: str) -> list[np.ndarray]:
+    """A torch tensor [3, H, W] or [B, 3, H, W], RGB, float in 0..1 or uint8, as BGR uint8 images."""
+    batch = images[None] if images.ndim == 3 else images
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise YolorepError(f"{where}: a tensor source must be [3, H, W] or [B, 3, H, W] RGB; got {tuple(images.shape)}")
+    if batch.is_floating_point():
+        batch = (batch.detach().float().clamp(0, 1) * 255).round()
+    array = batch.cpu().byte().permute(0, 2, 3, 1).numpy()
+    return [np.ascontiguousarray(image[:, :, ::-1]) for image in array]
+
+
+def _in_memory(entry: Any, name: str) -> list[Item] | None:
+    """Items for an in-memory image (numpy BGR, PIL, torch tensor), or None for anything else."""
+    if isinstance(entry, np.ndarray):
+        return [("array", name, entry)]
+    if type(entry).__module__.startswith("PIL.") and hasattr(entry, "convert"):
+        return [("array", name, _from_pil(entry))]
+    if type(entry).__module__.startswith("torch") and hasattr(entry, "ndim"):
+        images = _from_tensor(entry, name)
+        return [("array", name if len(images) == 1 else f"{name}_{i}", im) for i, im in enumerate(images)]
+    return None
+
+
 def load_source(source: object, vid_stride: int = 1) -> Source:
     """Resolve user input into a ``Source``.
 
     Args:
-        source: a path (image, video, folder, glob, ``.txt`` list), a webcam index (``0`` or ``"0"``), a BGR numpy
-            image, a ``Source``, or a list of paths and numpy images.
+        source: a path (image, video, folder, glob, ``.txt`` list), a webcam index (``0`` or ``"0"``), an
+            in-memory image (a BGR numpy array [H, W, 3] as OpenCV gives, a PIL image, or a torch tensor
+            [3, H, W] / [B, 3, H, W] RGB in 0..1), a ``Source``, or a list of any of these.
         vid_stride: keep every ``vid_stride``-th video frame.
 
     Raises:
@@ -234,8 +263,9 @@ def load_source(source: object, vid_stride: int = 1) -> Source:
         return source
     if isinstance(source, int) and not isinstance(source, bool):
         return Source([("webcam", source)], vid_stride)
-    if isinstance(source, np.ndarray):
-        return Source([("array", "image0", source)], vid_stride)
+    in_memory = _in_memory(source, "image0")
+    if in_memory is not None:
+        return Source(in_memory, vid_stride)
     if isinstance(source, (str, Path)):
         text = str(source)
         if _is_webcam(text):
@@ -244,11 +274,14 @@ def load_source(source: object, vid_stride: int = 1) -> Source:
     if isinstance(source, (list, tuple)) and source:
         items: list[Item] = []
         for i, entry in enumerate(source):
-            if isinstance(entry, np.ndarray):
-                items.append(("array", f"image{i}", entry))
-            elif isinstance(entry, (str, Path)):
+            if isinstance(entry, (str, Path)):
                 items.extend(_from_path(str(entry)))
-            else:
-                raise YolorepError(f"source[{i}]: unsupported type {type(entry).__name__}; use paths or numpy images")
+                continue
+            found = _in_memory(entry, f"image{i}")
+            if found is None:
+                raise YolorepError(
+                    f"source[{i}]: unsupported type {type(entry).__name__}; use paths, numpy, PIL or tensor images"
+                )
+            items.extend(found)
         return Source(items, vid_stride)
     raise YolorepError(f"source: unsupported {type(source).__name__} {source!r:.60}; {SOURCE_HELP}")

@@ -9,17 +9,20 @@ from typing import Any
 from yolorep.checks import check_imgsz
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.nn.fuse import fused_copy
-from yolorep.nn.model import build_model
+from yolorep.nn.model import DetectionModel, build_model
 
 __all__ = ["info"]
 
 LOGGER = logging.getLogger(__name__)
 
 
-def info(model: str | Path, imgsz: int = 640) -> dict[str, Any]:
-    """Summarise a model YAML (random weights) or a checkpoint, unfused and fused."""
-    path = Path(model)
-    net = load_checkpoint(path) if path.suffix == ".pt" else build_model(path)
+def info(model: str | Path | DetectionModel, imgsz: int = 640) -> dict[str, Any]:
+    """Summarise a model YAML (random weights), a checkpoint or a model, unfused and fused."""
+    if isinstance(model, DetectionModel):
+        net, path = model, model.spec.name
+    else:
+        path = Path(model)
+        net = load_checkpoint(path) if path.suffix == ".pt" else build_model(path)
     check_imgsz(imgsz, int(net.stride.max()))
     unfused = None if net.is_fused else net.info(imgsz, verbose=False)
     fused_model = net if net.is_fused else fused_copy(net)

@@ -66,9 +66,11 @@ def _resume_checkpoint(last: Path) -> dict[str, Any]:
 def _initial_model(
     model_cfg: str | dict, nc: int, names: list[str], weights: str | None, checkpoint: dict | None
 ) -> DetectionModel:
-    if checkpoint is not None:  # resuming: the run's own architecture
-        model_cfg = checkpoint["model_cfg"]
-        model = build_model(model_cfg, nc=nc, scale=checkpoint.get("scale"), name=checkpoint.get("model_name"))
+    if checkpoint is None and isinstance(model_cfg, (str, Path)) and str(model_cfg).endswith(".pt"):
+        checkpoint, weights = _initial_weights(model_cfg), weights or model_cfg  # a .pt's architecture and weights
+    if checkpoint is not None:  # the architecture a checkpoint stores
+        cfg, scale, name = checkpoint["model_cfg"], checkpoint.get("scale"), checkpoint.get("model_name")
+        model = build_model(cfg, nc=nc, scale=scale, name=name)
     else:
         model = build_model(model_cfg, nc=nc)
     model.names = list(names)
@@ -144,8 +146,9 @@ def train(
         save_dir = last.parent.parent
     else:
         args = new_run_args(given, hyp, hyp_overrides)
-        if args["weights"]:
-            _initial_weights(args["weights"])  # a wrong checkpoint fails now, not after the data set is read
+        for checkpoint_path in (args["weights"], args["model"]):
+            if isinstance(checkpoint_path, str) and checkpoint_path.endswith(".pt"):
+                _initial_weights(checkpoint_path)  # a wrong checkpoint fails now, not after the data set is read
         save_dir = None
     return _run(args, save_dir, checkpoint)
 

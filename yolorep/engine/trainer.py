@@ -24,6 +24,7 @@ from yolorep.engine.checkpoint import load_state_dict_strict, save_checkpoint
 from yolorep.engine.optim import ModelEMA, lr_lambda
 from yolorep.engine.validator import Validator
 from yolorep.errors import CheckpointError, YolorepError
+from yolorep.logs import progress
 from yolorep.nn.fuse import fused_copy
 
 __all__ = ["TrainState", "Trainer", "fitness"]
@@ -229,12 +230,11 @@ class Trainer:
             )
 
     def _progress(self, epoch: int, n_batches: int):
-        """A tqdm bar over the loader on rank 0; None on other ranks."""
+        """A progress display over the loader on rank 0 (a bar on a terminal, lines when redirected); None on
+        other ranks."""
         if not self.is_main:
             return None
-        from tqdm import tqdm
-
-        return tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.epochs}", total=n_batches, unit="batch")
+        return progress(self.train_loader, desc=f"epoch {epoch + 1}/{self.epochs}", total=n_batches, unit="batch")
 
     # ---- end of epoch: validate the fused EMA, log, save ------------------------------------------------------
     def _end_epoch(self, epoch: int, losses: torch.Tensor, images_seen: int, train_time: float) -> dict[str, Any]:

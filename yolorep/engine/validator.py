@@ -7,6 +7,7 @@ pycocotools. See ``yolorep.evaluation`` for the evaluators.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -16,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from yolorep.assets import find_builtin_data
 from yolorep.atomic import write_text_atomic
-from yolorep.checks import check_imgsz
+from yolorep.checks import check_at_least, check_batch, check_fraction, check_imgsz
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
@@ -27,6 +29,7 @@ from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError
 from yolorep.evaluation import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages, build_coco_gt
 from yolorep.hyp import load_hyp
+from yolorep.logs import progress
 from yolorep.nn.model import DecodedModel, DetectionModel
 from yolorep.ops.boxes import scale_boxes
 from yolorep.ops.nms import non_max_suppression
@@ -75,7 +78,9 @@ class Validator:
         self.save_dir = save_dir
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
+    def __call__(
+        self, model: nn.Module, device: torch.device | None = None, show_progress: bool = True
+    ) -> dict[str, Any]:
         """Evaluate ``model``: a ``DetectionModel`` (decoded here) or any module returning [B, N, 4 + nc]."""
         if isinstance(model, DetectionModel):
             model = DecodedModel(model)
@@ -85,11 +90,7 @@ class Validator:
             evaluator.reset()
         times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}
         images_seen = 0
-        batches = self.loader
-        if progress:
-            from tqdm import tqdm
-
-            batches = tqdm(self.loader, desc="val", unit="batch", leave=False)
+        batches = progress(self.loader, desc="val", unit="batch", leave=False) if show_progress else self.loader
         for images, _, infos in batches:
             start = time.perf_counter()
             x = images.to(device, non_blocking=True)
@@ -209,9 +210,19 @@ def build_eval_loader(
     return dataset, build_dataloader(dataset, batch, shuffle=False, workers=workers)
 
 
+def _data_of(weights: str | Path, meta: dict[str, Any]) -> str:
+    """The data set a checkpoint was trained on, when it still exists; otherwise what to pass."""
+    stored = (meta.get("train_args") or {}).get("data")
+    if not stored:
+        raise CheckpointError(f"{weights}: records no data set; pass --data DATA.yaml")
+    if not Path(stored).is_file() and find_builtin_data(stored) is None:
+        raise CheckpointError(f"{weights}: was trained on {stored}, which does not exist here; pass --data DATA.yaml")
+    return stored
+
+
 def val(
-    weights: str | Path,
-    data: str | Path = "data/shapes.yaml",
+    weights: str | Path | DetectionModel,
+    data: str | Path | None = None,
     split: str = "val",
     imgsz: int | None = None,
     batch: int = 32,
@@ -225,8 +236,24 @@ def val(
     project: str | Path = "runs/val",
     name: str = "exp",
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint, fused, on a dataset split; writes a run folder and returns the metrics dict."""
-    model = load_checkpoint(weights)
+    """Evaluate a checkpoint (or a model, left unchanged), fused, on a dataset split; writes a run folder and
+    returns the metrics dict.
+
+    ``data`` defaults to the data set the checkpoint was trained on; ``imgsz``, ``conf``, ``iou`` and ``max_det``
+    to its evaluation settings.
+    """
+    check_batch(batch)
+    for flag, value in (("--conf", conf), ("--iou", iou)):
+        if value is not None:
+            check_fraction(value, flag)
+    if max_det is not None:
+        check_at_least(max_det, 1, "--max-det")
+    check_at_least(workers, 0, "--workers")
+    model = copy.deepcopy(weights) if isinstance(weights, DetectionModel) else load_checkpoint(weights)
+    model.meta = getattr(model, "meta", {})
+    if data is None:
+        data = _data_of(weights, model.meta)
+        LOGGER.info("data: %s (the data set %s was trained on)", data, weights)
     spec = load_data_spec(data)
     if len(spec.names) != model.nc:
         raise CheckpointError(
@@ -245,7 +272,7 @@ def val(
     dataset, loader = build_eval_loader(spec, split, check_imgsz(settings["imgsz"], stride), batch, stride, workers)
     save_dir = increment_run_dir(project, name)
     validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=agnostic_nms, half=half)
-    results = validator(model, dev, progress=True)
+    results = validator(model, dev)
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)
     return results

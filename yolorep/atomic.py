@@ -1,4 +1,5 @@
-"""Atomic file writes: a file appears complete or not at all, whatever stops the process or fills the disk."""
+"""Atomic file writes: a file appears complete or not at all, whatever stops the process or fills the disk; and
+the check that tells an abandoned temporary (its writer died) from one in progress."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text_atomic"]
+__all__ = ["atomic_path", "process_alive", "write_text_atomic"]
 
 
 def _umask() -> int:
@@ -44,3 +45,14 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def process_alive(pid: int) -> bool:
+    """True if a process with ``pid`` exists (possibly another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -45,6 +45,7 @@ def test_bad_files_are_skipped_counted_and_named(messy_yaml, caplog):
         "crowd_boxes": 0,
         "missing_labels": 1,  # b.png
         "background_images": 2,  # b.png, c.jpg
+        "exif_rotated": 0,
     }
     a = loaded.records[0]
     assert a.shape == (60, 80) and a.image_id == 0

@@ -75,25 +75,61 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found; pass the path of a .pt file written by yolorep")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as err:
+    except pickle.UnpicklingError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path}: refused: not a weights-only yolorep checkpoint ({first_line}); yolorep never unpickles "
             "code, so re-save the model with yolorep.save() from a trusted environment"
         ) from None
-    missing = [
-        k
-        for k in ("format_version", "model_cfg", "state_dict")
-        if not isinstance(checkpoint, dict) or k not in checkpoint
-    ]
-    if missing:
-        raise CheckpointError(f"{path}: not a yolorep checkpoint (missing {', '.join(missing)})")
+    except Exception as err:  # a random or truncated file makes torch.load fail in many ways (IndexError, ...)
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:120]}); pass a .pt file written by "
+            "yolorep (weights/last.pt or best.pt of a run)"
+        ) from None
+    _check_fields(checkpoint, path)
     if checkpoint["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {checkpoint['format_version']} is newer than this yolorep reads "
             f"({FORMAT_VERSION}); upgrade yolorep"
         )
     return _upgrade(checkpoint)
+
+
+# field -> (accepted types, what it should hold); None is accepted for the optional ones
+_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "format_version": ((int,), "an integer"),
+    "model_cfg": ((dict,), "the model YAML as a mapping"),
+    "state_dict": ((dict,), "a mapping of tensor names to tensors"),
+    "names": ((list,), "a list of class names"),
+    "fused": ((bool,), "true or false"),
+    "scale": ((str,), "a scale name"),
+    "model_name": ((str,), "a model name"),
+    "train_state": ((dict,), "a mapping"),
+    "train_args": ((dict,), "a mapping"),
+    "epoch": ((int,), "an integer"),
+}
+_REQUIRED = ("format_version", "model_cfg", "state_dict")
+
+
+def _check_fields(checkpoint: Any, path: Path) -> None:
+    """The fields yolorep reads exist (where required) and have the types it expects."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a yolorep checkpoint (it holds a {type(checkpoint).__name__})")
+    missing = [k for k in _REQUIRED if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a yolorep checkpoint (missing {', '.join(missing)})")
+    for key, (types, meaning) in _FIELDS.items():
+        value = checkpoint.get(key)
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if (value is None and key in _REQUIRED) or (value is not None and (not isinstance(value, types) or wrong_bool)):
+            got = type(value).__name__
+            raise CheckpointError(f"{path}: field {key!r} should be {meaning}, got {got}; the file is corrupt")
+    state = checkpoint["state_dict"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: state_dict holds entries that are not named tensors; the file is corrupt")
+    names = checkpoint.get("names")
+    if names is not None and not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: field 'names' should be a list of class names; the file is corrupt")
 
 
 def _upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +183,9 @@ def load_checkpoint(path: str | Path) -> DetectionModel:
     if checkpoint.get("fused"):
         model.fuse()
     load_state_dict_strict(model, checkpoint["state_dict"], str(path))
-    model.names = list(checkpoint.get("names") or model.names)
+    names = checkpoint.get("names") or model.names
+    if len(names) != model.nc:
+        raise CheckpointError(f"{path}: {len(names)} class names for a {model.nc}-class model; the file is corrupt")
+    model.names = list(names)
     model.meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "model_cfg")}
     return model.eval()

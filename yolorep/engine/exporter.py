@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolorep.checks import check_imgsz
+from yolorep.checks import check_batch, check_imgsz
 from yolorep.engine.device import select_device
 from yolorep.engine.predictor import imgsz_or_trained, load_fused
-from yolorep.errors import YolorepError
+from yolorep.errors import ArgumentError, YolorepError
 from yolorep.version import __version__
 
 __all__ = ["export", "export_onnx", "export_torchscript", "max_difference"]
@@ -29,6 +29,16 @@ __all__ = ["export", "export_onnx", "export_torchscript", "max_difference"]
 LOGGER = logging.getLogger(__name__)
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript"}
+MIN_OPSET = 11  # the head's chunk of the box distances has no export before opset 11
+
+
+def max_opset() -> int:
+    """The newest opset torch's TorchScript-based ONNX exporter writes."""
+    from torch.onnx import _constants  # private, hence the fallback
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17))
+
+
 # Largest allowed |export - PyTorch|, relative to the output's scale (pixels for boxes, 1 for scores).
 TOLERANCE = {torch.float32: 1e-3, torch.float16: 2e-2}
 
@@ -204,8 +214,9 @@ def export(
     """
     if format not in FORMATS:
         raise YolorepError(f"--format {format}: unknown export format; use one of {', '.join(FORMATS)}")
-    if batch < 1:
-        raise YolorepError(f"--batch {batch}: must be at least 1")
+    check_batch(batch)
+    if format == "onnx" and not MIN_OPSET <= opset <= max_opset():
+        raise ArgumentError(f"--opset {opset}: this model exports with opsets {MIN_OPSET} to {max_opset()}; use 17")
     torch_device = select_device(device)
     if half and torch_device.type != "cuda":
         raise YolorepError(

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from yolorep.atomic import process_alive
 from yolorep.errors import YolorepError
 
 __all__ = ["RunLock", "increment_run_dir", "remove_stale_temporaries"]
@@ -38,16 +39,6 @@ def increment_run_dir(project: str | Path, name: str) -> Path:
             n += 1
 
 
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a process of another user
-        return True
-    return True
-
-
 class RunLock:
     """An exclusive claim on a run folder (``.lock`` holding the owner's pid) for as long as a training writes to it.
 
@@ -65,7 +56,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = self._owner()
-                if owner is not None and owner != os.getpid() and _is_alive(owner):
+                if owner is not None and owner != os.getpid() and process_alive(owner):
                     raise YolorepError(
                         f"{self.run_dir}: another yolorep process (pid {owner}) is training in this run; wait for it "
                         f"to finish, or delete {self.path} if that process is not yolorep"

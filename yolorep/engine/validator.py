@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -123,10 +124,29 @@ class Validator:
             write_text_atomic(self.save_dir / "metrics.json", json.dumps(results, indent=2))
         return results
 
+    def ground_truth(self) -> dict[str, int]:
+        """What was scored, and what the loader dropped from the data set's ground truth (and why)."""
+        records, stats = self.dataset.records, self.dataset.stats
+        return {
+            "images": len(records),
+            "boxes": sum(len(r.classes) for r in records),
+            "crowd_regions": sum(len(r.crowd_classes) for r in records),
+            "skipped_images": stats.get("skipped_images", 0),  # unreadable, truncated or mis-sized files
+            "dropped_bad_labels": stats.get("bad_labels", 0),  # malformed, non-finite or unknown-class entries
+            "dropped_tiny_boxes": stats.get("dropped_boxes", 0),  # under 1 px after clipping to the image
+        }
+
     def _summarise(self, images_seen: int, times: dict[str, float]) -> dict[str, Any]:
         figures: dict[str, Any] = {}
         for evaluator in self.evaluators:
             figures.update(evaluator.evaluate())
+        ground_truth = self.ground_truth()
+        if ground_truth["boxes"] == 0:
+            LOGGER.warning(
+                "%s: the %s split has no ground-truth boxes, so mAP is undefined; it is reported as 0",
+                self.dataset.spec.yaml_path, self.dataset.split,
+            )  # fmt: skip
+            figures.update({k: 0.0 for k in ("map50_95", "map50", "map75") if k in figures})
         has_coco = "coco_stats" in figures
         n = max(images_seen, 1)
         return {
@@ -141,6 +161,7 @@ class Validator:
             "per_class": figures["per_class"],
             "coco_stats": figures.get("coco_stats", []),
             "images": images_seen,
+            "ground_truth": ground_truth,
             "speed_ms_per_image": {k: 1000 * v / n for k, v in times.items()},
             "settings": {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "agnostic": self.agnostic},
         }
@@ -151,20 +172,17 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any] | Path:
-    """The ground truth pycocotools scores against: the data set's own instances file (ids and categories come
-    from it, crowd regions included), or for the YOLO layout an equivalent dict built from the loaded records."""
-    spec: DataSpec = dataset.spec
-    annotation_file = spec.split_json(dataset.split)
-    if annotation_file is not None:
-        return annotation_file
-    images = [
-        {"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]}
-        for r in dataset.records
-    ]
-    return build_coco_gt(
-        images, [(r.boxes_xyxy, r.classes) for r in dataset.records], dataset.category_ids, list(dataset.names)
-    )
+def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any]:
+    """The ground truth pycocotools scores against, built from the records the loader accepted (whatever layout
+    the data set has): boxes it dropped or clipped are scored as it kept them, crowd regions and COCO's object
+    areas included, with the data set's image and category ids."""
+    images, annotations = [], []
+    for r in dataset.records:
+        images.append({"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]})
+        crowd = np.r_[np.zeros(len(r.classes), np.int64), np.ones(len(r.crowd_classes), np.int64)]
+        annotations.append((np.concatenate([r.boxes_xyxy, r.crowd_xyxy]), np.concatenate([r.classes, r.crowd_classes]),
+                            np.concatenate([r.areas, r.crowd_areas]), crowd))  # fmt: skip
+    return build_coco_gt(images, annotations, dataset.category_ids, list(dataset.names))
 
 
 def build_validator(
@@ -279,6 +297,13 @@ def val(
 
 
 def log_results(validator: Validator, results: dict[str, Any]) -> None:
+    gt = results["ground_truth"]
+    LOGGER.info(
+        "ground truth scored: %d boxes (+%d crowd regions) in %d images; dropped by the loader: %d unreadable "
+        "images, %d bad label entries, %d boxes under 1 px",
+        gt["boxes"], gt["crowd_regions"], gt["images"], gt["skipped_images"], gt["dropped_bad_labels"],
+        gt["dropped_tiny_boxes"],
+    )  # fmt: skip
     for evaluator in validator.evaluators:
         if isinstance(evaluator, COCOEvaluator):
             LOGGER.info("pycocotools COCOeval (number of record):\n%s", evaluator.report)

@@ -49,23 +49,24 @@ def _ints(x: ArrayLike) -> list[int]:
 
 def build_coco_gt(
     images: Sequence[dict[str, Any]],
-    annotations: Sequence[tuple[ArrayLike, ArrayLike]],
+    annotations: Sequence[tuple[ArrayLike, ...]],
     category_ids: Sequence[int],
     names: Sequence[str],
 ) -> dict[str, Any]:
-    """Build a COCO ground-truth dict so that a YOLO-layout dataset can be scored with pycocotools.
+    """Build a COCO ground-truth dict, so that exactly the ground truth a loader accepted is scored by pycocotools.
 
     Args:
         images: one dict per image with ``id``, ``file_name``, ``width``, ``height``.
         annotations: per image, in the order of ``images``: ``(boxes_xyxy [M, 4] original pixels, classes [M])``
-            with contiguous class indices.
+            with contiguous class indices, optionally followed by ``areas [M]`` (COCO's object areas, which sort
+            objects into small/medium/large; default the box areas) and ``iscrowd [M]`` (default 0).
         category_ids: COCO category id of each contiguous class (``COCO80_TO_91`` for COCO in YOLO layout,
             ``range(1, nc + 1)`` otherwise).
         names: class names, index = contiguous class.
 
     Returns:
-        ``{"info", "images", "annotations", "categories"}`` with ``bbox`` as [x, y, w, h], ``area`` w * h,
-        ``iscrowd`` 0 and annotation ids from 1 (COCOeval treats id 0 as "no match").
+        ``{"info", "images", "annotations", "categories"}`` with ``bbox`` as [x, y, w, h] and annotation ids from 1
+        (COCOeval treats id 0 as "no match").
     """
     if len(images) != len(annotations):
         raise ValueError(
@@ -74,16 +75,19 @@ def build_coco_gt(
     if len(category_ids) != len(names):
         raise ValueError(f"build_coco_gt: {len(category_ids)} category ids for {len(names)} names; pass one per class")
     anns = []
-    for image, (boxes_xyxy, classes) in zip(images, annotations):
-        for (x, y, w, h), c in zip(_ltwh_rows(boxes_xyxy).tolist(), _ints(classes)):
+    for image, (boxes_xyxy, classes, *extra) in zip(images, annotations):
+        ltwh = _ltwh_rows(boxes_xyxy)
+        areas = np.asarray(extra[0], dtype=np.float64).reshape(-1) if extra else ltwh[:, 2] * ltwh[:, 3]
+        crowd = _ints(extra[1]) if len(extra) > 1 else [0] * len(ltwh)
+        for (x, y, w, h), c, area, iscrowd in zip(ltwh.tolist(), _ints(classes), areas.tolist(), crowd):
             anns.append(
                 {
                     "id": len(anns) + 1,
                     "image_id": image["id"],
                     "category_id": int(category_ids[c]),
                     "bbox": [x, y, w, h],
-                    "area": w * h,
-                    "iscrowd": 0,
+                    "area": area,
+                    "iscrowd": iscrowd,
                 }
             )
     return {

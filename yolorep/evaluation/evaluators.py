@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from yolorep.atomic import write_text_atomic
@@ -61,9 +62,11 @@ class MetricsEvaluator(Evaluator):
         self.confusion = ConfusionMatrix(len(self.names))
 
     def process(self, record: ImageRecord, detections: Detections) -> None:
-        gt_boxes, gt_classes = torch.from_numpy(record.boxes_xyxy), torch.from_numpy(record.classes)
-        self.metrics.update(*detections, gt_boxes, gt_classes)
-        self.confusion.update(*detections, gt_boxes, gt_classes)
+        boxes = np.concatenate([record.boxes_xyxy, record.crowd_xyxy])
+        classes = np.concatenate([record.classes, record.crowd_classes])
+        crowd = np.arange(len(classes)) >= len(record.classes)
+        self.metrics.update(*detections, boxes, classes, crowd)  # crowd regions as COCOeval treats them
+        self.confusion.update(*detections, record.boxes_xyxy, record.classes)
 
     def evaluate(self) -> dict[str, Any]:
         computed = self.metrics.compute()
@@ -134,7 +137,7 @@ class SampleImages(Evaluator):
 
         from yolorep.plots import save_side_by_side
 
-        image = cv2.imread(str(record.path))
+        image = cv2.imread(str(record.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # pixels as stored
         if image is None:
             return
         keep = detections.scores >= self.conf

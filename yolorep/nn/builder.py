@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from dataclasses import dataclass
+from typing import Callable
 
+import torch
 from torch import nn
 
 from yolorep.config import LayerInputs, LayerSpec, ModelSpec
@@ -29,15 +32,43 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return max(int(math.ceil(value / divisor) * divisor), divisor)
 
 
+def _memory_bytes() -> float:
+    """Physical memory of this machine (infinite where the OS does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return math.inf
+
+
+def _weight_bytes(build: Callable[[], nn.Module]) -> int:
+    """Bytes of the parameters and buffers ``build()`` would allocate, measured on the meta device (nothing is
+    allocated); 0 when the module cannot be built there (the real build then reports its own error)."""
+    try:
+        with torch.device("meta"):
+            module = build()
+    except Exception:
+        return 0
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
 def build_layers(spec: ModelSpec, in_channels: int = 3) -> BuiltLayers:
+    """Build every row of ``spec``, refusing (before allocating) a model whose weights exceed the machine's memory."""
     layers, channels, saved = nn.ModuleList(), [], set()
+    memory, needed = _memory_bytes(), 0
     for layer in spec.layers:
         sources = layer.inputs if isinstance(layer.inputs, tuple) else (layer.inputs,)
         saved.update(s for s in sources if s not in (-1, layer.index - 1))
-        c_in = [channels[s] if s >= 0 else in_channels for s in sources]
-        module = _build_one(layer, spec, c_in if isinstance(layer.inputs, tuple) else c_in[0])
+        c_ins = [channels[s] if s >= 0 else in_channels for s in sources]
+        c_in = c_ins if isinstance(layer.inputs, tuple) else c_ins[0]
+        needed += _weight_bytes(lambda layer=layer, c_in=c_in: _build_one(layer, spec, c_in))
+        if needed > memory:
+            raise ConfigError(
+                f"{layer.where}: the weights up to this row need {needed / 1e9:,.1f} GB, more than this machine's "
+                f"{memory / 1e9:,.1f} GB of memory; lower the scale's width or max_channels"
+            )
+        module = _build_one(layer, spec, c_in)
         layers.append(module)
-        channels.append(getattr(module, "out_channels", None) or _passthrough_channels(c_in, layer))
+        channels.append(getattr(module, "out_channels", None) or _passthrough_channels(c_ins, layer))
     return BuiltLayers(layers, [layer.inputs for layer in spec.layers], saved, channels)
 
 
@@ -77,13 +108,30 @@ def _build_one(layer: LayerSpec, spec: ModelSpec, c_in: int | list[int]) -> nn.M
 def _bind(entry: ModuleEntry, layer: LayerSpec, c_in: int | list[int]) -> inspect.BoundArguments:
     leading = (c_in,) if entry.takes_in_channels else ()
     try:
-        return entry.signature.bind(*leading, *layer.args, **layer.kwargs)
+        bound = entry.signature.bind(*leading, *layer.args, **layer.kwargs)
     except TypeError as err:
         written = list(layer.args) if layer.args or not layer.kwargs else layer.kwargs
         inferred = " (the first parameter, the input channels, is inferred from 'from')" if leading else ""
         raise ConfigError(
             f"{layer.where}: arguments {written!r} do not fit {entry.name}({_describe(entry)}){inferred}: {err}"
         ) from None
+    _check_types(entry, bound, layer)
+    return bound
+
+
+def _check_types(entry: ModuleEntry, bound: inspect.BoundArguments, layer: LayerSpec) -> None:
+    """YAML values for parameters annotated ``int`` or ``float`` must be numbers of that kind, and the width-scaled
+    channel count at least 1: caught here, they would fail deep inside torch with a message naming nothing."""
+    for name, value in bound.arguments.items():
+        annotation = entry.signature.parameters[name].annotation
+        kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if (kind == "int" and not (is_number and float(value).is_integer())) or (kind == "float" and not is_number):
+            noun = "an integer" if kind == "int" else "a number"
+            raise ConfigError(f"{layer.where}: {name}={value!r} must be {noun}; {entry.name}({_describe(entry)})")
+    channels = bound.arguments.get(entry.out_channels) if entry.out_channels else None
+    if isinstance(channels, (int, float)) and channels < 1:
+        raise ConfigError(f"{layer.where}: {entry.out_channels}={channels} must be at least 1")
 
 
 def _describe(entry: ModuleEntry) -> str:

@@ -10,6 +10,7 @@ longer stores the head's strides, which the model measures when it is built; for
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{path}: refused: not a weights-only yolorep checkpoint ({first_line}); yolorep never unpickles "
-            "code, so re-save the model with yolorep.save() from a trusted environment"
-        ) from None
+        if "global" in str(err).lower():  # the pickle names a function or class: loading it could run code
+            raise CheckpointError(
+                f"{path}: refused: not a weights-only yolorep checkpoint (it references {_global_name(err)}); "
+                "yolorep never unpickles code, so re-save the model with yolorep.save() from a trusted environment"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (a corrupt or foreign file); pass a .pt file "
+                              "written by yolorep (weights/last.pt or best.pt of a run)") from None  # fmt: skip
     except Exception as err:  # a random or truncated file makes torch.load fail in many ways (IndexError, ...)
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:120]}); pass a .pt file written by "
@@ -109,6 +112,11 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "epoch": ((int,), "an integer"),
 }
 _REQUIRED = ("format_version", "model_cfg", "state_dict")
+
+
+def _global_name(err: Exception) -> str:
+    match = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return match[1] if match else "a Python object"
 
 
 def _check_fields(checkpoint: Any, path: Path) -> None:

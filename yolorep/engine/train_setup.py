@@ -23,7 +23,7 @@ from yolorep.engine.device import select_device
 from yolorep.engine.optim import build_optimizer, resolve_optimizer
 from yolorep.engine.run_dir import RunLock, increment_run_dir
 from yolorep.engine.train_args import TRAIN_DEFAULTS, new_run_args, resumed_run_args
-from yolorep.engine.trainer import Trainer
+from yolorep.engine.trainer import Trainer, restore_best
 from yolorep.engine.validator import build_eval_loader, build_validator, eval_settings, log_results
 from yolorep.errors import CheckpointError, YolorepError
 from yolorep.loss import DetectionLoss
@@ -140,9 +140,9 @@ def train(
         if hyp is not None or hyp_overrides:
             raise YolorepError(f"{last}: --resume keeps the run's hyperparameters; start a new run to change them")
         args = resumed_run_args(checkpoint["train_args"], given, last)
-        if checkpoint["epoch"] + 1 >= int(args["epochs"]):
-            LOGGER.info("%s: training already finished (%d epochs)", last, args["epochs"])
-            return dict(checkpoint.get("metrics", {}), save_dir=str(last.parent.parent))
+        restore_best(last, checkpoint)
+        if checkpoint["epoch"] + 1 >= int(args["epochs"]):  # stopped after its last epoch: finish what remains
+            LOGGER.info("%s: all %d epochs are trained; validating best.pt", last, args["epochs"])
         save_dir = last.parent.parent
     else:
         args = new_run_args(given, hyp, hyp_overrides)

@@ -20,7 +20,7 @@ from torch import nn
 
 from yolorep.atomic import atomic_path
 from yolorep.engine import distributed
-from yolorep.engine.checkpoint import load_state_dict_strict, save_checkpoint
+from yolorep.engine.checkpoint import load_state_dict_strict, save_checkpoint, write_atomic
 from yolorep.engine.optim import ModelEMA, lr_lambda
 from yolorep.engine.validator import Validator
 from yolorep.errors import CheckpointError, YolorepError
@@ -45,6 +45,7 @@ class TrainState:
 
     epoch: int = -1  # last completed epoch (0-based)
     best_fitness: float = -1.0
+    best_epoch: int = -1  # the epoch best.pt holds
     epochs_without_improvement: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -110,6 +111,7 @@ class Trainer:
             self.state = TrainState(
                 epoch=int(checkpoint["epoch"]),
                 best_fitness=float(saved["best_fitness"]),
+                best_epoch=int(saved.get("best_epoch", -1)),
                 epochs_without_improvement=int(saved.get("epochs_without_improvement", 0)),
                 history=list(saved["history"]),
             )
@@ -243,6 +245,7 @@ class Trainer:
         score = fitness(metrics)
         improved = score > self.state.best_fitness
         self.state.best_fitness = max(score, self.state.best_fitness)
+        self.state.best_epoch = epoch if improved else self.state.best_epoch
         self.state.epochs_without_improvement = 0 if improved else self.state.epochs_without_improvement + 1
         self.state.epoch = epoch
         row = self._results_row(epoch, losses, metrics, images_seen, train_time)
@@ -314,14 +317,33 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "ema_updates": self.ema.updates,
             "best_fitness": self.state.best_fitness,
+            "best_epoch": self.state.best_epoch,
             "epochs_without_improvement": self.state.epochs_without_improvement,
             "history": self.state.history,
         }
-        # best.pt first: last.pt records this epoch as done (and its fitness as the best), so a run stopped between
-        # the two writes must find best.pt already written, or resume would never write this epoch's best.
+        # last.pt first: it holds everything best.pt would (the same EMA weights and metadata, and best_epoch), so a
+        # run stopped before best.pt is written gets it back on resume (restore_best); the other order lost it.
+        save_checkpoint(self.ema.ema, self.weights_dir / "last.pt", **meta, train_state=train_state)
         if best:
             save_checkpoint(self.ema.ema, self.weights_dir / "best.pt", **meta)
-        save_checkpoint(self.ema.ema, self.weights_dir / "last.pt", **meta, train_state=train_state)
+
+
+def restore_best(last: Path, checkpoint: dict[str, Any]) -> bool:
+    """Write ``best.pt`` from ``last.pt`` when the epoch ``last.pt`` holds was the best and ``best.pt`` does not
+    hold it (the run stopped between the two writes). Returns whether it did."""
+    best_epoch = checkpoint["train_state"].get("best_epoch")
+    best = last.parent / "best.pt"
+    if best_epoch != checkpoint["epoch"]:
+        return False
+    if best.is_file():
+        try:
+            if torch.load(best, map_location="cpu", weights_only=True).get("epoch") == best_epoch:
+                return False
+        except Exception:  # an unreadable best.pt is replaced too
+            pass
+    write_atomic({k: v for k, v in checkpoint.items() if k != "train_state"}, best)
+    LOGGER.info("%s: restored from %s (the run stopped before writing it)", best, last.name)
+    return True
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -25,3 +27,13 @@ def relative_error(a: torch.Tensor | list[torch.Tensor], b: torch.Tensor | list[
 
 def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, _BatchNorm) for m in module.modules())
+
+
+def write_video(path, frames=12, size_wh=(96, 64), fps=10.0, fourcc="mp4v"):
+    """A short video of flat frames getting brighter, one grey level step of 10 per frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((size_wh[1], size_wh[0], 3), 10 * i, np.uint8))
+    writer.release()
+    return path

@@ -65,8 +65,8 @@ class _Parser(argparse.ArgumentParser):
         hints = []
         for token in extras:
             if token.startswith("-"):
-                close = difflib.get_close_matches(token.split("=")[0], known, n=1, cutoff=0.6)
-                hints += [f"{token}: did you mean {close[0]}?"] if close else []
+                close = difflib.get_close_matches(token.split("=")[0], known, n=2, cutoff=0.6)
+                hints += [f"{token}: did you mean {' or '.join(close)}?"] if close else []
         hint = "; ".join(hints) or f"see '{self.prog} --help' for the flags"
         self.error(f"unrecognized arguments: {' '.join(extras)}; {hint}")
 
@@ -97,7 +97,11 @@ def _add_run_folder(p: argparse.ArgumentParser, project: str) -> None:
 
 
 def _add_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a detector (multi-branch); validates a fused copy every epoch")
+    p = sub.add_parser(
+        "train",
+        help="train a detector (multi-branch); validates a fused copy every epoch",
+        usage="yolorep train [--model M] [--data D] [--epochs N] [--imgsz N] [--batch N] [...] [--HYPERPARAM V]",
+    )
     p.add_argument("--model", default="yolorep-n.yaml", help="model YAML; yolorep-s.yaml selects scale s")
     p.add_argument("--data", default="shapes.yaml", help="dataset YAML (built-in: shapes.yaml, coco.yaml)")
     p.add_argument("--epochs", type=int, default=100, help="training epochs")

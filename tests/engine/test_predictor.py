@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_sources import write_video
+from helpers import write_video
 
 import yolorep
 from yolorep.cli import main

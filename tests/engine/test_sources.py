@@ -4,19 +4,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import write_video
 
 from yolorep.engine import sources
 from yolorep.engine.sources import Source, load_source, to_bgr
 from yolorep.errors import YolorepError
-
-
-def write_video(path, frames=12, size_wh=(96, 64), fps=10.0, fourcc="mp4v"):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(np.full((size_wh[1], size_wh[0], 3), 10 * i, np.uint8))
-    writer.release()
-    return path
 
 
 @pytest.fixture

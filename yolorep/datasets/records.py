@@ -1,4 +1,4 @@
-"""Image records: robust ground-truth loading for the COCO and YOLO layouts, with a label cache.
+"""Image records: robust ground-truth loading for the COCO, YOLO and VOC layouts, with a label cache.
 
 Loading never crashes on bad files: unreadable images and malformed label rows are skipped, counted in
 ``stats`` and the first few are logged with their file (and row). Boxes are kept as xyxy pixels of the
@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from yolorep.datasets import voc
 from yolorep.datasets.spec import DataSpec, read_json
 from yolorep.errors import DatasetError
 from yolorep.ops.boxes import clip_boxes
@@ -47,6 +48,8 @@ class ImageRecord:
         shape: original ``(h, w)``.
         boxes_xyxy: ``[n, 4]`` float32, pixels of the original image, clipped, every side >= 1 px.
         classes: ``[n]`` int64 contiguous class indices.
+        difficult: ``[n]`` bool, VOC ``difficult`` objects: training targets that evaluation ignores (as crowd
+            regions); ``None`` for the other layouts.
     """
 
     path: Path
@@ -54,6 +57,7 @@ class ImageRecord:
     shape: tuple[int, int]
     boxes_xyxy: np.ndarray
     classes: np.ndarray
+    difficult: np.ndarray | None = None
 
 
 class LoadedRecords(NamedTuple):
@@ -95,13 +99,17 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
     where = f"{spec.yaml_path}: {split}"
     if not spec.names:
         raise DatasetError(f"{where}: class names unknown; load the spec with load_data_spec(path) or ensure_data")
-    image_dir = spec.split_dir(split)
+    image_dir = spec.voc_images if spec.is_voc else spec.split_dir(split)
     images = _scan(image_dir, IMAGE_SUFFIXES)
     if spec.is_coco:
         json_path = spec.split_json(split)
         st = json_path.stat()
         sources = [(str(json_path), st.st_size, st.st_mtime_ns)]
         cache_path = json_path.with_name(json_path.stem + ".cache.npz")
+    elif spec.is_voc:  # the names decide class indices; the split's list file (or folder) decides the images
+        split_path = spec.split_dir(split)
+        sources = [spec.names, str(split_path), split_path.stat().st_mtime_ns, _scan(spec.voc_annotations, (".xml",))]
+        cache_path = spec.voc_annotations.with_name(f"{spec.voc_annotations.name}.{split}.cache.npz")
     else:
         labels_dir = spec.labels_dir(split)
         sources = _scan(labels_dir, (".txt",))
@@ -116,6 +124,8 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
         problems = _Problems()
         if spec.is_coco:
             records = _load_coco(spec, split, problems)
+        elif spec.is_voc:
+            records = _load_voc(spec, split, problems)
         else:
             records = _load_yolo(spec, split, [image_dir / f for f, _, _ in images], problems)
         stats = problems.summary(where)
@@ -275,6 +285,30 @@ def _load_coco(spec: DataSpec, split: str, problems: _Problems) -> list[ImageRec
     return records
 
 
+def _load_voc(spec: DataSpec, split: str, problems: _Problems) -> list[ImageRecord]:
+    """VOC XML -> records by the rules of :mod:`yolorep.datasets.voc`; classes absent from names are an error."""
+    problems.stats.update(dict.fromkeys(voc.STAT_KEYS, 0))
+    pairs = voc.list_split(
+        spec.voc_images, spec.voc_annotations, spec.split_dir(split), IMAGE_SUFFIXES, problems.report
+    )
+    unknown: dict[str, tuple[str, int]] = {}
+    records = []
+    for (path, xml_path), size in zip(pairs, _image_sizes([path for path, _ in pairs])):
+        if isinstance(size, str):
+            problems.report("skipped_images", f"{path}: unreadable image ({size}); skipped")
+            continue
+        targets = voc.read_targets(xml_path, size, spec.names, problems.report, unknown)
+        if targets is not None:
+            problems.stats.update(
+                difficult_boxes=int(targets.difficult.sum()), truncated_boxes=int(targets.truncated.sum())
+            )
+            problems.stats["background_images"] += not len(targets.classes)
+            records.append(ImageRecord(path, len(records), size, *targets[:3]))
+    if unknown:
+        raise voc.unknown_names_error(str(spec.yaml_path), spec.names, unknown)
+    return records
+
+
 def _read_cache(path: Path, fingerprint: str, image_dir: Path) -> tuple[list[ImageRecord], dict[str, int]] | None:
     if not path.is_file():
         return None
@@ -285,9 +319,10 @@ def _read_cache(path: Path, fingerprint: str, image_dir: Path) -> tuple[list[Ima
                 return None
             splits = np.cumsum(z["counts"])[:-1]
             boxes, classes = np.split(z["boxes"], splits), np.split(z["classes"], splits)
+            difficult = np.split(z["difficult"], splits) if "difficult" in z.files else [None] * len(boxes)
             records = [
-                ImageRecord(image_dir / f, int(i), (int(s[0]), int(s[1])), b, c)
-                for f, i, s, b, c in zip(z["files"].tolist(), z["image_ids"], z["shapes"], boxes, classes)
+                ImageRecord(image_dir / f, int(i), (int(s[0]), int(s[1])), b, c, d)
+                for f, i, s, b, c, d in zip(z["files"].tolist(), z["image_ids"], z["shapes"], boxes, classes, difficult)
             ]
             return records, json.loads(str(z["stats"]))
     except Exception as e:  # any unreadable cache (truncated, foreign, older numpy) is just rebuilt
@@ -310,6 +345,8 @@ def _write_cache(
         "classes": np.concatenate([r.classes for r in records] + [np.zeros(0, np.int64)]),
         "stats": np.array(json.dumps(stats)),
     }
+    if records and records[0].difficult is not None:  # VOC
+        arrays["difficult"] = np.concatenate([r.difficult for r in records])
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

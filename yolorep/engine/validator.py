@@ -152,7 +152,8 @@ def _synchronize(device: torch.device) -> None:
 
 def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any] | Path:
     """The ground truth pycocotools scores against: the data set's own instances file (ids and categories come
-    from it, crowd regions included), or for the YOLO layout an equivalent dict built from the loaded records."""
+    from it, crowd regions included), or for the YOLO and VOC layouts an equivalent dict built from the loaded
+    records (VOC difficult objects as crowd regions, which COCOeval ignores)."""
     spec: DataSpec = dataset.spec
     annotation_file = spec.split_json(dataset.split)
     if annotation_file is not None:
@@ -162,8 +163,9 @@ def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any] | Path:
         for r in dataset.records
     ]
     return build_coco_gt(
-        images, [(r.boxes_xyxy, r.classes) for r in dataset.records], dataset.category_ids, list(dataset.names)
-    )
+        images, [(r.boxes_xyxy, r.classes) for r in dataset.records], dataset.category_ids, list(dataset.names),
+        crowd=[r.difficult for r in dataset.records],
+    )  # fmt: skip
 
 
 def build_validator(

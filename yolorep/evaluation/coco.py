@@ -52,8 +52,9 @@ def build_coco_gt(
     annotations: Sequence[tuple[ArrayLike, ArrayLike]],
     category_ids: Sequence[int],
     names: Sequence[str],
+    crowd: Sequence[ArrayLike | None] | None = None,
 ) -> dict[str, Any]:
-    """Build a COCO ground-truth dict so that a YOLO-layout dataset can be scored with pycocotools.
+    """Build a COCO ground-truth dict so that a YOLO- or VOC-layout dataset can be scored with pycocotools.
 
     Args:
         images: one dict per image with ``id``, ``file_name``, ``width``, ``height``.
@@ -62,10 +63,12 @@ def build_coco_gt(
         category_ids: COCO category id of each contiguous class (``COCO80_TO_91`` for COCO in YOLO layout,
             ``range(1, nc + 1)`` otherwise).
         names: class names, index = contiguous class.
+        crowd: per image, ``[M]`` bool (or None): boxes COCOeval ignores (``iscrowd`` 1), such as VOC difficult
+            objects; None marks no box.
 
     Returns:
         ``{"info", "images", "annotations", "categories"}`` with ``bbox`` as [x, y, w, h], ``area`` w * h,
-        ``iscrowd`` 0 and annotation ids from 1 (COCOeval treats id 0 as "no match").
+        ``iscrowd`` 0 or 1 and annotation ids from 1 (COCOeval treats id 0 as "no match").
     """
     if len(images) != len(annotations):
         raise ValueError(
@@ -74,8 +77,10 @@ def build_coco_gt(
     if len(category_ids) != len(names):
         raise ValueError(f"build_coco_gt: {len(category_ids)} category ids for {len(names)} names; pass one per class")
     anns = []
-    for image, (boxes_xyxy, classes) in zip(images, annotations):
-        for (x, y, w, h), c in zip(_ltwh_rows(boxes_xyxy).tolist(), _ints(classes)):
+    for k, (image, (boxes_xyxy, classes)) in enumerate(zip(images, annotations)):
+        rows, labels = _ltwh_rows(boxes_xyxy).tolist(), _ints(classes)
+        is_crowd = _ints(crowd[k]) if crowd is not None and crowd[k] is not None else [0] * len(rows)
+        for (x, y, w, h), c, ignored in zip(rows, labels, is_crowd):
             anns.append(
                 {
                     "id": len(anns) + 1,
@@ -83,7 +88,7 @@ def build_coco_gt(
                     "category_id": int(category_ids[c]),
                     "bbox": [x, y, w, h],
                     "area": w * h,
-                    "iscrowd": 0,
+                    "iscrowd": int(ignored),
                 }
             )
     return {

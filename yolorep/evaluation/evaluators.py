@@ -61,7 +61,8 @@ class MetricsEvaluator(Evaluator):
 
     def process(self, record: ImageRecord, detections: Detections) -> None:
         gt_boxes, gt_classes = torch.from_numpy(record.boxes_xyxy), torch.from_numpy(record.classes)
-        self.metrics.update(*detections, gt_boxes, gt_classes)
+        # VOC difficult objects are ignored as crowd regions are, here and by pycocotools (coco_ground_truth)
+        self.metrics.update(*detections, gt_boxes, gt_classes, record.difficult)
         self.confusion.update(*detections, gt_boxes, gt_classes)
 
     def evaluate(self) -> dict[str, Any]:

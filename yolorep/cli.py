@@ -1,4 +1,4 @@
-"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info}``.
+"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info,convert}``.
 
 Each subcommand forwards its flags, as keyword arguments, to one engine function; the CLI holds no logic.
 """
@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="layers, parameters and GFLOPs of a model YAML or checkpoint, before/after fuse")
     p.add_argument("model", help="model YAML or .pt checkpoint")
     p.add_argument("--imgsz", type=int, default=640)
+
+    # Layout names are checked by convert(), which answers a wrong one in one line.
+    p = sub.add_parser("convert", help="rewrite a data set from the VOC, COCO or YOLO layout as COCO or YOLO")
+    p.add_argument("--from", dest="from_format", required=True, metavar="{voc,coco,yolo}", help="layout of SRC")
+    p.add_argument("--to", dest="to_format", required=True, metavar="{coco,yolo}", help="layout to write")
+    p.add_argument("src", help="data YAML, or a data set folder (holding data.yaml, or in VOC layout)")
+    p.add_argument("dst", help="new folder to write (with its data.yaml)")
     return parser
 
 
@@ -130,6 +137,7 @@ COMMANDS = {
     "benchmark": ("yolorep.benchmark", "benchmark"),
     "demo": ("yolorep.demo", "demo"),
     "info": ("yolorep.engine.summary", "info"),
+    "convert": ("yolorep.datasets.convert", "convert"),
 }
 
 

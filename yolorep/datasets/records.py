@@ -109,7 +109,7 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
     elif spec.is_voc:  # the names decide class indices; the split's list file (or folder) decides the images
         split_path = spec.split_dir(split)
         sources = [spec.names, str(split_path), split_path.stat().st_mtime_ns, _scan(spec.voc_annotations, (".xml",))]
-        cache_path = spec.voc_annotations.with_name(f"{spec.voc_annotations.name}.{split}.cache.npz")
+        cache_path = spec.voc_annotations / f"{split}.cache.npz"
     else:
         labels_dir = spec.labels_dir(split)
         sources = _scan(labels_dir, (".txt",))

@@ -92,24 +92,25 @@ def has_voc_annotations(root: Path) -> bool:
 
 def find_folders(where: str, root: Path, images: str | None, annotations: str | None) -> tuple[Path, Path]:
     """The image and annotation folders: the YAML's ``images``/``annotations`` (relative to ``root``), else the
-    first of ``JPEGImages``/``images`` and ``Annotations``/``annotations`` that exists under ``root``."""
+    first of ``JPEGImages``/``images`` and ``Annotations``/``annotations`` that exists under ``root`` (the first
+    name when none does; :func:`check_folders` reports it)."""
     found = []
     for key, given in (("images", images), ("annotations", annotations)):
         if given is not None and not isinstance(given, str):
             raise DatasetError(f"{where}: {key}: expected a folder relative to path, got {given!r}")
         candidates = (given,) if given else _FOLDERS[key]
-        folder = next((root / c for c in candidates if (root / c).is_dir()), None)
-        if folder is None:
-            raise DatasetError(
-                f"{where}: {key}: no folder {' or '.join(candidates)} under {root}; the VOC layout needs "
-                f"{'/ or '.join(_FOLDERS[key])}/ (or set {key}: <folder relative to path>)"
-            )
-        found.append(folder.resolve())
+        found.append(next((root / c for c in candidates if (root / c).is_dir()), root / candidates[0]).resolve())
     return found[0], found[1]
 
 
-def check_folders(where: str, images_root: Path, split_paths: dict[str, Path]) -> None:
-    """Each split is an existing list file or a folder inside ``images_root``."""
+def check_folders(where: str, images_root: Path, annotations_root: Path, split_paths: dict[str, Path]) -> None:
+    """The two folders exist, and each split is an existing list file or a folder inside ``images_root``."""
+    for key, folder in (("images", images_root), ("annotations", annotations_root)):
+        if not folder.is_dir():
+            raise DatasetError(
+                f"{where}: {key}: no folder {folder}; the VOC layout needs {'/ or '.join(_FOLDERS[key])}/ under "
+                f"path (or set {key}: <folder relative to path>)"
+            )
     for split, path in split_paths.items():
         if not path.exists():
             raise DatasetError(
@@ -128,7 +129,7 @@ def check_split_names(
 ) -> tuple[str, ...]:
     """Check the split paths (:func:`check_folders`) and return ``names``, or when it is empty every class named
     in the XML files of the splits, sorted."""
-    check_folders(where, images_root, split_paths)
+    check_folders(where, images_root, annotations_root, split_paths)
     if names:
         return tuple(names)
     files = [f for path in split_paths.values() for f in annotation_files(images_root, annotations_root, path)]

@@ -134,6 +134,15 @@ def test_dst_must_be_new_and_outside_src(voc_src, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written folder left
 
 
+def test_a_flat_voc_folder_takes_its_splits_from_root_list_files(tmp_path):
+    files = {"images/x.jpg": (30, 40), "images/y.png": (30, 40), "annotations/x.xml": voc_xml(obj("cat", 1, 1, 9, 9))}
+    src = write_tree(tmp_path / "flat", files, {"train.txt": ["x"], "val.txt": ["y.png"]})
+    dst = convert("voc", "yolo", src, tmp_path / "out")
+    assert (dst / "labels" / "train" / "x.txt").read_text() == "0 0.112500 0.150000 0.225000 0.300000\n"
+    assert (dst / "labels" / "val" / "y.txt").read_text() == ""  # no XML: a background image
+    assert sorted(p.name for p in (dst / "images").rglob("*.*")) == ["x.jpg", "y.png"]
+
+
 def test_cli_convert(voc_src, tmp_path):
     assert main(["convert", "--from", "voc", "--to", "yolo", str(voc_src), str(tmp_path / "y")]) == 0
     assert (tmp_path / "y" / "labels" / "train" / "a.txt").read_text().count("\n") == 2

@@ -135,6 +135,21 @@ def test_flat_layout_with_split_folders_is_detected(tmp_path):
     assert load_records(spec, "val").records[0].boxes_xyxy.tolist() == [[1, 1, 6, 6]]
 
 
+def test_flat_layout_with_list_files_like_the_raccoon_set(tmp_path):
+    files = {f"images/r-{i}.jpg": (30, 40) for i in (1, 2, 10)}
+    files.update({f"annotations/r-{i}.xml": voc_xml(obj("raccoon", i, i, 20, 20)) for i in (1, 2, 10)})
+    root = write_tree(
+        tmp_path / "raccoon", files, {"lists/train.txt": ["r-1.jpg", "r-10.jpg"], "lists/val.txt": ["r-2"]}
+    )
+    spec = load_data_spec(
+        write_yaml(tmp_path / "raccoon.yaml", "path: raccoon\ntrain: lists/train.txt\nval: lists/val.txt\n")
+    )
+    assert spec.layout == "voc" and spec.voc_images == root / "images" and spec.names == ("raccoon",)
+    train = load_records(spec, "train")
+    assert [r.path.name for r in train.records] == ["r-1.jpg", "r-10.jpg"]  # list order
+    assert [r.boxes_xyxy.tolist() for r in train.records] == [[[0, 0, 20, 20]], [[9, 9, 20, 20]]]
+
+
 def test_layout_key_and_xml_beside_the_images(tmp_path):
     root = write_tree(tmp_path / "pics", {"a.jpg": (30, 40), "a.xml": voc_xml(obj("cat", 1, 1, 5, 5))})
     text = "layout: voc\npath: .\nimages: .\nannotations: .\ntrain: .\nval: .\n"

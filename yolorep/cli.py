@@ -1,4 +1,4 @@
-"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info}``.
+"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info,convert}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. Flags
 are written ``--epochs 10`` or ``epochs=10`` (the ultralytics habit); ``train`` also takes every key of
@@ -34,6 +34,7 @@ COMMANDS = {
     "benchmark": ("yolorep.benchmark", "benchmark"),
     "demo": ("yolorep.demo", "demo"),
     "info": ("yolorep.engine.summary", "info"),
+    "convert": ("yolorep.datasets.convert", "convert"),
 }
 # Hyperparameters that are flags of their own (their cfg/default.yaml key is the flag's fallback).
 _HYP_FLAGS = {"optimizer"}
@@ -218,6 +219,15 @@ def _add_info(sub: Any) -> None:
     p.add_argument("--imgsz", type=int, default=640, help="image size the GFLOPs are counted at")
 
 
+def _add_convert(sub: Any) -> None:
+    # layout names are checked by convert(), which answers a wrong one in one line
+    p = sub.add_parser("convert", help="rewrite a data set from the VOC, COCO or YOLO layout as COCO or YOLO")
+    p.add_argument("--from", dest="from_format", required=True, metavar="{voc,coco,yolo}", help="layout of SRC")
+    p.add_argument("--to", dest="to_format", required=True, metavar="{coco,yolo}", help="layout to write")
+    p.add_argument("src", help="data YAML, or a data set folder (holding data.yaml, or in VOC layout)")
+    p.add_argument("dst", help="new folder to write (with its data.yaml)")
+
+
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="yolorep",
@@ -229,7 +239,7 @@ def build_parser() -> _Parser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_train, _add_val, _add_predict, _add_export, _add_benchmark, _add_demo, _add_info):
+    for add in (_add_train, _add_val, _add_predict, _add_export, _add_benchmark, _add_demo, _add_info, _add_convert):
         add(sub)
     for subparser in sub.choices.values():
         # abbreviations (--epo for --epochs) would hide which flags were given

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from yolorep.datasets.images import check_images
-from yolorep.datasets.records import ImageRecord, Problems, clean_boxes
 from yolorep.datasets.spec import DataSpec, read_json
+from yolorep.datasets.targets import ImageRecord, Problems, clean_boxes
 from yolorep.errors import DatasetError
 
 __all__ = ["load_coco"]

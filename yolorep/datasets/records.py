@@ -1,4 +1,4 @@
-"""Image records: robust ground-truth loading for every data-set layout, with a label cache.
+"""Image records: robust ground-truth loading for the COCO, YOLO and VOC layouts, with a label cache.
 
 Loading never crashes on bad files: unreadable or truncated images and malformed label rows are skipped, counted
 in ``stats`` and the first few are logged with their file (and row). Boxes are kept as xyxy pixels of the
@@ -12,62 +12,23 @@ import hashlib
 import json
 import logging
 import os
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from yolorep.datasets.coco_layout import load_coco
 from yolorep.datasets.spec import DataSpec
+from yolorep.datasets.targets import IMAGE_SUFFIXES, ImageRecord, Problems, scan
+from yolorep.datasets.voc_layout import load_voc
+from yolorep.datasets.yolo_layout import load_yolo
 from yolorep.errors import DatasetError
-from yolorep.ops.boxes import clip_boxes
 
-__all__ = ["IMAGE_SUFFIXES", "ImageRecord", "LoadedRecords", "Problems", "clean_boxes", "load_records"]
+__all__ = ["IMAGE_SUFFIXES", "ImageRecord", "LoadedRecords", "load_records"]
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-STAT_KEYS = ("images", "skipped_images", "bad_labels", "dropped_boxes", "crowd_boxes", "missing_labels",
-             "background_images", "exif_rotated")  # fmt: skip
-_MAX_WARNINGS = 5  # per kind of problem; the rest are only counted
-
-
-def _empty_boxes() -> np.ndarray:
-    return np.zeros((0, 4), np.float32)
-
-
-@dataclass
-class ImageRecord:
-    """One usable image and its ground truth.
-
-    Attributes:
-        path: image file.
-        image_id: COCO image id (COCO layout) or the record's position at load time (other layouts).
-        shape: original ``(h, w)``.
-        boxes_xyxy: ``[n, 4]`` float32, pixels of the original image, clipped, every side >= 1 px.
-        classes: ``[n]`` int64 contiguous class indices.
-        areas: ``[n]`` float32 object areas (COCO's ``area``, which sorts objects into small/medium/large; the box
-            area when the data set gives none).
-        crowd_xyxy, crowd_classes, crowd_areas: COCO crowd regions (``iscrowd: 1``): never training targets, but
-            scored as COCOeval does (a detection inside one is ignored, not counted as a false positive).
-    """
-
-    path: Path
-    image_id: int
-    shape: tuple[int, int]
-    boxes_xyxy: np.ndarray
-    classes: np.ndarray
-    areas: np.ndarray | None = None
-    crowd_xyxy: np.ndarray = field(default_factory=_empty_boxes)
-    crowd_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    crowd_areas: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-
-    def __post_init__(self) -> None:
-        if self.areas is None:
-            sides = self.boxes_xyxy[:, 2:] - self.boxes_xyxy[:, :2]
-            self.areas = (sides[:, 0] * sides[:, 1]).astype(np.float32)
+CACHE_VERSION = 3
 
 
 class LoadedRecords(NamedTuple):
@@ -75,49 +36,6 @@ class LoadedRecords(NamedTuple):
     stats: dict[str, int]
     cache_path: Path
     from_cache: bool
-
-
-class Problems:
-    """Counts problems by kind (the ``STAT_KEYS``) and logs the first few reports of each."""
-
-    def __init__(self) -> None:
-        self.stats: Counter[str] = Counter({k: 0 for k in STAT_KEYS})
-        self.reports: Counter[str] = Counter()
-
-    def report(self, kind: str, message: str, count: int = 1) -> None:
-        self.reports[kind] += 1
-        if self.reports[kind] <= _MAX_WARNINGS:
-            logger.warning(message)
-        self.stats[kind] += count
-
-    def summary(self, where: str) -> dict[str, int]:
-        hidden = {k: n - _MAX_WARNINGS for k, n in self.reports.items() if n > _MAX_WARNINGS}
-        if hidden:
-            logger.warning("%s: more warnings not shown: %s (totals in dataset.stats)", where, hidden)
-        return dict(self.stats)
-
-
-def clean_boxes(
-    where: str,
-    boxes_xyxy: np.ndarray,
-    classes: np.ndarray,
-    shape: tuple[int, int],
-    problems: Problems,
-    areas: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clip ``[n, 4]`` boxes to the image and drop (and count) those under 1 px a side.
-
-    Returns:
-        ``(boxes [m, 4] float32, classes [m] int64, areas [m] float32)``; ``areas`` defaults to the clipped boxes'.
-    """
-    boxes_xyxy = clip_boxes(boxes_xyxy.reshape(-1, 4).astype(np.float32), shape)
-    sides = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
-    keep = (sides[:, 0] >= 1) & (sides[:, 1] >= 1)
-    if not keep.all():
-        dropped = int((~keep).sum())
-        problems.report("dropped_boxes", f"{where}: {dropped} box(es) under 1 px after clipping; dropped", dropped)
-    areas = sides[:, 0] * sides[:, 1] if areas is None else np.asarray(areas, dtype=np.float32).reshape(-1)
-    return boxes_xyxy[keep], classes.reshape(-1).astype(np.int64)[keep], areas.astype(np.float32)[keep]
 
 
 def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRecords:
@@ -129,19 +47,20 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
     Raises:
         DatasetError: the split has no usable image, or its annotations cannot be used at all.
     """
-    from yolorep.datasets.coco_layout import load_coco
-    from yolorep.datasets.yolo_layout import load_yolo
-
     where = f"{spec.yaml_path}: {split}"
     if not spec.names:
         raise DatasetError(f"{where}: class names unknown; load the spec with load_data_spec(path) or ensure_data")
-    image_dir = spec.split_dir(split)
+    image_dir = spec.voc_images if spec.is_voc else spec.split_dir(split)
     images = scan(image_dir, IMAGE_SUFFIXES)
     if spec.is_coco:
         json_path = spec.split_json(split)
         st = json_path.stat()
         sources = [(str(json_path), st.st_size, st.st_mtime_ns)]
         cache_path = json_path.with_name(json_path.stem + ".cache.npz")
+    elif spec.is_voc:  # the names decide class indices; the split's list file (or folder) decides the images
+        split_path = spec.split_dir(split)
+        sources = [spec.names, str(split_path), split_path.stat().st_mtime_ns, scan(spec.voc_annotations, (".xml",))]
+        cache_path = spec.voc_annotations / f"{split}.cache.npz"
     else:
         labels_dir = spec.labels_dir(split)
         sources = scan(labels_dir, (".txt",))
@@ -156,6 +75,8 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
         problems = Problems()
         if spec.is_coco:
             records = load_coco(spec, split, problems)
+        elif spec.is_voc:
+            records = load_voc(spec, split, problems)
         else:
             records = load_yolo(spec, split, [image_dir / f for f, _, _ in images], problems)
         stats = problems.summary(where)
@@ -172,23 +93,16 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
     return LoadedRecords(records, stats, cache_path, cached is not None)
 
 
-def scan(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    """``(path relative to folder, size, mtime_ns)`` of the files with ``suffixes`` below ``folder``, sorted."""
-    found = []
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
-            if name.lower().endswith(suffixes):
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(path)
-                except OSError:  # a dangling link: keep it listed so that loading reports it
-                    found.append((os.path.relpath(path, folder), -1, -1))
-                    continue
-                found.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
-    return sorted(found)
-
-
-_CACHED_FIELDS = ("boxes_xyxy", "classes", "areas", "crowd_xyxy", "crowd_classes", "crowd_areas")
+# per-image arrays of a record, and the empty array of each (its shape and dtype)
+_CACHED_FIELDS = {
+    "boxes_xyxy": np.zeros((0, 4), np.float32),
+    "classes": np.zeros(0, np.int64),
+    "areas": np.zeros(0, np.float32),
+    "crowd_xyxy": np.zeros((0, 4), np.float32),
+    "crowd_classes": np.zeros(0, np.int64),
+    "crowd_areas": np.zeros(0, np.float32),
+    "difficult": np.zeros(0, bool),
+}
 
 
 def _read_cache(path: Path, fingerprint: str, image_dir: Path) -> tuple[list[ImageRecord], dict[str, int]] | None:
@@ -222,11 +136,10 @@ def _write_cache(
         "shapes": np.array([r.shape for r in records], dtype=np.int64).reshape(-1, 2),
         "stats": np.array(json.dumps(stats)),
     }
-    for name in _CACHED_FIELDS:
+    for name, empty in _CACHED_FIELDS.items():
         values = [getattr(r, name) for r in records]
         arrays[f"{name}_counts"] = np.array([len(v) for v in values], dtype=np.int64)
-        empty = np.zeros((0, 4) if name.endswith("xyxy") else 0, np.int64 if "classes" in name else np.float32)
-        arrays[name] = np.concatenate(values + [empty])
+        arrays[name] = np.concatenate(values + [empty]).astype(empty.dtype)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

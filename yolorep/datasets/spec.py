@@ -1,9 +1,12 @@
 """Dataset YAML -> :class:`DataSpec`.
 
-Two layouts are understood:
+Three layouts are understood (``layout: coco|yolo|voc`` names one; without it the layout is detected):
 
 * COCO: ``train_json``/``val_json`` name instances files; classes come from their ``categories``.
 * YOLO: no JSON keys; each ``images/.../x.jpg`` has ``labels/.../x.txt`` with rows ``cls cx cy w h`` normalised.
+* Pascal VOC: ``Annotations/*.xml`` or ``annotations/*.xml`` under the root (and no YOLO ``labels/`` folder);
+  ``train``/``val`` are list files or image folders, ``names`` is optional (collected from the XML files). See
+  :mod:`yolorep.datasets.voc`.
 
 A spec with a ``synthetic:`` section describes the bundled shapes set, generated on first use by
 :func:`ensure_data` (nothing is downloaded).
@@ -21,6 +24,7 @@ from typing import Any
 import yaml
 
 from yolorep.assets import DATA_DIR, datasets_root, find_builtin_data, is_builtin_data
+from yolorep.datasets import voc
 from yolorep.errors import DatasetError
 
 __all__ = ["SPLITS", "DataSpec", "ensure_data", "load_data_spec"]
@@ -45,14 +49,16 @@ class DataSpec:
     Attributes:
         yaml_path: the YAML file it was read from.
         root: dataset root (YAML ``path``, relative to the YAML's folder; the YAML's folder when absent).
-        train: training image folder (``root / train``).
-        val: validation image folder (``root / val``).
+        train: training image folder (``root / train``); for VOC a list file or an image folder.
+        val: validation image folder (``root / val``); for VOC a list file or an image folder.
         names: class names, index = contiguous class id. Empty for a COCO spec without ``names`` until
             :func:`ensure_data` reads them from the JSON categories.
         train_json: COCO instances file of the training split, ``None`` for the YOLO layout.
         val_json: COCO instances file of the validation split, ``None`` for the YOLO layout.
         synthetic: generation settings for the bundled shapes set, ``None`` for real data.
-        category_ids: dataset category id of each contiguous class (COCO: JSON ids ascending; YOLO: ``i + 1``).
+        category_ids: dataset category id of each contiguous class (COCO: JSON ids ascending; YOLO, VOC: ``i + 1``).
+        voc_images: image folder of the VOC layout (``JPEGImages/`` or ``images/``), ``None`` for the others.
+        voc_annotations: XML folder of the VOC layout (``Annotations/`` or ``annotations/``), ``None`` otherwise.
     """
 
     yaml_path: Path
@@ -64,11 +70,23 @@ class DataSpec:
     val_json: Path | None = None
     synthetic: dict[str, Any] | None = None
     category_ids: tuple[int, ...] = field(default=())
+    voc_images: Path | None = None
+    voc_annotations: Path | None = None
 
     @property
     def is_coco(self) -> bool:
         """True for the COCO layout (instances JSON files), False for YOLO ``labels/*.txt``."""
         return self.train_json is not None or self.val_json is not None
+
+    @property
+    def is_voc(self) -> bool:
+        """True for the Pascal VOC layout (XML files)."""
+        return self.voc_annotations is not None
+
+    @property
+    def layout(self) -> str:
+        """``"coco"``, ``"voc"`` or ``"yolo"``."""
+        return "coco" if self.is_coco else "voc" if self.is_voc else "yolo"
 
     @property
     def nc(self) -> int:
@@ -85,11 +103,9 @@ class DataSpec:
 
     def labels_dir(self, split: str) -> Path:
         """YOLO label folder of ``split``: the image folder with its last ``images`` component -> ``labels``."""
-        parts = list(self.split_dir(split).parts)
-        for i in range(len(parts) - 1, -1, -1):
-            if parts[i] == "images":
-                parts[i] = "labels"
-                return Path(*parts)
+        labels = _yolo_labels_dir(self.split_dir(split))
+        if labels is not None:
+            return labels
         raise DatasetError(
             f"{self.yaml_path}: {split}: image folder {self.split_dir(split)} has no 'images' component; "
             "the YOLO layout needs images/... beside labels/... (or give train_json/val_json for COCO)"
@@ -158,7 +174,11 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
     if (jsons["train_json"] is None) != (jsons["val_json"] is None):
         raise DatasetError(f"{yaml_path}: train_json/val_json: give both (COCO layout) or neither (YOLO layout)")
 
-    names = _parse_names(yaml_path, raw.get("names"), required=jsons["train_json"] is None)
+    layout = _parse_layout(yaml_path, raw, root, has_json=jsons["train_json"] is not None)
+    names = _parse_names(yaml_path, raw.get("names"), required=layout == "yolo")
+    folders: tuple[Path | None, Path | None] = (None, None)
+    if layout == "voc":
+        folders = voc.find_folders(str(yaml_path), root, raw.get("images"), raw.get("annotations"))
     if "nc" in raw and names and raw["nc"] != len(names):
         raise DatasetError(f"{yaml_path}: nc: {raw['nc']} but names has {len(names)} entries; make them agree")
     spec = DataSpec(
@@ -171,8 +191,36 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
         val_json=jsons["val_json"],
         synthetic=_parse_synthetic(yaml_path, raw),
         category_ids=() if jsons["train_json"] else tuple(range(1, len(names) + 1)),
+        voc_images=folders[0],
+        voc_annotations=folders[1],
     )
     return ensure_data(spec) if ensure else spec
+
+
+def _parse_layout(yaml_path: Path, raw: dict[str, Any], root: Path, has_json: bool) -> str:
+    layout = raw.get("layout")
+    if layout is None:  # detected: JSON keys -> COCO; XML annotations and no YOLO labels/ folder -> VOC
+        if has_json:
+            return "coco"
+        labels = _yolo_labels_dir(root / raw["train"])
+        return "voc" if voc.has_voc_annotations(root) and not (labels and labels.is_dir()) else "yolo"
+    if layout not in ("coco", "yolo", "voc"):
+        raise DatasetError(f"{yaml_path}: layout: {layout!r} unknown; use coco, yolo or voc, or leave it out to detect")
+    if (layout == "coco") != has_json:
+        raise DatasetError(
+            f"{yaml_path}: layout: {layout}, but train_json/val_json are {'given' if has_json else 'missing'}; "
+            "the COCO layout, and only it, names JSON files"
+        )
+    return layout
+
+
+def _yolo_labels_dir(image_dir: Path) -> Path | None:
+    """The image folder with its last ``images`` component -> ``labels``; None without one."""
+    parts = list(image_dir.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            return Path(*parts[:i], "labels", *parts[i + 1 :])
+    return None
 
 
 def _parse_names(yaml_path: Path, names: Any, required: bool) -> tuple[str, ...]:
@@ -225,6 +273,10 @@ def ensure_data(spec: DataSpec) -> DataSpec:
 
         logger.info("%s: generating the synthetic shapes set in %s", spec.yaml_path, spec.root)
         generate_shapes(spec.root, **spec.synthetic)
+    if spec.is_voc:
+        splits = {split: spec.split_dir(split) for split in SPLITS}
+        names = voc.check_split_names(str(spec.yaml_path), spec.voc_images, spec.voc_annotations, splits, spec.names)
+        return replace(spec, names=names, category_ids=tuple(range(1, len(names) + 1)))
 
     for split in SPLITS:
         if not spec.split_dir(split).is_dir():

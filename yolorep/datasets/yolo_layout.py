@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from yolorep.datasets.images import check_images
-from yolorep.datasets.records import ImageRecord, Problems, clean_boxes
 from yolorep.datasets.spec import DataSpec
+from yolorep.datasets.targets import ImageRecord, Problems, clean_boxes
 
 __all__ = ["load_yolo", "parse_yolo_labels"]
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -174,14 +173,13 @@ def _synchronize(device: torch.device) -> None:
 
 def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any]:
     """The ground truth pycocotools scores against, built from the records the loader accepted (whatever layout
-    the data set has): boxes it dropped or clipped are scored as it kept them, crowd regions and COCO's object
-    areas included, with the data set's image and category ids."""
-    images, annotations = [], []
-    for r in dataset.records:
-        images.append({"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]})
-        crowd = np.r_[np.zeros(len(r.classes), np.int64), np.ones(len(r.crowd_classes), np.int64)]
-        annotations.append((np.concatenate([r.boxes_xyxy, r.crowd_xyxy]), np.concatenate([r.classes, r.crowd_classes]),
-                            np.concatenate([r.areas, r.crowd_areas]), crowd))  # fmt: skip
+    the data set has): boxes it dropped or clipped are scored as it kept them, COCO crowd regions and object areas
+    included, VOC difficult objects as crowd regions, with the data set's image and category ids."""
+    images = [
+        {"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]}
+        for r in dataset.records
+    ]
+    annotations = [r.evaluated for r in dataset.records]
     return build_coco_gt(images, annotations, dataset.category_ids, list(dataset.names))
 
 

@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from yolorep.atomic import write_text_atomic
-from yolorep.datasets.records import ImageRecord
+from yolorep.datasets.targets import ImageRecord
 from yolorep.evaluation.coco import evaluate_coco, predictions_to_coco
 from yolorep.evaluation.metrics import ConfusionMatrix, DetectionMetrics
 
@@ -62,11 +61,9 @@ class MetricsEvaluator(Evaluator):
         self.confusion = ConfusionMatrix(len(self.names))
 
     def process(self, record: ImageRecord, detections: Detections) -> None:
-        boxes = np.concatenate([record.boxes_xyxy, record.crowd_xyxy])
-        classes = np.concatenate([record.classes, record.crowd_classes])
-        crowd = np.arange(len(classes)) >= len(record.classes)
-        self.metrics.update(*detections, boxes, classes, crowd)  # crowd regions as COCOeval treats them
-        self.confusion.update(*detections, record.boxes_xyxy, record.classes)
+        boxes, classes, _, ignored = record.evaluated
+        self.metrics.update(*detections, boxes, classes, ignored)  # crowds and difficult objects as COCOeval does
+        self.confusion.update(*detections, boxes[~ignored], classes[~ignored])
 
     def evaluate(self) -> dict[str, Any]:
         computed = self.metrics.compute()

@@ -305,7 +305,9 @@ def test_truncated_and_rotated_images(ctx, caplog):
     import cv2
 
     plotted = [cv2.imread(str(p)) for p in (ctx.tmp / "val" / "exif").glob("val_image*_labels_vs_pred.jpg")]
-    assert any(image.shape[:2] == (h, 2 * w + 8) for image in plotted)
+    from yolorep.plots import caption_height
+
+    assert any(image.shape[:2] == (h + caption_height(w), 2 * w + 8) for image in plotted)
 
 
 def test_failed_start_leaves_no_run_folder_and_abandoned_temporaries_are_removed(ctx, monkeypatch):
@@ -327,7 +329,7 @@ def test_failed_start_leaves_no_run_folder_and_abandoned_temporaries_are_removed
 
 def test_few_transferred_tensors_warn(tmp_path, caplog):
     """Case 12: weights of another architecture seed little of the model, and the user is told."""
-    from yolorep.engine.train_setup import _transfer_weights
+    from yolorep.engine.train_build import _transfer_weights
 
     other = yolorep.save(yolorep.build_model("yolorep-s.yaml", nc=6), tmp_path / "s.pt")
     model = yolorep.build_model("yolorep-n.yaml", nc=6)

@@ -79,6 +79,15 @@ def _classes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected class indices such as 0,2") from None
 
 
+def _layers(text: str) -> int | list[int]:
+    """``10`` -> 10 (the first ten layers); ``0,1,2`` -> [0, 1, 2]."""
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of layers (10) or layer indices (0,1,2)") from None
+    return values if "," in text or len(values) > 1 else values[0]
+
+
 def _bool(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -124,6 +133,12 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (CUDA)")
     p.add_argument("--cache", action="store_true", help="keep decoded, resized images in RAM")
     p.add_argument("--patience", type=int, default=0, help="stop after this many epochs without improvement; 0: off")
+    p.add_argument("--time", type=float, default=None,
+                   help="hours: fit the schedule (epochs, LR decay, mosaic closing) to this budget, final "
+                   "validation included; --epochs then only caps it")  # fmt: skip
+    p.add_argument("--freeze", type=_layers, default=None, help="keep the first N layers (10) or these (0,1,2) fixed")
+    p.add_argument("--single-cls", action="store_true", help="train every object as one class, 'object'")
+    p.add_argument("--rect", action="store_true", help="rectangular batches (no mosaic or affine, no shuffling)")
     _add_run_folder(p, "runs/train")
     group = p.add_argument_group("hyperparameters (cfg/default.yaml; also settable in a --hyp file)")
     meanings = describe_hyp()
@@ -207,7 +222,8 @@ def _add_benchmark(sub: Any) -> None:
 
 def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole story on bundled synthetic data: train, fuse, evaluate, predict")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 12 on a CPU, 40 on a GPU)")
+    p.add_argument("--time", type=float, default=None, help="minutes for the whole demo (default 9)")
+    p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of fitting them to --time")
     p.add_argument("--imgsz", type=int, default=None, help="image size (default: 256 on a CPU, 320 on a GPU)")
     _add_device(p)
     p.add_argument("--project", default="runs/demo", help="parent folder of the run")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -15,14 +16,19 @@ import numpy as np
 from yolorep.assets import DATA_DIR
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.device import select_device
+from yolorep.errors import ArgumentError
 
 __all__ = ["demo", "write_demo_video"]
 
 LOGGER = logging.getLogger(__name__)
 SHAPES_YAML = DATA_DIR / "shapes.yaml"
-# Sized for 2 CPU cores and 10 minutes in all; a GPU affords a longer, sharper schedule.
-CPU_DEFAULTS = {"epochs": 12, "imgsz": 256, "batch": 8}
-GPU_DEFAULTS = {"epochs": 40, "imgsz": 320, "batch": 32}
+# Image size and batch for 2 CPU cores, and for a GPU (which affords a sharper input); the epochs are fitted to the
+# time budget (--time, 9 minutes for the whole demo by default) from the measured epoch times.
+CPU_DEFAULTS = {"imgsz": 256, "batch": 8}
+GPU_DEFAULTS = {"imgsz": 320, "batch": 32}
+DEMO_MINUTES = 9.0
+# What the demo does after training (the fuse benchmark, predicting images and a video), reserved from the budget.
+AFTER_TRAINING_SECONDS = 45.0
 # Tuned on the shapes set for a short schedule: small batches without accumulation (more steps), AdamW at 3e-3,
 # half the batches as mosaics, and the last 4 epochs without them.
 DEMO_HYP = {"warmup_epochs": 1.0, "close_mosaic": 4, "mosaic": 0.5, "lr0": 0.003, "nbs": 8}
@@ -54,6 +60,7 @@ def write_demo_video(image_paths: list[Path], path: Path, frames: int = VIDEO_FR
 
 
 def demo(
+    time: float | None = None,
     epochs: int | None = None,
     imgsz: int | None = None,
     device: str | None = None,
@@ -65,24 +72,31 @@ def demo(
 ) -> dict[str, Any]:
     """Run the demo; returns a summary dict (metrics, fuse check, speed ratio, files written).
 
-    ``speed_iters`` sets the timed calls per model of the fused/unfused speed check (default: about 10 s).
+    Args:
+        time: minutes for the whole demo (default 9): training gets what the data generation and the steps after
+            it leave, and its epochs are fitted to that from measured epoch times.
+        epochs: train exactly this many epochs instead.
+        speed_iters: timed calls per model of the fused/unfused speed check (default: about 10 s).
     """
     from yolorep.benchmark import benchmark
     from yolorep.engine.predictor import predict
     from yolorep.engine.train_setup import train
 
+    started = perf_counter()
     dev = select_device(device)
     defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
-    epochs, imgsz, batch = epochs or defaults["epochs"], imgsz or defaults["imgsz"], batch or defaults["batch"]
-    LOGGER.info(
-        "yolorep demo on %s: yolorep-n, %d epochs at %d px, synthetic shapes (generated if absent)", dev, epochs, imgsz
-    )
+    imgsz, batch = imgsz or defaults["imgsz"], batch or defaults["batch"]
+    minutes = DEMO_MINUTES if time is None else time
+    plan = f"{epochs} epochs" if epochs else f"a {minutes:g}-minute budget"
+    LOGGER.info("yolorep demo on %s: yolorep-n at %d px for %s, synthetic shapes (generated if absent)", dev, imgsz,
+                plan)  # fmt: skip
     spec = load_data_spec(data)
 
     LOGGER.info("\n[1/4] training yolorep-n with multi-branch RepVGG blocks")
+    budget = {"epochs": epochs} if epochs else {"time": _training_hours(minutes, perf_counter() - started)}
     results = train(
-        model="yolorep-n.yaml", data=data, epochs=epochs, imgsz=imgsz, batch=batch, device=str(dev), workers=workers,
-        project=project, name="exp", hyp=dict(DEMO_HYP), optimizer="AdamW",
+        model="yolorep-n.yaml", data=data, imgsz=imgsz, batch=batch, device=str(dev), workers=workers,
+        project=project, name="exp", hyp=dict(DEMO_HYP), optimizer="AdamW", **budget,
     )  # fmt: skip
     run = Path(results["save_dir"])
     best = run / "weights" / "best.pt"
@@ -118,13 +132,26 @@ def demo(
         "fused_speedup": speed["speedup"],
         "files": sorted(str(p) for p in run.rglob("*") if p.is_file()),
         "predict_dirs": [str(predict_dir), str(video_dir)],
+        "epochs": len((run / "results.csv").read_text().splitlines()) - 1,
+        "seconds": perf_counter() - started,
     }
     _log_summary(summary)
     return summary
 
 
+def _training_hours(minutes: float, spent_seconds: float) -> float:
+    """The training budget: the demo's minutes less what is spent already and what the later steps need."""
+    seconds = minutes * 60 - spent_seconds - AFTER_TRAINING_SECONDS
+    if seconds <= 0:
+        raise ArgumentError(
+            f"--time {minutes:g}: too short for the demo; give at least {AFTER_TRAINING_SECONDS / 30:g}"
+        )
+    return seconds / 3600
+
+
 def _log_summary(summary: dict[str, Any]) -> None:
     LOGGER.info("\n=== yolorep demo summary ===")
+    LOGGER.info("%d epochs trained; the demo took %.0f s", summary["epochs"], summary["seconds"])
     LOGGER.info(
         "fused model: mAP50-95 %.3f, mAP50 %.3f (pycocotools); fused vs unfused: largest output difference %.2e, "
         "%.2fx faster",

@@ -225,8 +225,9 @@ def save_side_by_side(
     pred: tuple[ArrayLike, ArrayLike, ArrayLike],
     names: Sequence[str],
     path: str | Path,
+    captions: tuple[str, str] = ("labels", "predictions"),
 ) -> Path:
-    """Save the labels (left) next to the predictions (right) on the same image.
+    """Save the labels (left) next to the predictions (right) on the same image, each under its caption.
 
     Args:
         image_bgr: [H, W, 3] uint8 BGR.
@@ -234,17 +235,34 @@ def save_side_by_side(
         pred: ``(boxes_xyxy [N, 4], classes [N], scores [N])`` in pixels of ``image_bgr``.
         names: class names.
         path: image file to write (format from the suffix, e.g. ``.jpg``).
+        captions: text above the left and the right panel (say what the right one is cut at).
 
     Returns:
         ``path``.
     """
-
     gt_boxes, gt_classes = gt
     pred_boxes, pred_classes, pred_scores = pred
-    left = draw_boxes(image_bgr, gt_boxes, gt_classes, names)
-    right = draw_boxes(image_bgr, pred_boxes, pred_classes, names, scores=pred_scores)
-    gap = np.full((image_bgr.shape[0], 8, 3), 255, dtype=np.uint8)  # white divider
+    left = _captioned(draw_boxes(image_bgr, gt_boxes, gt_classes, names), captions[0])
+    right = _captioned(draw_boxes(image_bgr, pred_boxes, pred_classes, names, scores=pred_scores), captions[1])
+    gap = np.full((left.shape[0], 8, 3), 255, dtype=np.uint8)  # white divider
     return write_image(path, np.concatenate([left, gap, right], axis=1))
+
+
+def _captioned(image: np.ndarray, caption: str) -> np.ndarray:
+    """``image`` [H, W, 3] under a white band [caption_height(W), W, 3] holding ``caption``."""
+    import cv2
+
+    width = image.shape[1]
+    height = caption_height(width)
+    band = np.full((height, width, 3), 255, np.uint8)
+    scale = height / 40
+    cv2.putText(band, caption, (4, int(height * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([band, image], axis=0)
+
+
+def caption_height(width: int) -> int:
+    """Height of the caption band above a side-by-side panel of ``width`` pixels."""
+    return max(16, min(40, width // 16))
 
 
 def plot_training_batch(

@@ -21,8 +21,8 @@ BASE = {"JPEGImages/ok.jpg": (30, 40), "Annotations/ok.xml": voc_xml(obj("cat", 
 LISTS = {"ImageSets/Main/train.txt": ["ok", "a"], "ImageSets/Main/val.txt": ["ok"]}
 YAML = "path: .\ntrain: ImageSets/Main/train.txt\nval: ImageSets/Main/val.txt\nnames: [cat, dog]\n"
 STATS = {"images": 2, "skipped_images": 0, "bad_labels": 0, "dropped_boxes": 0, "crowd_boxes": 0, "missing_labels": 0,
-         "background_images": 0, "exif_rotated": 0, "missing_images": 0, "flipped_boxes": 0, "clipped_boxes": 0, "difficult_boxes": 0,
-         "truncated_boxes": 0}  # fmt: skip
+         "background_images": 0, "exif_rotated": 0, "missing_images": 0, "flipped_boxes": 0, "clipped_boxes": 0,
+         "difficult_boxes": 0, "truncated_boxes": 0}  # fmt: skip
 ENTITY = '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxxxxxx">]><annotation><folder>&x;</folder></annotation>'
 A = {"JPEGImages/a.jpg": (30, 40)}
 

@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys, torch
     from yolorep.engine import distributed
-    from yolorep.engine.train_setup import build_trainer
+    from yolorep.engine.train_build import build_trainer
     from yolorep.hyp import load_hyp
 
     data, out = sys.argv[1], sys.argv[2]

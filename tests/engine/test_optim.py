@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import yolorep
-from yolorep.engine.optim import ModelEMA, build_optimizer, lr_lambda, resolve_optimizer
+from yolorep.engine.optim import ModelEMA, build_optimizer, resolve_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +37,6 @@ def test_auto_picks_adamw_for_short_schedules_and_sgd_for_long_ones():
     assert resolve_optimizer("auto", nc=6, iterations=500, lr0=0.01) == ("AdamW", 0.001)
     assert resolve_optimizer("auto", nc=80, iterations=50_000, lr0=0.05) == ("SGD", 0.01)
     assert resolve_optimizer("SGD", nc=6, iterations=500, lr0=0.02) == ("SGD", 0.02)
-
-
-@pytest.mark.parametrize("cosine", [False, True])
-def test_schedule_runs_from_one_to_lrf(cosine):
-    factor = lr_lambda(10, 0.01, cosine)
-    assert factor(0) == pytest.approx(1.0) and factor(10) == pytest.approx(0.01)
-    assert factor(5) == pytest.approx((1 + 0.01) / 2)
-    values = [factor(e) for e in range(11)]
-    assert values == sorted(values, reverse=True)
 
 
 def test_ema_ramps_its_decay_and_tracks_the_model():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from yolorep.checks import check_imgsz
-from yolorep.datasets.records import load_records
+from yolorep.datasets.records import ImageRecord, load_records
 from yolorep.datasets.spec import DataSpec
 from yolorep.datasets.transforms import augment_hsv, fliplr, letterbox, mosaic4, random_affine, resize_longest
 from yolorep.errors import DatasetError
@@ -43,8 +44,9 @@ class DetectionDataset(Dataset):
 
     Without ``augment`` images are letterboxed to ``imgsz x imgsz``, or with ``rect`` to one shape per batch of
     ``batch_size`` consecutive indices (records are then sorted by aspect ratio; do not shuffle). With ``augment``
-    the output is always ``imgsz x imgsz``; set ``mosaic_enabled = False`` before an epoch's loader iterator
-    starts (workers copy the dataset when they start) to train the last epochs without mosaic.
+    the output is ``imgsz x imgsz`` (mosaic, affine, HSV, flip), or with ``rect`` the batch's shape (HSV and flip
+    only: no mosaic or affine, which would need a square canvas). Set ``mosaic_enabled = False`` before an epoch's
+    loader iterator starts (workers copy the dataset when they start) to train the last epochs without mosaic.
 
     Attributes:
         records: the :class:`~yolorep.datasets.records.ImageRecord` of each index (sorted by aspect ratio with
@@ -63,10 +65,11 @@ class DetectionDataset(Dataset):
         augment: apply training augmentation.
         hyp: augmentation settings (:data:`AUGMENT_KEYS` of a ``yolorep.hyp.load_hyp()`` dict; missing keys take
             cfg/default.yaml's values, other keys are ignored).
-        rect: rectangular batches for evaluation (needs ``augment=False``).
+        rect: rectangular batches (sorted by aspect ratio; for training: HSV and flip only).
         batch_size: batch size the loader will use; only matters with ``rect``.
         stride: the model's largest stride; rect shapes are multiples of it.
         cache_images: keep resized images in RAM.
+        single_cls: every object is of one class, ``object`` (category id 1).
     """
 
     def __init__(
@@ -80,10 +83,9 @@ class DetectionDataset(Dataset):
         batch_size: int = 16,
         stride: int = 32,
         cache_images: bool = False,
+        single_cls: bool = False,
     ) -> None:
         check_imgsz(imgsz, stride)
-        if rect and augment:
-            raise ValueError("rect batches are for evaluation; use rect=False with augment=True")
         self.spec, self.split, self.imgsz, self.stride = spec, split, imgsz, stride
         self.augment, self.rect, self.batch_size = augment, rect, batch_size
         defaults = load_hyp()
@@ -91,7 +93,10 @@ class DetectionDataset(Dataset):
         self.names, self.category_ids = spec.names, spec.category_ids
         loaded = load_records(spec, split)
         self.records, self.stats, self.cache_path = loaded.records, loaded.stats, loaded.cache_path
-        self.mosaic_enabled = augment
+        if single_cls:
+            self.records = [_one_class(r) for r in self.records]
+            self.names, self.category_ids = ("object",), (1,)
+        self.mosaic_enabled = augment and not rect
         self.batch_shapes = self._sort_for_rect() if rect else []
         self._images: list[tuple[np.ndarray, tuple[float, float]] | None] = [None] * len(self.records)
         if cache_images:
@@ -104,7 +109,7 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         record = self.records[index]
         ratio_pad = None
-        if self.augment:
+        if self.augment and not self.rect:
             image, labels = self._augmented(index)
         else:
             image, (rw, rh) = self._resized(index)
@@ -112,6 +117,9 @@ class DetectionDataset(Dataset):
             image, (gw, gh), pad = letterbox(image, shape, scaleup=False)
             ratio_pad = ((rw * gw, rh * gh), (float(pad[0]), float(pad[1])))
             labels = self._labels(index, *ratio_pad)
+            if self.augment:  # rect training: the batch shape forbids mosaic and affine
+                image, labels = self._colour_and_flip(image, labels)
+                ratio_pad = None
         image = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))  # BGR HWC -> RGB CHW
         info = {
             "index": index,
@@ -171,7 +179,16 @@ class DetectionDataset(Dataset):
         image, labels = random_affine(
             image, labels, (size, size), hyp["degrees"], hyp["translate"], hyp["scale"], hyp["shear"]
         )
+        return self._colour_and_flip(image, labels)
+
+    def _colour_and_flip(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hyp = self.hyp
         image = augment_hsv(image, hyp["hsv_h"], hyp["hsv_s"], hyp["hsv_v"])
         if random.random() < hyp["fliplr"]:
             image, labels = fliplr(image, labels)
         return image, labels
+
+
+def _one_class(record: ImageRecord) -> ImageRecord:
+    """``record`` with every object and crowd region of class 0."""
+    return replace(record, classes=np.zeros_like(record.classes), crowd_classes=np.zeros_like(record.crowd_classes))

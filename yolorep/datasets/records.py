@@ -82,7 +82,7 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
         stats = problems.summary(where)
         stats["images"] = len(records)
         _write_cache(cache_path, fingerprint, image_dir, records, stats)
-    logger.info("%s: %s%s", where, stats, " (from label cache)" if cached else "")
+    logger.debug("%s: %s%s", where, stats, " (from label cache)" if cached else "")
     if stats.get("exif_rotated"):
         logger.warning(
             "%s: %d image(s) carry an EXIF rotation; yolorep uses the pixels as stored, so their labels must refer "

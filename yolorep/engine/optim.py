@@ -1,15 +1,15 @@
-"""Optimizer, learning-rate schedule and the exponential moving average of weights."""
+"""Optimizer and the exponential moving average of weights (the learning-rate schedule is ``schedule.py``)."""
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ModelEMA", "build_optimizer", "lr_lambda", "resolve_optimizer"]
+__all__ = ["ModelEMA", "build_optimizer", "resolve_optimizer"]
 
 
 def resolve_optimizer(name: str, nc: int, iterations: int, lr0: float, lr0_set: bool = False) -> tuple[str, float]:
@@ -50,13 +50,6 @@ def build_optimizer(
     optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": biases, "weight_decay": 0.0})
     return optimizer
-
-
-def lr_lambda(epochs: int, lrf: float, cosine: bool) -> Callable[[int], float]:
-    """Per-epoch learning-rate factor, from 1 down to ``lrf`` (cosine or linear)."""
-    if cosine:
-        return lambda epoch: ((1 - math.cos(epoch * math.pi / max(epochs, 1))) / 2) * (lrf - 1) + 1
-    return lambda epoch: max(1 - epoch / max(epochs, 1), 0) * (1.0 - lrf) + lrf
 
 
 class ModelEMA:

@@ -35,7 +35,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "sync_bn": False,
     "cache": False,
     "patience": 0,
+    "time": None,  # hours: fit the schedule to this budget (then epochs is only a cap)
+    "freeze": None,  # the first N layers, or a list of layer indices, kept at their initial weights
+    "single_cls": False,
+    "rect": False,
 }
+_UNCAPPED_EPOCHS = 10_000  # the cap on a time-budgeted run when no --epochs is given
 # A resumed run keeps its own settings; only where its data lives and where it runs may change.
 RESUME_MAY_CHANGE = ("data", "device", "workers")
 _AT_LEAST = {"epochs": 1, "imgsz": 1, "batch": 1, "workers": 0, "patience": 0}
@@ -51,6 +56,15 @@ def _check_options(options: dict[str, Any]) -> None:
         raise ArgumentError(f"--seed {options['seed']!r}: must be an integer")
     if options["optimizer"] is not None and options["optimizer"] not in _OPTIMIZERS:
         raise ArgumentError(f"--optimizer {options['optimizer']}: unknown; use one of {', '.join(_OPTIMIZERS)}")
+    budget = options["time"]
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+        raise ArgumentError(f"--time {budget!r}: must be a positive number of hours, e.g. 0.5")
+    freeze = options["freeze"]
+    ok = freeze is None or (isinstance(freeze, int) and not isinstance(freeze, bool) and freeze >= 0) or (
+        isinstance(freeze, (list, tuple)) and all(isinstance(i, int) and i >= 0 for i in freeze)
+    )  # fmt: skip
+    if not ok:
+        raise ArgumentError(f"--freeze {freeze!r}: give a number of layers (10) or layer indices (0,1,2)")
 
 
 def _merge_hyp(hyp: str | Path | dict | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -86,6 +100,10 @@ def new_run_args(given: dict[str, Any], hyp: str | Path | dict | None, hyp_overr
     if unknown:
         raise ArgumentError(f"train: unknown option {unknown[0]!r}; options are {', '.join(TRAIN_DEFAULTS)}")
     options = {**TRAIN_DEFAULTS, **given}
+    if options["time"] is not None and "epochs" not in given:
+        options["epochs"] = _UNCAPPED_EPOCHS
+    if isinstance(options["freeze"], tuple):
+        options["freeze"] = list(options["freeze"])
     _check_options(options)
     merged, set_by_user = _merge_hyp(hyp, hyp_overrides)
     options.update(data=_resolved_data(options["data"]), project=str(options["project"]), hyp=merged)

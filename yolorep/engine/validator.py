@@ -24,17 +24,26 @@ from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
 from yolorep.engine.checkpoint import load_checkpoint
+from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.device import select_device
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError
 from yolorep.evaluation import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages, build_coco_gt
 from yolorep.hyp import load_hyp
 from yolorep.logs import progress
-from yolorep.nn.model import DecodedModel, DetectionModel
+from yolorep.nn.model import DetectionModel
 from yolorep.ops.boxes import scale_boxes
 from yolorep.ops.nms import non_max_suppression
 
-__all__ = ["Validator", "build_eval_loader", "build_validator", "default_eval_settings", "eval_settings", "val"]
+__all__ = [
+    "Validator",
+    "build_eval_loader",
+    "build_validator",
+    "default_eval_settings",
+    "eval_args",
+    "eval_settings",
+    "val",
+]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -56,6 +65,8 @@ class Validator:
         conf, iou, max_det, agnostic: NMS settings.
         half: feed fp16 images (for a model cast to fp16).
         save_dir: where ``metrics.json`` goes; ``None`` writes nothing (evaluators write their own files).
+        loss_fn: with it, a ``DetectionModel``'s raw maps are also scored by the training loss against the
+            letterboxed labels, and ``val_loss`` ([box, cls, dfl]) is added to the results.
     """
 
     def __init__(
@@ -70,34 +81,39 @@ class Validator:
         agnostic: bool = False,
         half: bool = False,
         save_dir: Path | None = None,
+        loss_fn: nn.Module | None = None,
     ) -> None:
         if not any(isinstance(e, MetricsEvaluator) for e in evaluators):
             raise ValueError("Validator: evaluators must include a MetricsEvaluator (the internal estimate)")
         self.dataset, self.loader, self.evaluators = dataset, loader, list(evaluators)
         self.conf, self.iou, self.max_det, self.agnostic, self.half = conf, iou, max_det, agnostic, half
-        self.save_dir = save_dir
+        self.save_dir, self.loss_fn = save_dir, loss_fn
 
     @torch.no_grad()
     def __call__(
         self, model: nn.Module, device: torch.device | None = None, show_progress: bool = True
     ) -> dict[str, Any]:
         """Evaluate ``model``: a ``DetectionModel`` (decoded here) or any module returning [B, N, 4 + nc]."""
-        if isinstance(model, DetectionModel):
-            model = DecodedModel(model)
         device = device or next(model.parameters()).device
         model.eval()
         for evaluator in self.evaluators:
             evaluator.reset()
         times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}
-        images_seen = 0
+        images_seen, loss_sum = 0, torch.zeros(3)
         batches = progress(self.loader, desc="val", unit="batch", leave=False) if show_progress else self.loader
-        for images, _, infos in batches:
+        for images, targets, infos in batches:
             start = time.perf_counter()
             x = images.to(device, non_blocking=True)
             x = (x.half() if self.half else x.float()) / 255
             _synchronize(device)
             loaded = time.perf_counter()
-            raw = model(x)  # [B, N, 4 + nc]
+            if isinstance(model, DetectionModel):
+                maps = model(x)
+                raw = model.decode(maps)  # [B, N, 4 + nc]
+                if self.loss_fn is not None:
+                    loss_sum += self.loss_fn(maps, model.stride, targets.to(device))[1].float().cpu()
+            else:
+                raw = model(x)  # [B, N, 4 + nc]
             _synchronize(device)
             inferred = time.perf_counter()
             # An untrained model puts nearly every anchor and class above conf 0.001: keeping the 10 * max_det best
@@ -118,6 +134,8 @@ class Validator:
                     evaluator.process(record, found)
                 images_seen += 1
         results = self._summarise(images_seen, times)
+        if self.loss_fn is not None and isinstance(model, DetectionModel):
+            results["val_loss"] = (loss_sum / max(len(self.loader), 1)).tolist()
         results["fused"] = bool(getattr(model, "is_fused", False))
         if self.save_dir is not None:
             write_text_atomic(self.save_dir / "metrics.json", json.dumps(results, indent=2))
@@ -192,9 +210,11 @@ def build_validator(
     coco: bool = True,
     agnostic: bool = False,
     half: bool = False,
+    loss_fn: nn.Module | None = None,
 ) -> Validator:
     """The validator of ``yolorep val``: internal metrics, pycocotools (``coco``) and, with ``save_dir``, the
-    plots and sample images. ``settings`` holds ``conf``, ``iou`` and ``max_det``."""
+    plots and sample images. ``settings`` holds ``conf``, ``iou`` and ``max_det``; ``loss_fn`` adds
+    ``val_loss``."""
     names = list(dataset.names)
     evaluators: list[Evaluator] = [MetricsEvaluator(names, save_dir)]
     if coco:
@@ -203,8 +223,13 @@ def build_validator(
         evaluators.append(SampleImages(names, save_dir))
     return Validator(
         dataset, loader, evaluators, conf=settings["conf"], iou=settings["iou"], max_det=int(settings["max_det"]),
-        agnostic=agnostic, half=half, save_dir=save_dir,
+        agnostic=agnostic, half=half, save_dir=save_dir, loss_fn=loss_fn,
     )  # fmt: skip
+
+
+def eval_args(hyp: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation settings of a training run's hyperparameters."""
+    return eval_settings(None, conf=hyp["val_conf"], iou=hyp["val_iou"], max_det=int(hyp["max_det"]))
 
 
 def eval_settings(stored: dict[str, Any] | None, **requested: Any) -> dict[str, Any]:
@@ -220,9 +245,11 @@ def eval_settings(stored: dict[str, Any] | None, **requested: Any) -> dict[str, 
 
 
 def build_eval_loader(
-    spec: DataSpec, split: str, imgsz: int, batch: int, stride: int, workers: int = 0
+    spec: DataSpec, split: str, imgsz: int, batch: int, stride: int, workers: int = 0, single_cls: bool = False
 ) -> tuple[DetectionDataset, torch.utils.data.DataLoader]:
-    dataset = DetectionDataset(spec, split, imgsz, augment=False, rect=True, batch_size=batch, stride=stride)
+    dataset = DetectionDataset(
+        spec, split, imgsz, augment=False, rect=True, batch_size=batch, stride=stride, single_cls=single_cls
+    )
     return dataset, build_dataloader(dataset, batch, shuffle=False, workers=workers)
 
 
@@ -271,7 +298,8 @@ def val(
         data = _data_of(weights, model.meta)
         LOGGER.info("data: %s (the data set %s was trained on)", data, weights)
     spec = load_data_spec(data)
-    if len(spec.names) != model.nc:
+    trained_single = bool(model.meta.get("train_args", {}).get("single_cls"))
+    if (1 if trained_single else len(spec.names)) != model.nc:
         raise CheckpointError(
             f"{weights}: the model predicts {model.nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
             f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
@@ -285,7 +313,9 @@ def val(
     LOGGER.info("evaluating the fused model (%s)", model.fuse_report)
     model = model.to(dev).half() if half else model.to(dev)
     stride = int(model.stride.max())
-    dataset, loader = build_eval_loader(spec, split, check_imgsz(settings["imgsz"], stride), batch, stride, workers)
+    imgsz = check_imgsz(settings["imgsz"], stride)
+    dataset, loader = build_eval_loader(spec, split, imgsz, batch, stride, workers, trained_single)
+    LOGGER.info("%s", format_data_summary(spec, {split: dataset}))
     save_dir = increment_run_dir(project, name)
     validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=agnostic_nms, half=half)
     results = validator(model, dev)

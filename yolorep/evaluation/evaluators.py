@@ -140,7 +140,8 @@ class SampleImages(Evaluator):
         keep = detections.scores >= self.conf
         shown = (detections.boxes_xyxy[keep], detections.classes[keep], detections.scores[keep])
         path = self.save_dir / f"val_image{self.written}_labels_vs_pred.jpg"
-        save_side_by_side(image, (record.boxes_xyxy, record.classes), shown, self.names, path)
+        captions = ("labels", f"predictions scoring >= {self.conf:g}")
+        save_side_by_side(image, (record.boxes_xyxy, record.classes), shown, self.names, path, captions)
         self.written += 1
 
     def evaluate(self) -> dict[str, Any]:

@@ -1,0 +1,114 @@
+"""Training callbacks: functions the trainer calls at fixed points, with the trainer as their only argument.
+
+Events, in the order they happen::
+
+    on_train_start                      once, before the first epoch (resumed runs included)
+      on_train_epoch_start              each epoch, before its first batch
+        on_train_batch_end              after each optimizer step (or skipped step)
+      on_train_epoch_end                the epoch's batches are done (trainer.losses holds its mean losses)
+      on_val_end                        the fused EMA model was validated (trainer.metrics)
+      on_fit_epoch_end                  the epoch's results row is in trainer.state.history; before saving
+      on_model_save                     last.pt (and best.pt when it improved) were written
+    on_fit_end                          after the last epoch, before the final validation of best.pt
+
+A callback may read anything on the trainer (``epoch``, ``state``, ``metrics``, ``losses``, ``schedule``,
+``save_dir``, ``model``, ``ema``, ``optimizer``) and may set ``trainer.stop = True`` to end training after the
+current epoch (an early-stopping rule). results.csv, results.png and TensorBoard are written by callbacks too.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from yolorep.atomic import atomic_path
+from yolorep.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from yolorep.engine.trainer import Trainer
+
+__all__ = ["EVENTS", "Callbacks", "default_callbacks"]
+
+LOGGER = logging.getLogger(__name__)
+EVENTS = (
+    "on_train_start",
+    "on_train_epoch_start",
+    "on_train_batch_end",
+    "on_train_epoch_end",
+    "on_val_end",
+    "on_fit_epoch_end",
+    "on_model_save",
+    "on_fit_end",
+)
+Callback = Callable[["Trainer"], Any]
+
+
+class Callbacks:
+    """Callbacks by event; ``add`` checks the event name so that a typo fails at once."""
+
+    def __init__(self, callbacks: dict[str, list[Callback]] | None = None) -> None:
+        self._callbacks: dict[str, list[Callback]] = defaultdict(list)
+        for event, functions in (callbacks or {}).items():
+            for function in functions if isinstance(functions, (list, tuple)) else [functions]:
+                self.add(event, function)
+
+    def add(self, event: str, callback: Callback) -> None:
+        if event not in EVENTS:
+            raise ArgumentError(f"callback event {event!r}: unknown; events are {', '.join(EVENTS)}")
+        self._callbacks[event].append(callback)
+
+    def run(self, event: str, trainer: Trainer) -> None:
+        for callback in self._callbacks.get(event, ()):
+            callback(trainer)
+
+
+def write_results(trainer: Trainer) -> None:
+    """results.csv (every epoch so far, rewritten whole and atomically) and results.png."""
+    from yolorep.plots import plot_results_csv
+
+    history = trainer.state.history
+    csv_path = trainer.save_dir / "results.csv"
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    plot_results_csv(csv_path, trainer.save_dir / "results.png")
+
+
+class TensorBoard:
+    """Scalars of every results row to TensorBoard, when it is installed (``pip install tensorboard``)."""
+
+    def __init__(self) -> None:
+        self.writer: Any = None
+
+    def start(self, trainer: Trainer) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional
+            return
+        self.writer = SummaryWriter(str(trainer.save_dir))
+
+    def log(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            row = trainer.state.history[-1]
+            for key, value in row.items():
+                self.writer.add_scalar(key, value, row["epoch"])
+
+    def close(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def default_callbacks() -> Callbacks:
+    """What every run writes on rank 0: results.csv and .png, and TensorBoard scalars."""
+    tensorboard = TensorBoard()
+    return Callbacks(
+        {
+            "on_train_start": [tensorboard.start],
+            "on_fit_epoch_end": [write_results, tensorboard.log],
+            "on_fit_end": [tensorboard.close],
+        }
+    )

@@ -1,0 +1,91 @@
+"""The training schedule: how many epochs, the learning-rate curve over them, warm-up and when mosaic closes;
+with a time budget, fitted to it from the measured epoch times and re-fitted after every epoch.
+
+A ``Schedule`` is the ``LambdaLR`` factor function itself, so its plain fields travel in the scheduler's state
+dict and a resumed run continues the same plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+__all__ = ["Schedule"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Schedule:
+    """Epochs, learning-rate factor, warm-up and mosaic closing of one run.
+
+    Args:
+        epochs: epochs to train; with ``time_budget`` the most the plan may reach.
+        lrf: final learning rate as a fraction of the initial one.
+        cosine: cosine instead of linear decay.
+        warmup_epochs: epochs of warm-up asked for (at most a third of the planned epochs is applied).
+        close_mosaic: epochs at the end without mosaic asked for (at most a third of the planned epochs: a short
+            run would otherwise never see a mosaic).
+        time_budget: seconds for the whole fit, final validation included; None trains ``epochs`` epochs.
+    """
+
+    def __init__(
+        self,
+        epochs: int,
+        lrf: float,
+        cosine: bool = False,
+        warmup_epochs: float = 3.0,
+        close_mosaic: int = 10,
+        time_budget: float | None = None,
+    ) -> None:
+        self.epochs = self.max_epochs = int(epochs)
+        self.lrf, self.cosine = float(lrf), bool(cosine)
+        self.warmup_asked, self.close_mosaic_asked = float(warmup_epochs), int(close_mosaic)
+        self.time_budget = None if time_budget is None else float(time_budget)
+
+    def __call__(self, epoch: int) -> float:
+        """Learning-rate factor of ``epoch``: 1 at the start, ``lrf`` at the last planned epoch's end."""
+        progress = min(epoch / max(self.epochs, 1), 1.0)
+        if self.cosine:
+            return ((1 - math.cos(progress * math.pi)) / 2) * (self.lrf - 1) + 1
+        return (1 - progress) * (1.0 - self.lrf) + self.lrf
+
+    @property
+    def warmup_epochs(self) -> float:
+        return min(self.warmup_asked, self.epochs / 3)
+
+    @property
+    def close_mosaic(self) -> int:
+        return min(self.close_mosaic_asked, self.epochs // 3)
+
+    def mosaic_closed(self, epoch: int) -> bool:
+        return epoch >= self.epochs - self.close_mosaic
+
+    def describe(self) -> str:
+        """What the plan applies, e.g. ``12 epochs, warm-up 3.0 epochs, mosaic off for the last 4``."""
+        capped = " (a third of the epochs at most)" if self.close_mosaic < self.close_mosaic_asked else ""
+        return (
+            f"{self.epochs} epochs, warm-up {self.warmup_epochs:g} epochs, mosaic off for the last "
+            f"{self.close_mosaic}{capped}"
+        )
+
+    def refit(self, done: int, elapsed: float, epoch_seconds: list[float], final_seconds: float) -> None:
+        """Re-plan the epochs to end inside the time budget (no-op without one).
+
+        Args:
+            done: epochs completed.
+            elapsed: seconds the fit has taken so far.
+            epoch_seconds: measured duration of each completed epoch (training, validation, saving).
+            final_seconds: estimated duration of the final validation that follows the last epoch.
+        """
+        if self.time_budget is None or not epoch_seconds:
+            return
+        recent = epoch_seconds[-3:]  # the newest epochs reflect the machine's current speed
+        per_epoch = max(sorted(recent)[len(recent) // 2], max(recent) if len(recent) < 3 else 0.0)
+        more = math.floor((self.time_budget - elapsed - final_seconds) / per_epoch)
+        planned = max(done, min(self.max_epochs, done + max(more, 0)))
+        if planned != self.epochs:
+            LOGGER.info(
+                "time budget %.0fs: %.0fs used, %.1fs per epoch measured, final validation ~%.0fs -> %s",
+                self.time_budget, elapsed, per_epoch, final_seconds, f"{planned} epochs in all",
+            )  # fmt: skip
+        self.epochs = planned

@@ -1,0 +1,175 @@
+"""Building a ``Trainer`` from a run's plain options: data, model (initial weights, frozen layers), loss,
+optimizer, schedule, validator and callbacks."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from yolorep.checks import check_imgsz
+from yolorep.datasets.dataset import DetectionDataset
+from yolorep.datasets.loader import build_dataloader
+from yolorep.datasets.spec import load_data_spec
+from yolorep.engine import distributed
+from yolorep.engine.callbacks import Callbacks, default_callbacks
+from yolorep.engine.checkpoint import read_checkpoint
+from yolorep.engine.data_summary import format_data_summary
+from yolorep.engine.optim import build_optimizer, resolve_optimizer
+from yolorep.engine.run_dir import increment_run_dir
+from yolorep.engine.schedule import Schedule
+from yolorep.engine.trainer import Trainer
+from yolorep.engine.validator import build_eval_loader, build_validator, eval_args
+from yolorep.errors import CheckpointError
+from yolorep.loss import DetectionLoss
+from yolorep.nn.model import DetectionModel, build_model
+
+__all__ = ["build_trainer", "freeze_layers", "initial_weights"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _initial_model(
+    model_cfg: str | dict, nc: int, names: list[str], weights: str | None, checkpoint: dict | None
+) -> DetectionModel:
+    if checkpoint is None and isinstance(model_cfg, (str, Path)) and str(model_cfg).endswith(".pt"):
+        checkpoint, weights = initial_weights(model_cfg), weights or model_cfg  # a .pt's architecture and weights
+    if checkpoint is not None:  # the architecture a checkpoint stores
+        cfg, scale, name = checkpoint["model_cfg"], checkpoint.get("scale"), checkpoint.get("model_name")
+        model = build_model(cfg, nc=nc, scale=scale, name=name)
+    else:
+        model = build_model(model_cfg, nc=nc)
+    model.names = list(names)
+    if weights:
+        _transfer_weights(model, weights)
+    return model
+
+
+def initial_weights(weights: str | Path) -> dict[str, Any]:
+    """The checkpoint to start training from; a fused one is refused (its folded kernels fit no training block)."""
+    checkpoint = read_checkpoint(weights)
+    if checkpoint.get("fused"):
+        raise CheckpointError(
+            f"--weights {weights}: holds a fused model (BatchNorm folded into its convolutions), which cannot seed "
+            "multi-branch training; pass the unfused last.pt or best.pt of the run it came from"
+        )
+    return checkpoint
+
+
+def _transfer_weights(model: DetectionModel, weights: str | Path) -> None:
+    """Copy the tensors of ``weights`` whose names and shapes match (a different class count keeps the rest)."""
+    checkpoint = initial_weights(weights)
+    target = model.state_dict()
+    matched = {k: v for k, v in checkpoint["state_dict"].items() if k in target and v.shape == target[k].shape}
+    model.load_state_dict(matched, strict=False)
+    LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
+    if len(matched) < len(target) / 2:
+        LOGGER.warning(
+            "--weights %s: only %d of the model's %d tensors matched by name and shape; most of the model starts "
+            "from random weights (a different architecture or scale?)", weights, len(matched), len(target),
+        )  # fmt: skip
+
+
+def build_trainer(
+    args: dict[str, Any],
+    save_dir: Path | None,
+    checkpoint: dict | None,
+    dev: torch.device,
+    is_distributed: bool,
+    callbacks: Callbacks | None = None,
+    started: float | None = None,
+) -> Trainer:
+    """Build model, data, loss, optimizer and validator from ``args`` (the plain options ``train()`` stores) and
+    return a ready ``Trainer``, restored from ``checkpoint`` when resuming. Call after ``distributed.setup``.
+
+    ``callbacks`` run beside the defaults (results.csv/.png, TensorBoard); ``started`` is when the run began, for
+    a time budget.
+    """
+    is_main = distributed.is_main_process()
+    hyp, world = args["hyp"], distributed.world_size()
+    _seed_everything(args["seed"])
+    spec = load_data_spec(args["data"]) if is_main else None
+    spec = distributed.broadcast_object(spec) if is_distributed else spec
+    single_cls, rect = bool(args.get("single_cls")), bool(args.get("rect"))
+    names = ["object"] if single_cls else list(spec.names)
+    weights = None if checkpoint else args["weights"]
+    model = _initial_model(args["model"], len(names), names, weights, checkpoint).to(dev)
+    if args.get("freeze") is not None:
+        freeze_layers(model, args["freeze"])
+    stride = int(model.stride.max())
+    imgsz = check_imgsz(args["imgsz"], stride)
+    if is_main:
+        model.info(imgsz=imgsz)
+    batch = max(args["batch"] // world, 1)
+    dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, cache_images=args["cache"], rect=rect,
+                               batch_size=batch, stride=stride, single_cls=single_cls)  # fmt: skip
+    loader = build_dataloader(dataset, batch, not rect, args["workers"], args["seed"], distributed=is_distributed)
+    accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
+    steps = math.ceil(len(dataset) / max(batch * world, hyp["nbs"])) * args["epochs"]
+    lr0_set = "lr0" in args.get("hyp_set", ())
+    opt_name, lr0 = resolve_optimizer(args["optimizer"], len(spec.names), steps, hyp["lr0"], lr0_set)
+    weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
+    optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
+    if is_main:
+        LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
+    loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
+    if is_distributed:
+        if args["sync_bn"] and dev.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif args["sync_bn"]:
+            LOGGER.warning("--sync-bn: SyncBatchNorm needs CUDA; training on %s with per-process BatchNorm", dev)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    validator = None
+    if is_main:
+        val_set, val_loader = build_eval_loader(spec, "val", imgsz, batch * 2, stride, args["workers"], single_cls)
+        # Per-epoch checks use the internal estimate (it mirrors COCOeval); best.pt is re-scored by pycocotools.
+        validator = build_validator(val_set, val_loader, eval_args(hyp), coco=False, loss_fn=loss_fn)
+        LOGGER.info("%s", format_data_summary(spec, {"train": dataset, "val": val_set}))
+    # the run folder is made last, once everything a user can get wrong has been read and checked
+    if save_dir is None and is_main:
+        save_dir = increment_run_dir(args["project"], args["name"])
+    save_dir = Path(distributed.broadcast_object(str(save_dir)))
+    budget = args.get("time")
+    schedule = Schedule(args["epochs"], hyp["lrf"], hyp["cos_lr"], hyp["warmup_epochs"], int(hyp["close_mosaic"]),
+                        time_budget=None if budget is None else budget * 3600)  # fmt: skip
+    everything = default_callbacks() if is_main else Callbacks()
+    for event, functions in (callbacks._callbacks if callbacks else {}).items():
+        for function in functions:
+            everything.add(event, function)
+    trainer = Trainer(
+        model, loss_fn, optimizer, loader, validator, hyp=hyp, schedule=schedule, save_dir=save_dir, device=dev,
+        seed=args["seed"], patience=args["patience"], train_args=args, callbacks=everything, started=started,
+    )  # fmt: skip
+    if checkpoint is not None:
+        trainer.load_train_state(checkpoint, str(save_dir / "weights" / "last.pt"))
+        LOGGER.info("resuming %s from epoch %d", save_dir, trainer.state.epoch + 2)
+    return trainer
+
+
+def freeze_layers(model: DetectionModel, freeze: int | list[int]) -> list[int]:
+    """Keep the parameters of the first ``freeze`` layers (or of the layer indices listed) at their initial values
+    (``requires_grad`` off, so the optimizer leaves them out); BatchNorm statistics still update, as in
+    ultralytics. Returns the frozen layer indices."""
+    layers = list(range(freeze)) if isinstance(freeze, int) else sorted(set(freeze))
+    bad = [i for i in layers if i >= len(model.layers)]
+    if bad:
+        raise CheckpointError(f"--freeze {freeze}: the model has layers 0..{len(model.layers) - 1}; got {bad}")
+    count = 0
+    for index in layers:
+        for param in model.layers[index].parameters():
+            param.requires_grad_(False)
+            count += param.numel()
+    LOGGER.info("froze layers %s (%s parameters)", layers, f"{count:,}")
+    return layers

@@ -1,3 +1,4 @@
+import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +24,16 @@ def one_thread():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _yolorep_logging():
+    """Tests that configure logging (the CLI, YOLO(verbose=...)) must not change what later tests capture."""
+    logger = logging.getLogger("yolorep")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers = handlers
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import torch
 from helpers import TINY_HYP
 
 from yolorep.cli import main
-from yolorep.engine import train_setup
 from yolorep.engine import train_checkpoints as trainer_module
+from yolorep.engine import train_setup
 from yolorep.engine.train_setup import train
 from yolorep.errors import YolorepError
 

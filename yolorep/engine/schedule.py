@@ -79,8 +79,8 @@ class Schedule:
         """
         if self.time_budget is None or not epoch_seconds:
             return
-        recent = epoch_seconds[-3:]  # the newest epochs reflect the machine's current speed
-        per_epoch = max(sorted(recent)[len(recent) // 2], max(recent) if len(recent) < 3 else 0.0)
+        recent = sorted(epoch_seconds[-3:])  # the newest epochs reflect the machine's current speed
+        per_epoch = recent[len(recent) // 2]  # the median, or of two the longer
         more = math.floor((self.time_budget - elapsed - final_seconds) / per_epoch)
         planned = max(done, min(self.max_epochs, done + max(more, 0)))
         if planned != self.epochs:

@@ -51,6 +51,7 @@ def save_epoch(trainer: Trainer, best: bool) -> None:
         "epochs_without_improvement": state.epochs_without_improvement,
         "history": state.history,
         "elapsed": trainer.elapsed,
+        "cycles": state.cycles,
     }
     save_checkpoint(trainer.ema.ema, trainer.weights_dir / "last.pt", **meta, train_state=train_state)
     if best:

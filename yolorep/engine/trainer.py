@@ -52,6 +52,7 @@ class TrainState:
     epochs_without_improvement: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     elapsed: float = 0.0  # seconds of fitting before this process started (time budgets count them)
+    cycles: list[float] = field(default_factory=list)  # wall seconds of each epoch: training to saving
 
 
 class Trainer:
@@ -105,6 +106,7 @@ class Trainer:
         self.epoch, self.stop = -1, False
         self.metrics: dict[str, Any] = {}
         self.losses = torch.zeros(3)
+        self._saving_seconds = 0.0  # what the last epoch spent after validation (callbacks, plots, checkpoints)
 
     @property
     def epochs(self) -> int:
@@ -137,6 +139,7 @@ class Trainer:
                 epochs_without_improvement=int(saved.get("epochs_without_improvement", 0)),
                 history=list(saved["history"]),
                 elapsed=float(saved.get("elapsed", 0.0)),
+                cycles=[float(s) for s in saved.get("cycles", [])],
             )
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             message = f"{where}: its training state does not fit this run ({err}); start a new run"
@@ -158,7 +161,7 @@ class Trainer:
             train_time = time.perf_counter() - start
             self.callbacks.run("on_train_epoch_end", self)
             if self.is_main:
-                self._end_epoch(epoch, images_seen, train_time)
+                self._end_epoch(epoch, images_seen, train_time, start)
             self.stop, epochs = distributed.broadcast_object((self.stop, self.epochs))
             self.schedule.epochs = epochs  # every rank follows rank 0's plan
             epoch += 1
@@ -178,10 +181,13 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         dataset = self.train_loader.dataset
-        if dataset.mosaic_enabled and self.schedule.mosaic_closed(epoch):
-            # loader workers start anew each epoch, so they pick this up
-            LOGGER.info("closing mosaic for the last %d epochs", self.epochs - epoch)
-            dataset.mosaic_enabled = False
+        mosaic = dataset.augment and not dataset.rect and not self.schedule.mosaic_closed(epoch)
+        if mosaic != dataset.mosaic_enabled:  # loader workers start anew each epoch, so they pick this up
+            if mosaic:
+                LOGGER.info("mosaic on again: the plan grew to %d epochs", self.epochs)
+            else:
+                LOGGER.info("closing mosaic for the last %d epochs", self.epochs - epoch)
+            dataset.mosaic_enabled = mosaic
 
     def _train_one_epoch(self, epoch: int) -> tuple[torch.Tensor, int]:
         self.model.train()
@@ -262,7 +268,7 @@ class Trainer:
         return progress(self.train_loader, desc=f"epoch {epoch + 1}/{self.epochs}", total=n_batches, unit="batch")
 
     # ---- end of epoch: validate the fused EMA, log, save ------------------------------------------------------
-    def _end_epoch(self, epoch: int, images_seen: int, train_time: float) -> None:
+    def _end_epoch(self, epoch: int, images_seen: int, train_time: float, started: float) -> None:
         val_tic = time.perf_counter()
         if self.validator is not None:
             self.metrics = self.validator(fused_copy(self.ema.ema), self.device)
@@ -280,10 +286,16 @@ class Trainer:
             LOGGER.info("no improvement for %d epochs: stopping early", self.patience)
             self.stop = True
         self.state.history.append(self._results_row(epoch, images_seen, train_time, val_time))
-        self.schedule.refit(epoch + 1, self.elapsed, [r["epoch_time_s"] for r in self.state.history], 2 * val_time)
+        # an epoch costs its training and validation and what follows them (plots, checkpoints), measured on the
+        # last epoch; the final validation about two validations and that
+        now = time.perf_counter()
+        cycles = [*self.state.cycles, now - started + self._saving_seconds]
+        self.schedule.refit(epoch + 1, self.elapsed, cycles, 2 * (val_time + self._saving_seconds))
         self.callbacks.run("on_fit_epoch_end", self)
+        self.state.cycles.append(now - started + self._saving_seconds)
         save_epoch(self, improved)
         self.callbacks.run("on_model_save", self)
+        self._saving_seconds = time.perf_counter() - now
         LOGGER.info(
             "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (%s, fused EMA model), %.1f img/s, %.1fs",
             epoch + 1, self.epochs, self.metrics["map50_95"], self.metrics["map50"],

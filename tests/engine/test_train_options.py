@@ -1,0 +1,136 @@
+"""The controls of issue 14: a time budget, frozen layers, one class, rectangular batches, callbacks, validation
+loss and a readable data-set summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY_HYP
+
+import yolorep
+from yolorep.datasets.dataset import DetectionDataset
+from yolorep.datasets.spec import load_data_spec
+from yolorep.engine.callbacks import EVENTS
+from yolorep.engine.train_setup import train
+from yolorep.errors import ArgumentError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0)
+
+
+def _rows(run):
+    with open(run / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def frozen_single_class_run(tiny_shapes_yaml, tmp_path_factory):
+    """Two epochs with the first three layers frozen, every object as one class, and a callback recording."""
+    events: list[tuple[str, int]] = []
+
+    def record(event):
+        return lambda trainer: events.append((event, trainer.epoch))
+
+    project = tmp_path_factory.mktemp("options")
+    callbacks = {event: [record(event)] for event in EVENTS}
+    results = train(data=tiny_shapes_yaml, epochs=2, freeze=3, single_cls=True, project=project, name="run",
+                    callbacks=callbacks, hyp=dict(TINY_HYP), **RUN)  # fmt: skip
+    return results, events
+
+
+def test_callbacks_run_in_order(frozen_single_class_run):
+    _, events = frozen_single_class_run
+    per_epoch = ["on_train_epoch_start", "on_train_batch_end", "on_train_batch_end", "on_train_batch_end",
+                 "on_train_epoch_end", "on_val_end", "on_fit_epoch_end", "on_model_save"]  # fmt: skip
+    expected = [("on_train_start", -1), *((e, 0) for e in per_epoch), *((e, 1) for e in per_epoch), ("on_fit_end", 1)]
+    assert events == expected  # 12 training images, batch 4: three batches per epoch
+
+
+def test_frozen_layers_keep_their_initial_weights(frozen_single_class_run):
+    results, _ = frozen_single_class_run
+    torch.manual_seed(0)  # the trainer seeds `seed` (0) before building the model
+    initial = yolorep.build_model("yolorep-n.yaml", nc=1).state_dict()
+    trained = torch.load(f"{results['save_dir']}/weights/last.pt", weights_only=True)["train_state"]["model"]
+    weights = [k for k in initial if k.endswith(".weight") and "bn" not in k and "identity" not in k]
+    frozen = [k for k in weights if int(k.split(".")[1]) < 3]
+    assert frozen and all(torch.equal(trained[k], initial[k]) for k in frozen)
+    assert sum(not torch.equal(trained[k], initial[k]) for k in weights if k not in frozen) > len(weights) // 2
+
+
+def test_single_class_run_scores_one_class(frozen_single_class_run):
+    results, _ = frozen_single_class_run
+    best = yolorep.load(f"{results['save_dir']}/weights/best.pt")
+    assert best.names == ["object"] and best.nc == 1
+    assert [c["name"] for c in results["per_class"]] == ["object"] and results["source"] == "pycocotools"
+    again = yolorep.YOLO(f"{results['save_dir']}/weights/best.pt", verbose=False).val(workers=0, batch=4)
+    assert again["map50_95"] == pytest.approx(results["map50_95"], abs=1e-9)
+
+
+def test_validation_loss_is_recorded(frozen_single_class_run):
+    results, _ = frozen_single_class_run
+    rows = _rows(Path(results["save_dir"]))
+    for row in rows:
+        losses = [float(row[f"val/{k}_loss"]) for k in ("box", "cls", "dfl")]
+        assert all(math.isfinite(v) and v > 0 for v in losses)
+        assert float(row["epoch_time_s"]) == pytest.approx(float(row["train_time_s"]) + float(row["val_time_s"]))
+
+
+def test_a_callback_can_stop_training(tiny_shapes_yaml, tmp_path):
+    def stop_after_first_epoch(trainer):
+        trainer.stop = True
+
+    train(data=tiny_shapes_yaml, epochs=5, project=tmp_path, name="stopped", hyp=dict(TINY_HYP),
+          callbacks={"on_fit_epoch_end": [stop_after_first_epoch]}, **RUN)  # fmt: skip
+    assert len(_rows(tmp_path / "stopped")) == 1 and (tmp_path / "stopped" / "metrics.json").is_file()
+    with pytest.raises(ArgumentError, match="callback event 'on_epoch_end': unknown; events are on_train_start"):
+        train(data=tiny_shapes_yaml, callbacks={"on_epoch_end": [print]}, project=tmp_path, **RUN)
+
+
+def test_time_budget_ends_inside_it_with_a_finished_schedule(tiny_shapes_yaml, tmp_path, caplog):
+    budget = 20.0
+    start = time.perf_counter()
+    with caplog.at_level(logging.INFO):
+        train(data=tiny_shapes_yaml, time=budget / 3600, project=tmp_path, name="timed",
+              hyp=dict(TINY_HYP, close_mosaic=10, mosaic=1.0), **RUN)  # fmt: skip
+    wall = time.perf_counter() - start
+    rows = _rows(tmp_path / "timed")
+    slowest = max(float(r["epoch_time_s"]) for r in rows)
+    assert len(rows) >= 2 and wall <= budget + slowest, (wall, len(rows))
+    last = torch.load(tmp_path / "timed" / "weights" / "last.pt", weights_only=True)
+    planned = last["train_state"]["scheduler"]["lr_lambdas"][0]["epochs"]
+    assert planned == len(rows)  # the plan ended where training did: LR decay and mosaic closing completed
+    closed = min(10, planned // 3)
+    assert f"closing mosaic for the last {closed} epochs" in caplog.text or closed == 0
+    assert "time budget 20s" in caplog.text
+
+
+def test_rect_training_uses_batch_shapes_without_mosaic(tiny_shapes_yaml, tmp_path):
+    spec = load_data_spec(tiny_shapes_yaml)
+    dataset = DetectionDataset(spec, "train", 64, augment=True, rect=True, batch_size=4, stride=32)
+    assert not dataset.mosaic_enabled and dataset.batch_shapes
+    for index in range(len(dataset)):
+        image, labels, _ = dataset[index]
+        assert tuple(image.shape[1:]) == dataset.batch_shapes[index // 4]
+        assert (labels[:, 3] <= image.shape[2]).all() and (labels[:, 4] <= image.shape[1]).all()
+    results = train(
+        data=tiny_shapes_yaml, epochs=1, rect=True, project=tmp_path, name="rect", hyp=dict(TINY_HYP), **RUN
+    )
+    assert json.loads((tmp_path / "rect" / "metrics.json").read_text())["map50_95"] == results["map50_95"]
+
+
+def test_data_summary_is_one_table(tiny_shapes_yaml, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        train(data=tiny_shapes_yaml, epochs=1, project=tmp_path, name="summary", hyp=dict(TINY_HYP), **RUN)
+    assert caplog.text.count("(coco layout, 6 classes: circle, rectangle, triangle, ellipse, star, cross)") == 1
+    lines = caplog.text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["split", "images", "boxes"])
+    boxes = sum(len(r.classes) for r in DetectionDataset(load_data_spec(tiny_shapes_yaml), "train", 64).records)
+    assert lines[header + 1].split()[:3] == ["train", "12", str(boxes)]
+    assert lines[header + 2].split()[:2] == ["val", "6"] and "{'images'" not in caplog.text

@@ -20,7 +20,7 @@ from yolorep.benchmark.compare import compare
 from yolorep.benchmark.paths import RunOptions
 from yolorep.benchmark.report import environment, format_sweep_table, format_table
 from yolorep.benchmark.sweep import sweep_grid, sweep_shapes
-from yolorep.checks import check_imgsz
+from yolorep.checks import check_at_least, check_imgsz
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.engine.predictor import imgsz_or_trained
@@ -51,8 +51,12 @@ def benchmark(
     imgsz: int | None = None,
     batch: int = 1,
     device: str | None = None,
+    epoch: bool = False,
+    data: str | None = None,
+    epochs: int = 2,
 ) -> dict[str, Any]:
-    """Measure the unfused and the fused model (or, with ``train``, training steps) and log a table.
+    """Measure the unfused and the fused model (or, with ``train``, training steps; with ``epoch``, where whole
+    training epochs spend their time) and log a table.
 
     Args:
         model: model YAML (random weights; default ``yolorep-n.yaml``); exclusive with ``weights``.
@@ -72,10 +76,14 @@ def benchmark(
             checkpoint was trained at, else 640).
         batch: images per call.
         device: ``cpu``, ``cuda``, ``0``, ... (default: first GPU if any).
+        epoch: train ``epochs`` epochs of ``model`` on ``data`` (batch ``batch``, default 16 here) and break each
+            epoch's wall time down by phase (``yolorep.benchmark.train_epoch``).
 
     Returns:
         The figures written to ``json`` (see docs/BENCHMARKS.md for the keys).
     """
+    if epoch:
+        return _benchmark_epochs(model, data, imgsz, batch, device, epochs, json)
     dev = select_device(device)
     flags = {"half": half, "bf16": bf16, "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph}
     options = run_options(dev, train=train, sweep=sweep, **flags)
@@ -206,3 +214,28 @@ def _load_unfused(model: str | None, weights: str | None, randomize: bool) -> tu
 
 def _model_label(model: DetectionModel) -> str:
     return f"{model.spec.name}-{model.spec.scale}" if model.spec.scale else model.spec.name
+
+
+def _benchmark_epochs(
+    model: str | None,
+    data: str | None,
+    imgsz: int | None,
+    batch: int,
+    device: str | None,
+    epochs: int,
+    json: str | None,
+) -> dict[str, Any]:
+    from yolorep.benchmark.train_epoch import benchmark_epochs, format_epoch_table
+
+    check_at_least(epochs, 1, "--epochs")
+    result = benchmark_epochs(
+        model or DEFAULT_MODEL, data or "shapes.yaml", imgsz=imgsz or 320, batch=batch if batch > 1 else 16,
+        device=device, epochs=epochs,
+    )  # fmt: skip
+    result.update(environment(select_device(device)), model=model or DEFAULT_MODEL, data=data or "shapes.yaml")
+    LOGGER.info("%s", format_epoch_table(result))
+    if json:
+        path = Path(json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(jsonlib.dumps(result, indent=2) + "\n")
+    return result

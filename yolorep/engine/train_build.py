@@ -90,6 +90,7 @@ def build_trainer(
     is_distributed: bool,
     callbacks: Callbacks | None = None,
     started: float | None = None,
+    profile: bool = False,
 ) -> Trainer:
     """Build model, data, loss, optimizer and validator from ``args`` (the plain options ``train()`` stores) and
     return a ready ``Trainer``, restored from ``checkpoint`` when resuming. Call after ``distributed.setup``.
@@ -151,6 +152,7 @@ def build_trainer(
     trainer = Trainer(
         model, loss_fn, optimizer, loader, validator, hyp=hyp, schedule=schedule, save_dir=save_dir, device=dev,
         seed=args["seed"], patience=args["patience"], train_args=args, callbacks=everything, started=started,
+        profile=profile,
     )  # fmt: skip
     if checkpoint is not None:
         trainer.load_train_state(checkpoint, str(save_dir / "weights" / "last.pt"))

@@ -73,6 +73,7 @@ def train(
     single_cls: bool | None = None,
     rect: bool | None = None,
     callbacks: Callbacks | dict[str, list] | None = None,
+    profile: bool = False,
     **hyp_overrides: Any,
 ) -> dict[str, Any]:
     """Train a detector; returns the final metrics of ``best.pt`` (fused, pycocotools) with ``save_dir`` added.
@@ -86,7 +87,8 @@ def train(
     ``time`` (hours) fits the schedule to a budget that includes the final validation; ``freeze`` keeps the
     first N layers (or the listed ones) at their initial weights; ``single_cls`` trains every object as one
     class; ``rect`` trains on rectangular batches (HSV and flip only, no shuffling); ``callbacks`` maps events of
-    ``yolorep.engine.callbacks`` to functions of the trainer.
+    ``yolorep.engine.callbacks`` to functions of the trainer; ``profile`` times phases exactly on a GPU
+    (``yolorep benchmark --epoch``).
     """
     started = perf_counter()
     given = {k: v for k, v in locals().items() if k in TRAIN_DEFAULTS and v is not None}
@@ -108,11 +110,16 @@ def train(
             if isinstance(checkpoint_path, str) and checkpoint_path.endswith(".pt"):
                 initial_weights(checkpoint_path)  # a wrong checkpoint fails now, not after the data set is read
         save_dir = None
-    return _run(args, save_dir, checkpoint, extra, started)
+    return _run(args, save_dir, checkpoint, extra, started, profile)
 
 
 def _run(
-    args: dict[str, Any], save_dir: Path | None, checkpoint: dict | None, callbacks: Callbacks, started: float
+    args: dict[str, Any],
+    save_dir: Path | None,
+    checkpoint: dict | None,
+    callbacks: Callbacks,
+    started: float,
+    profile: bool = False,
 ) -> dict[str, Any]:
     dev = select_device(args["device"])
     is_distributed = distributed.setup(dev)
@@ -120,7 +127,7 @@ def _run(
         with ExitStack() as stack:
             if save_dir is not None and distributed.is_main_process():  # resuming: refuse a second process at once
                 stack.enter_context(RunLock(save_dir))
-            trainer = build_trainer(args, save_dir, checkpoint, dev, is_distributed, callbacks, started)
+            trainer = build_trainer(args, save_dir, checkpoint, dev, is_distributed, callbacks, started, profile)
             if save_dir is None and distributed.is_main_process():
                 stack.enter_context(RunLock(trainer.save_dir))
             trainer.fit()

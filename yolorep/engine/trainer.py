@@ -23,6 +23,7 @@ from yolorep.engine.callbacks import Callbacks
 from yolorep.engine.checkpoint import load_state_dict_strict
 from yolorep.engine.device import amp_dtype
 from yolorep.engine.optim import ModelEMA
+from yolorep.engine.phases import PhaseTimer
 from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_checkpoints import save_epoch
 from yolorep.engine.validator import Validator
@@ -66,6 +67,7 @@ class Trainer:
         train_args: plain dict of the run's options, stored in checkpoints for ``--resume``.
         callbacks: run at the events of ``yolorep.engine.callbacks``.
         started: ``time.perf_counter()`` when the run started (a time budget counts setup too).
+        profile: synchronise a GPU at the end of each timed phase, so ``epoch_phases`` attributes exactly.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Trainer:
         train_args: dict[str, Any] | None = None,
         callbacks: Callbacks | None = None,
         started: float | None = None,
+        profile: bool = False,
     ) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.train_loader, self.validator, self.schedule = train_loader, validator, schedule
@@ -107,6 +110,8 @@ class Trainer:
         self.metrics: dict[str, Any] = {}
         self.losses = torch.zeros(3)
         self._saving_seconds = 0.0  # what the last epoch spent after validation (callbacks, plots, checkpoints)
+        self.timer = PhaseTimer(device, sync=profile)
+        self.epoch_phases: list[dict[str, float]] = []  # seconds per phase (PHASES) of each epoch of this process
 
     @property
     def epochs(self) -> int:
@@ -162,6 +167,7 @@ class Trainer:
             self.callbacks.run("on_train_epoch_end", self)
             if self.is_main:
                 self._end_epoch(epoch, images_seen, train_time, start)
+            self.epoch_phases.append({**self.timer.reset(), "epoch": time.perf_counter() - start})
             self.stop, epochs = distributed.broadcast_object((self.stop, self.epochs))
             self.schedule.epochs = epochs  # every rank follows rank 0's plan
             epoch += 1
@@ -196,24 +202,32 @@ class Trainer:
         mean_losses = torch.zeros(3, device=self.device)
         images_seen, pending = 0, 0
         bar = self._progress(epoch, n_batches)
-        tic = time.perf_counter()
+        tic = waited = time.perf_counter()
+        timer = self.timer
         for i, (images, targets, _) in enumerate(bar if bar is not None else self.train_loader):
+            timer.add("data", time.perf_counter() - waited)
             step = i + n_batches * epoch
             if step < warmup_iters:
                 self._warmup(step, warmup_iters, epoch)
             if self.is_main and epoch == 0 and i < N_PLOTTED_BATCHES:
-                _plot_batch(images, targets, self.raw_model.names, self.save_dir / f"train_batch{i}.jpg")
-            images = images.to(self.device, non_blocking=True).float() / 255
-            targets = targets.to(self.device)
+                with timer("plots"):
+                    _plot_batch(images, targets, self.raw_model.names, self.save_dir / f"train_batch{i}.jpg")
+            with timer("to_device"):
+                images = images.to(self.device, non_blocking=True).float() / 255
+                targets = targets.to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                loss, items = self.loss_fn(self.model(images), self.raw_model.stride, targets)
+                with timer("forward"):
+                    maps = self.model(images)
+                with timer("loss"):
+                    loss, items = self.loss_fn(maps, self.raw_model.stride, targets)
             loss = loss * distributed.world_size()  # DDP averages gradients across ranks; the loss is a per-rank sum
             if not distributed.all_true(bool(torch.isfinite(loss)), self.device):
                 self._skip_step(epoch, i, items)
                 pending = 0
                 continue
             self.bad_steps = 0
-            self.scaler.scale(loss).backward()
+            with timer("backward"):
+                self.scaler.scale(loss).backward()
             pending += 1
             if pending >= self.accumulate or i == n_batches - 1:
                 self._optimizer_step()
@@ -227,6 +241,7 @@ class Trainer:
                 bar.set_postfix_str(
                     f"box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} inst {len(targets)} {speed:.1f} img/s", refresh=False
                 )
+            waited = time.perf_counter()
         return mean_losses.cpu(), images_seen * distributed.world_size()
 
     def _warmup(self, step: int, warmup_iters: int, epoch: int) -> None:
@@ -240,12 +255,14 @@ class Trainer:
                 )
 
     def _optimizer_step(self) -> None:
-        self.scaler.unscale_(self.optimizer)
-        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.hyp["grad_clip"])
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.model)
+        with self.timer("optimizer"):
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.hyp["grad_clip"])
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        with self.timer("ema"):
+            self.ema.update(self.model)
 
     def _skip_step(self, epoch: int, batch: int, items: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -271,7 +288,10 @@ class Trainer:
     def _end_epoch(self, epoch: int, images_seen: int, train_time: float, started: float) -> None:
         val_tic = time.perf_counter()
         if self.validator is not None:
-            self.metrics = self.validator(fused_copy(self.ema.ema), self.device)
+            with self.timer("fuse"):
+                fused = fused_copy(self.ema.ema)
+            with self.timer("validation"):
+                self.metrics = self.validator(fused, self.device)
         else:
             self.metrics = {"map50_95": 0.0, "map50": 0.0}
         self.callbacks.run("on_val_end", self)
@@ -291,9 +311,11 @@ class Trainer:
         now = time.perf_counter()
         cycles = [*self.state.cycles, now - started + self._saving_seconds]
         self.schedule.refit(epoch + 1, self.elapsed, cycles, 2 * (val_time + self._saving_seconds))
-        self.callbacks.run("on_fit_epoch_end", self)
+        with self.timer("results"):
+            self.callbacks.run("on_fit_epoch_end", self)
         self.state.cycles.append(now - started + self._saving_seconds)
-        save_epoch(self, improved)
+        with self.timer("checkpoints"):
+            save_epoch(self, improved)
         self.callbacks.run("on_model_save", self)
         self._saving_seconds = time.perf_counter() - now
         LOGGER.info(

@@ -139,6 +139,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--freeze", type=_layers, default=None, help="keep the first N layers (10) or these (0,1,2) fixed")
     p.add_argument("--single-cls", action="store_true", help="train every object as one class, 'object'")
     p.add_argument("--rect", action="store_true", help="rectangular batches (no mosaic or affine, no shuffling)")
+    p.add_argument("--val-period", type=int, default=1, help="validate every N epochs (and always the last)")
     _add_run_folder(p, "runs/train")
     group = p.add_argument_group("hyperparameters (cfg/default.yaml; also settable in a --hyp file)")
     meanings = describe_hyp()

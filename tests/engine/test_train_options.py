@@ -134,3 +134,23 @@ def test_data_summary_is_one_table(tiny_shapes_yaml, tmp_path, caplog):
     boxes = sum(len(r.classes) for r in DetectionDataset(load_data_spec(tiny_shapes_yaml), "train", 64).records)
     assert lines[header + 1].split()[:3] == ["train", "12", str(boxes)]
     assert lines[header + 2].split()[:2] == ["val", "6"] and "{'images'" not in caplog.text
+
+
+def test_val_period_validates_every_n_epochs_and_the_last(tiny_shapes_yaml, tmp_path):
+    train(data=tiny_shapes_yaml, epochs=3, val_period=2, project=tmp_path, name="period", hyp=dict(TINY_HYP), **RUN)
+    rows = _rows(tmp_path / "period")
+    validated = [not math.isnan(float(r["metrics/mAP50-95(est)"])) for r in rows]
+    assert validated == [False, True, True] and float(rows[0]["val_time_s"]) == 0.0
+    assert torch.load(tmp_path / "period" / "weights" / "best.pt", weights_only=True)["epoch"] in (1, 2)
+
+
+def test_epoch_benchmark_breaks_an_epoch_down_by_phase(tiny_shapes_yaml):
+    from yolorep.benchmark import benchmark
+    from yolorep.engine.phases import PHASES
+
+    result = benchmark(epoch=True, model="yolorep-n.yaml", data=str(tiny_shapes_yaml), imgsz=64, batch=4, epochs=1,
+                       device="cpu")  # fmt: skip
+    (row,) = result["epochs"]
+    assert all(row[p] >= 0 for p in PHASES) and row["forward"] > 0 and row["backward"] > 0 and row["validation"] > 0
+    assert sum(row[p] for p in PHASES) + row["other"] == pytest.approx(row["epoch"], rel=1e-6)
+    assert result["total"] >= result["startup"] + row["epoch"] + result["final_validation"] - 1e-6

@@ -39,11 +39,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "freeze": None,  # the first N layers, or a list of layer indices, kept at their initial weights
     "single_cls": False,
     "rect": False,
+    "val_period": 1,  # validate every N epochs (and always the last)
 }
 _UNCAPPED_EPOCHS = 10_000  # the cap on a time-budgeted run when no --epochs is given
 # A resumed run keeps its own settings; only where its data lives and where it runs may change.
 RESUME_MAY_CHANGE = ("data", "device", "workers")
-_AT_LEAST = {"epochs": 1, "imgsz": 1, "batch": 1, "workers": 0, "patience": 0}
+_AT_LEAST = {"epochs": 1, "imgsz": 1, "batch": 1, "workers": 0, "patience": 0, "val_period": 1}
 _OPTIMIZERS = ("auto", "SGD", "AdamW")
 
 

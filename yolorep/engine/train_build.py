@@ -152,7 +152,7 @@ def build_trainer(
     trainer = Trainer(
         model, loss_fn, optimizer, loader, validator, hyp=hyp, schedule=schedule, save_dir=save_dir, device=dev,
         seed=args["seed"], patience=args["patience"], train_args=args, callbacks=everything, started=started,
-        profile=profile,
+        profile=profile, val_period=int(args.get("val_period", 1)),
     )  # fmt: skip
     if checkpoint is not None:
         trainer.load_train_state(checkpoint, str(save_dir / "weights" / "last.pt"))

@@ -72,6 +72,7 @@ def train(
     freeze: int | list[int] | None = None,
     single_cls: bool | None = None,
     rect: bool | None = None,
+    val_period: int | None = None,
     callbacks: Callbacks | dict[str, list] | None = None,
     profile: bool = False,
     **hyp_overrides: Any,
@@ -86,7 +87,8 @@ def train(
 
     ``time`` (hours) fits the schedule to a budget that includes the final validation; ``freeze`` keeps the
     first N layers (or the listed ones) at their initial weights; ``single_cls`` trains every object as one
-    class; ``rect`` trains on rectangular batches (HSV and flip only, no shuffling); ``callbacks`` maps events of
+    class; ``rect`` trains on rectangular batches (HSV and flip only, no shuffling); ``val_period`` validates every
+    N epochs (and the last); ``callbacks`` maps events of
     ``yolorep.engine.callbacks`` to functions of the trainer; ``profile`` times phases exactly on a GPU
     (``yolorep benchmark --epoch``).
     """

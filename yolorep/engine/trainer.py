@@ -8,6 +8,7 @@ is done by callbacks (``yolorep.engine.callbacks``), which users can add to.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Trainer:
         callbacks: run at the events of ``yolorep.engine.callbacks``.
         started: ``time.perf_counter()`` when the run started (a time budget counts setup too).
         profile: synchronise a GPU at the end of each timed phase, so ``epoch_phases`` attributes exactly.
+        val_period: validate every this many epochs (and always the last): best.pt is chosen among those.
     """
 
     def __init__(
@@ -88,10 +90,11 @@ class Trainer:
         callbacks: Callbacks | None = None,
         started: float | None = None,
         profile: bool = False,
+        val_period: int = 1,
     ) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.train_loader, self.validator, self.schedule = train_loader, validator, schedule
-        self.hyp, self.device, self.seed, self.patience = hyp, device, seed, patience
+        self.hyp, self.device, self.seed, self.patience, self.val_period = hyp, device, seed, patience, val_period
         self.save_dir, self.weights_dir = save_dir, save_dir / "weights"
         self.train_args = train_args or {}
         self.callbacks = callbacks or Callbacks()
@@ -110,6 +113,7 @@ class Trainer:
         self.metrics: dict[str, Any] = {}
         self.losses = torch.zeros(3)
         self._saving_seconds = 0.0  # what the last epoch spent after validation (callbacks, plots, checkpoints)
+        self._val_seconds = 0.0  # what the last validation took
         self.timer = PhaseTimer(device, sync=profile)
         self.epoch_phases: list[dict[str, float]] = []  # seconds per phase (PHASES) of each epoch of this process
 
@@ -285,8 +289,9 @@ class Trainer:
         return progress(self.train_loader, desc=f"epoch {epoch + 1}/{self.epochs}", total=n_batches, unit="batch")
 
     # ---- end of epoch: validate the fused EMA, log, save ------------------------------------------------------
-    def _end_epoch(self, epoch: int, images_seen: int, train_time: float, started: float) -> None:
-        val_tic = time.perf_counter()
+    def _validate(self) -> float:
+        """Validate a fused copy of the EMA model into ``metrics``; returns the seconds it took."""
+        tic = time.perf_counter()
         if self.validator is not None:
             with self.timer("fuse"):
                 fused = fused_copy(self.ema.ema)
@@ -295,22 +300,30 @@ class Trainer:
         else:
             self.metrics = {"map50_95": 0.0, "map50": 0.0}
         self.callbacks.run("on_val_end", self)
-        val_time = time.perf_counter() - val_tic
-        score = fitness(self.metrics)
-        improved = score > self.state.best_fitness
-        self.state.best_fitness = max(score, self.state.best_fitness)
-        self.state.best_epoch = epoch if improved else self.state.best_epoch
-        self.state.epochs_without_improvement = 0 if improved else self.state.epochs_without_improvement + 1
+        return time.perf_counter() - tic
+
+    def _end_epoch(self, epoch: int, images_seen: int, train_time: float, started: float) -> None:
+        validated = (epoch + 1) % self.val_period == 0 or epoch + 1 >= self.epochs
+        val_time = self._validate() if validated else 0.0
+        score = fitness(self.metrics) if validated else -1.0
+        improved = validated and score > self.state.best_fitness
+        if validated:
+            self.state.best_fitness = max(score, self.state.best_fitness)
+            self.state.best_epoch = epoch if improved else self.state.best_epoch
+            self.state.epochs_without_improvement = 0 if improved else self.state.epochs_without_improvement + 1
         self.state.epoch = epoch
         if self.patience and self.state.epochs_without_improvement >= self.patience:
             LOGGER.info("no improvement for %d epochs: stopping early", self.patience)
             self.stop = True
-        self.state.history.append(self._results_row(epoch, images_seen, train_time, val_time))
         # an epoch costs its training and validation and what follows them (plots, checkpoints), measured on the
         # last epoch; the final validation about two validations and that
+        self._val_seconds = val_time or self._val_seconds
         now = time.perf_counter()
         cycles = [*self.state.cycles, now - started + self._saving_seconds]
-        self.schedule.refit(epoch + 1, self.elapsed, cycles, 2 * (val_time + self._saving_seconds))
+        self.schedule.refit(epoch + 1, self.elapsed, cycles, 2 * (self._val_seconds + self._saving_seconds))
+        if not validated and epoch + 1 >= self.epochs:  # the plan ended here: the last epoch is always validated
+            return self._end_epoch(epoch, images_seen, train_time, started)
+        self.state.history.append(self._results_row(epoch, images_seen, train_time, val_time, validated))
         with self.timer("results"):
             self.callbacks.run("on_fit_epoch_end", self)
         self.state.cycles.append(now - started + self._saving_seconds)
@@ -318,20 +331,24 @@ class Trainer:
             save_epoch(self, improved)
         self.callbacks.run("on_model_save", self)
         self._saving_seconds = time.perf_counter() - now
+        row = self.state.history[-1]
         LOGGER.info(
-            "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (%s, fused EMA model), %.1f img/s, %.1fs",
-            epoch + 1, self.epochs, self.metrics["map50_95"], self.metrics["map50"],
-            self.metrics.get("source", "no validation"), self.state.history[-1]["train_images_per_s"], train_time,
+            "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (%s), %.1f img/s, %.1fs",
+            epoch + 1, self.epochs, row["metrics/mAP50-95(est)"], row["metrics/mAP50(est)"],
+            "fused EMA model, " + self.metrics.get("source", "no validator") if validated else "not validated",
+            row["train_images_per_s"], train_time,
         )  # fmt: skip
 
-    def _results_row(self, epoch: int, images_seen: int, train_time: float, val_time: float) -> dict[str, float]:
+    def _results_row(
+        self, epoch: int, images_seen: int, train_time: float, val_time: float, validated: bool
+    ) -> dict[str, float]:
         box, cls, dfl = self.losses.tolist()
-        metrics = self.metrics
+        metrics = self.metrics if validated else {"map50": math.nan, "map50_95": math.nan, "val_loss": [math.nan] * 3}
         row = {"epoch": epoch + 1, "train/box_loss": box, "train/cls_loss": cls, "train/dfl_loss": dfl}
         row.update({f"val/{k}_loss": v for k, v in zip(("box", "cls", "dfl"), metrics.get("val_loss") or [])})
         row.update({
-            "metrics/precision": metrics.get("precision", 0.0),
-            "metrics/recall": metrics.get("recall", 0.0),
+            "metrics/precision": metrics.get("precision", math.nan),
+            "metrics/recall": metrics.get("recall", math.nan),
             "metrics/mAP50(est)": metrics["map50"],
             "metrics/mAP50-95(est)": metrics["map50_95"],
             "train_images_per_s": images_seen / max(train_time, 1e-9),

@@ -16,11 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolorep.checks import check_imgsz
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
-from yolorep.engine.checkpoint import load_checkpoint
+from yolorep.engine.backends import Backend, load_backend
 from yolorep.engine.device import select_device
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError
@@ -74,12 +73,18 @@ class Validator:
         self.save_dir = save_dir
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
-        """Evaluate ``model``: a ``DetectionModel`` (decoded here) or any module returning [B, N, 4 + nc]."""
+    def __call__(
+        self, model: nn.Module | Backend, device: torch.device | None = None, progress: bool = False
+    ) -> dict[str, Any]:
+        """Evaluate ``model``: a ``DetectionModel`` (decoded here), any module returning [B, N, 4 + nc], or a
+        ``Backend`` (an exported file)."""
         if isinstance(model, DetectionModel):
             model = DecodedModel(model)
-        device = device or next(model.parameters()).device
-        model.eval()
+        if isinstance(model, Backend):
+            device = device or model.device
+        else:
+            device = device or next(model.parameters()).device
+            model.eval()
         for evaluator in self.evaluators:
             evaluator.reset()
         times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}
@@ -116,7 +121,7 @@ class Validator:
                     evaluator.process(record, found)
                 images_seen += 1
         results = self._summarise(images_seen, times)
-        results["fused"] = bool(getattr(model, "is_fused", False))
+        results["fused"] = model.fused if isinstance(model, Backend) else bool(getattr(model, "is_fused", False))
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             (self.save_dir / "metrics.json").write_text(json.dumps(results, indent=2))
@@ -203,9 +208,11 @@ def eval_settings(stored: dict[str, Any] | None, **requested: Any) -> dict[str, 
 
 
 def build_eval_loader(
-    spec: DataSpec, split: str, imgsz: int, batch: int, stride: int, workers: int = 0
+    spec: DataSpec, split: str, imgsz: int, batch: int, stride: int, workers: int = 0, rect: bool = True
 ) -> tuple[DetectionDataset, torch.utils.data.DataLoader]:
-    dataset = DetectionDataset(spec, split, imgsz, augment=False, rect=True, batch_size=batch, stride=stride)
+    """Letterboxed batches: rectangular (one shape per batch) or, ``rect=False``, square ``imgsz x imgsz`` (what a
+    fixed-shape export accepts)."""
+    dataset = DetectionDataset(spec, split, imgsz, augment=False, rect=rect, batch_size=batch, stride=stride)
     return dataset, build_dataloader(dataset, batch, shuffle=False, workers=workers)
 
 
@@ -225,24 +232,28 @@ def val(
     project: str | Path = "runs/val",
     name: str = "exp",
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint, fused, on a dataset split; writes a run folder and returns the metrics dict."""
-    model = load_checkpoint(weights)
-    spec = load_data_spec(data)
-    if len(spec.names) != model.nc:
-        raise CheckpointError(
-            f"{weights}: the model predicts {model.nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
-            f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
-        )
-    settings = eval_settings(model.meta.get("eval_args"), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)
+    """Evaluate a checkpoint (fused) or an exported model (.onnx, .torchscript, OpenVINO folder: see
+    ``load_backend``) on a dataset split; writes a run folder and returns the metrics dict.
+
+    A fixed-shape export runs on square ``imgsz x imgsz`` letterboxed batches at its exported size (split and
+    padded to its exported batch size); a checkpoint or a ``--dynamic`` export on rectangular batches.
+    """
     dev = select_device(device)
     if half and dev.type != "cuda":
         LOGGER.warning("--half needs CUDA; evaluating in fp32 on %s", dev)
         half = False
-    model.fuse()
-    LOGGER.info("evaluating the fused model (%s)", model.fuse_report)
-    model = model.to(dev).half() if half else model.to(dev)
-    stride = int(model.stride.max())
-    dataset, loader = build_eval_loader(spec, split, check_imgsz(settings["imgsz"], stride), batch, stride, workers)
+    model = load_backend(weights, dev, half=half)
+    spec = load_data_spec(data)
+    nc = len(model.names)
+    if len(spec.names) != nc:
+        raise CheckpointError(
+            f"{weights}: the model predicts {nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
+            f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
+        )
+    settings = eval_settings(model.info.eval_args, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)
+    LOGGER.info("evaluating %s", model.describe())
+    size = model.input_size(settings["imgsz"])
+    dataset, loader = build_eval_loader(spec, split, size, batch, model.stride, workers, rect=model.dynamic)
     save_dir = increment_run_dir(project, name)
     validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=agnostic_nms, half=half)
     results = validator(model, dev, progress=True)

@@ -109,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--sweep", action="store_true", help="grid of batch and image sizes -> CSV + plot")
     p.add_argument("--train", action="store_true", help="time training steps (forward+loss+backward+step)")
-    p.add_argument("--out", default="runs/benchmark", help="folder for --sweep outputs")
+    p.add_argument("--out", default="runs/benchmark", help="folder for --sweep outputs and --formats exports")
+    p.add_argument(
+        "--formats", default=None, help="compare exported formats, e.g. torch,onnx,openvino,onnx-int8,openvino-int8"
+    )
+    p.add_argument("--data", default=None, help="with --formats: dataset YAML for INT8 calibration and mAP")
+    p.add_argument("--calib", type=int, default=64, help="with --formats: INT8 calibration images (default 64)")
     _add_common(p, imgsz=640, batch=1)
 
     p = sub.add_parser("demo", help="the whole story on bundled synthetic data: train, fuse, evaluate, predict")

@@ -164,18 +164,29 @@ def _time(
     iters: int | None,
     warmup: int | None,
 ) -> dict[str, dict[str, Any]]:
-    """Median and fastest latency (ms per batch) of every backend, timed in interleaved rounds on one input."""
+    """Median and fastest latency (ms per batch) of every backend, timed in interleaved rounds on one input.
+
+    Host clocks time every call, each ending with a device synchronize: OpenVINO (and ONNX Runtime without its CUDA
+    provider) run on the CPU even when ``device`` is a GPU, where CUDA events would not see their work.
+    """
     x = torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(1)).to(device)
-    calls = [partial(backend, x) for backend in backends.values()]
+    calls = [partial(_synchronized, backend, x) for backend in backends.values()]
+    host = torch.device("cpu")
     warmup = default_warmup(device) if warmup is None else warmup
-    warm = [time_calls(call, max(warmup, 1), device) for call in calls]
+    warm = [time_calls(call, max(warmup, 1), host) for call in calls]
     iters = iters or default_iters(sum(w[-1] for w in warm), device)
-    times = time_interleaved(calls, iters, ROUNDS, device)
+    times = time_interleaved(calls, iters, ROUNDS, host)
     return {
         name: {"ms": statistics.median(t), "ms_min": min(t), "images_per_s": batch * 1e3 / statistics.median(t),
                "times": t}
         for name, t in zip(backends, times)
     }  # fmt: skip
+
+
+def _synchronized(backend: Backend, x: torch.Tensor) -> None:
+    output = backend(x)
+    if output.is_cuda:
+        torch.cuda.synchronize(output.device)
 
 
 def _score(backends: dict[str, Backend], data: str, imgsz: int, batch: int) -> dict[str, dict[str, float]]:

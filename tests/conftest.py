@@ -26,14 +26,18 @@ def _seed():
     yield
 
 
-@pytest.fixture(autouse=True)
-def _yolorep_logging():
-    """Tests that configure logging (the CLI, YOLO(verbose=...)) must not change what later tests capture."""
+def _restore_yolorep_logging():
     logger = logging.getLogger("yolorep")
     level, handlers = logger.level, list(logger.handlers)
     yield
     logger.setLevel(level)
     logger.handlers = handlers
+
+
+# Tests and module-scoped fixtures that configure logging (the CLI, YOLO(verbose=...)) must not change what later
+# tests capture: restored after every test and after every module.
+_yolorep_logging = pytest.fixture(autouse=True)(_restore_yolorep_logging)
+_yolorep_logging_per_module = pytest.fixture(autouse=True, scope="module")(_restore_yolorep_logging)
 
 
 @pytest.fixture(scope="session")

@@ -189,14 +189,17 @@ def _add_predict(sub: Any) -> None:
 
 
 def _add_export(sub: Any) -> None:
-    p = sub.add_parser("export", help="export the fused model to ONNX or TorchScript")
+    p = sub.add_parser("export", help="export the fused model to ONNX, TorchScript or OpenVINO (fp32 or INT8)")
     p.add_argument("--weights", required=True, help="checkpoint to export (.pt)")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="file format")
+    p.add_argument("--format", choices=["onnx", "torchscript", "openvino"], default="onnx", help="file format")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the checkpoint's training size)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the exported input")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size axes")
     p.add_argument("--half", action="store_true", help="fp16 weights (needs --device cuda)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--int8", action="store_true", help="INT8 post-training quantization (onnx, openvino); needs --data")
+    p.add_argument("--data", default=None, help="dataset YAML whose train split calibrates --int8")
+    p.add_argument("--calib", type=int, default=64, help="calibration images for --int8")
     _add_device(p, default="cpu")
 
 
@@ -216,9 +219,17 @@ def _add_benchmark(sub: Any) -> None:
     p.add_argument("--sweep", action="store_true", help="grid of batch and image sizes -> CSV + plot")
     p.add_argument("--train", action="store_true", help="time training steps (forward + loss + backward + step)")
     p.add_argument("--epoch", action="store_true", help="train --epochs on --data and break each epoch down by phase")
-    p.add_argument("--data", default=None, help="dataset YAML for --epoch (default: shapes.yaml)")
     p.add_argument("--epochs", type=int, default=2, help="epochs timed by --epoch")
-    p.add_argument("--out", default="runs/benchmark", help="folder for --sweep outputs")
+    p.add_argument(
+        "--formats", default=None, help="compare exported formats, e.g. torch,onnx,openvino,onnx-int8,openvino-int8"
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset YAML: --epoch trains on it (default shapes.yaml); --formats calibrates INT8 and scores mAP on it",
+    )
+    p.add_argument("--calib", type=int, default=64, help="with --formats: INT8 calibration images")
+    p.add_argument("--out", default="runs/benchmark", help="folder for --sweep outputs and --formats exports")
     p.add_argument("--imgsz", type=int, default=None, help="square input size (default: the checkpoint's, else 640)")
     p.add_argument("--batch", type=int, default=1, help="images per call")
     _add_device(p)

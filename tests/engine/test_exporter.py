@@ -116,3 +116,19 @@ def test_out_of_tolerance_fails_loudly():
     actual[0, 0, 5] = 0
     actual[0, 0, 0] = 100.05  # 5e-4 relative to the box scale: fine
     assert _check("onnxruntime", expected, actual, torch.float32) == pytest.approx(0.05, abs=1e-4)
+
+
+def test_quantization_friendly_model_exports_fused(tmp_path):
+    """yolorep-qa: one Conv per QARepVGGBlock in the graph, no BatchNormalization, outputs of the unfused model."""
+    from yolorep.nn.modules.repvgg import QARepVGGBlock
+
+    model = randomize_batchnorm(yolorep.build_model("yolorep-qa-n.yaml", nc=3), seed=4).eval()
+    path = export(yolorep.save(model, tmp_path / "qa.pt"), format="onnx", imgsz=IMGSZ)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    pred = sum(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.bias is not None for m in model.modules())
+    assert "BatchNormalization" not in ops
+    assert ops.count("Conv") == sum(isinstance(m, (QARepVGGBlock, Conv)) for m in model.modules()) + pred
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    (actual,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        assert max_difference(model.decode(model(x)), torch.from_numpy(actual))[0] < 1e-3

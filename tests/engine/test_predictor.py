@@ -116,7 +116,7 @@ def test_boxes_map_back_through_letterbox():
     detector = Detector(FixedBoxModel(), device="cpu", imgsz=IMGSZ)
     # 100 x 150 -> longest side 64: 43 x 64, padded to 64 x 64 with 10 rows on top
     (result,) = detector.predict(np.zeros((100, 150, 3), np.uint8))
-    assert detector.model.input_shape == (1, 3, 64, 64)
+    assert detector.model.model.input_shape == (1, 3, 64, 64)
     rw, rh = 64 / 150, 43 / 100
     expected = torch.tensor([[16 / rw, (24 - 10) / rh, 48 / rw, (40 - 10) / rh]])
     torch.testing.assert_close(result.boxes.xyxy, expected)

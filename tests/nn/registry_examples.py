@@ -26,7 +26,7 @@ EXAMPLES: dict[str, Example] = {
     "RepVGGBlock": Example((8, 8), ((2, 8, 11, 11),), {"groups": 2}),
     "QARepVGGBlock": Example((8, 8), ((2, 8, 11, 11),)),
     "RepBlock": Example((8, 16, 3), ((2, 8, 9, 13),)),
-    "RepCSP": Example((8, 16, 2), ((2, 8, 9, 13),)),
+    "RepCSP": Example((8, 16, 2), ((2, 8, 9, 13),), {"block": "QARepVGGBlock"}),  # RepBlock covers RepVGGBlock
     "SPPF": Example((16, 8, 5), ((2, 16, 12, 12),)),
     "Concat": Example(([8, 4],), ((2, 8, 6, 6), (2, 4, 6, 6))),
     "Detect": Example(([8, 16, 16], 3), ((2, 8, 16, 16), (2, 16, 8, 8), (2, 16, 4, 4)), {"reg_max": 8}),

@@ -104,3 +104,18 @@ def test_constructor_error_names_the_row(tmp_path):
 def test_last_row_must_be_detect(tmp_path):
     with pytest.raises(ConfigError, match=r"head\[0\] Conv: the last row must be a Detect head"):
         build_model(_write(tmp_path, "  - [-1, 1, Conv, [16, 3, 2]]\n", "  - [-1, 1, Conv, [16]]\n"))
+
+
+def test_stage_block_argument_picks_the_block(tmp_path):
+    rows = "  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 2, RepCSP, {out_channels: 16, block: QARepVGGBlock}]\n"
+    model = build_model(_write(tmp_path, rows, head="  - [[0, 1], 1, Detect, [nc]]\n"))
+    blocks = [type(m).__name__ for m in model.layers[1].blocks.modules()]
+    assert blocks.count("QARepVGGBlock") == 2 and "RepVGGBlock" not in blocks
+
+
+def test_unknown_stage_block_names_the_row_and_the_choices(tmp_path):
+    path = _write(tmp_path, "  - [-1, 3, RepBlock, {out_channels: 16, block: RepVGGBlok}]\n")
+    with pytest.raises(
+        ConfigError, match=r"backbone\[0\] RepBlock: .*block='RepVGGBlok' is not a stage block; use one of RepVGGBlock"
+    ):
+        build_model(path)

@@ -17,13 +17,15 @@ from typing import Any
 import torch
 
 from yolorep.benchmark.compare import compare
+from yolorep.benchmark.formats import benchmark_formats
 from yolorep.benchmark.paths import RunOptions
-from yolorep.benchmark.report import environment, format_sweep_table, format_table
+from yolorep.benchmark.report import environment, format_formats_table, format_sweep_table, format_table
 from yolorep.benchmark.sweep import sweep_grid, sweep_shapes
 from yolorep.checks import check_at_least, check_imgsz
+from yolorep.engine.backends.pytorch import imgsz_or_trained
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
-from yolorep.engine.predictor import imgsz_or_trained
+from yolorep.engine.exporter import CALIB_IMAGES
 from yolorep.errors import YolorepError
 from yolorep.nn.fuse import fused_copy, randomize_batchnorm
 from yolorep.nn.model import DetectionModel, build_model
@@ -52,11 +54,13 @@ def benchmark(
     batch: int = 1,
     device: str | None = None,
     epoch: bool = False,
-    data: str | None = None,
     epochs: int = 2,
+    formats: str | None = None,
+    data: str | None = None,
+    calib: int = CALIB_IMAGES,
 ) -> dict[str, Any]:
     """Measure the unfused and the fused model (or, with ``train``, training steps; with ``epoch``, where whole
-    training epochs spend their time) and log a table.
+    training epochs spend their time; with ``formats``, the exported formats) and log a table.
 
     Args:
         model: model YAML (random weights; default ``yolorep-n.yaml``); exclusive with ``weights``.
@@ -78,6 +82,13 @@ def benchmark(
         device: ``cpu``, ``cuda``, ``0``, ... (default: first GPU if any).
         epoch: train ``epochs`` epochs of ``model`` on ``data`` (batch ``batch``, default 16 here) and break each
             epoch's wall time down by phase (``yolorep.benchmark.train_epoch``).
+        epochs: with ``epoch``: epochs to time.
+        formats: comma-separated formats to export and compare with the fused PyTorch model (``torch``,
+            ``torchscript``, ``onnx``, ``openvino``, ``onnx-int8``, ``openvino-int8``; see
+            ``yolorep.benchmark.formats``); exports go to ``out/formats``.
+        data: with ``epoch``: the dataset trained on (default ``shapes.yaml``); with ``formats``: dataset YAML
+            calibrating INT8 and, for trained weights, scoring each format.
+        calib: with ``formats``: INT8 calibration images.
 
     Returns:
         The figures written to ``json`` (see docs/BENCHMARKS.md for the keys).
@@ -90,6 +101,13 @@ def benchmark(
     for name, value, least in (("imgsz", imgsz, 1), ("batch", batch, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
         if value is not None and value < least:
             raise YolorepError(f"--{name} {value}: must be at least {least}")
+    if formats:
+        chosen = [f"--{k.replace('_', '-')}" for k, v in dict(flags, sweep=sweep, train=train).items() if v]
+        if chosen:
+            raise YolorepError(f"--formats: times each format as exported; drop {' '.join(chosen)}")
+        result = _run_formats(formats, model, weights, data, calib, imgsz, batch, dev, iters, warmup, out)
+        _write_json(result, json)
+        return result
     net, randomized = _load_unfused(model, weights, randomize=not train)
     net.to(dev)
     stride = int(net.stride.max())
@@ -107,11 +125,41 @@ def benchmark(
     # CUDA graphs, streams and events use the current device: make it the benchmarked one
     with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
         result = _run(net, options, meta, stride, train=train, sweep=sweep, out=out, iters=iters, warmup=warmup)
+    _write_json(result, json)
+    return result
+
+
+def _write_json(result: dict[str, Any], json: str | None) -> None:
     if json:
         path = Path(json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(jsonlib.dumps(result, indent=2) + "\n")
         LOGGER.info("figures written to %s", path)
+
+
+def _run_formats(
+    formats: str,
+    model: str | None,
+    weights: str | None,
+    data: str | None,
+    calib: int,
+    imgsz: int | None,
+    batch: int,
+    device: torch.device,
+    iters: int | None,
+    warmup: int | None,
+    out: str,
+) -> dict[str, Any]:
+    """``--formats``: a trained checkpoint, or a model YAML with random weights (made non-trivial as for the fuse
+    check, so that the output comparison means something)."""
+    if model and weights:
+        raise YolorepError("--model and --weights: give one; --model builds random weights, --weights loads them")
+    random_model = None if weights else randomize_for_check(build_model(model or DEFAULT_MODEL).eval())
+    result = benchmark_formats(
+        formats, weights=weights, random_model=random_model, data=data, calib=calib, imgsz=imgsz, batch=batch,
+        device=device, iters=iters, warmup=warmup, out=out,
+    )  # fmt: skip
+    LOGGER.info("%s", format_formats_table(result))
     return result
 
 
@@ -234,8 +282,5 @@ def _benchmark_epochs(
     )  # fmt: skip
     result.update(environment(select_device(device)), model=model or DEFAULT_MODEL, data=data or "shapes.yaml")
     LOGGER.info("%s", format_epoch_table(result))
-    if json:
-        path = Path(json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(jsonlib.dumps(result, indent=2) + "\n")
+    _write_json(result, json)
     return result

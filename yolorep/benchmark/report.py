@@ -20,6 +20,7 @@ __all__ = [
     "SWEEP_COLUMNS",
     "environment",
     "environment_line",
+    "format_formats_table",
     "format_sweep_table",
     "format_table",
     "plot_sweep",
@@ -130,6 +131,40 @@ def format_table(result: dict[str, Any]) -> str:
             f"{c['name']:<44}{c['box_px']:>10.2g}{c['box_tol_px']:>9.2g}{c['score']:>10.2g}{c['score_tol']:>9.2g}"
             f"  {'ok' if c['ok'] else 'FAILED'}"
         )
+    return "\n".join(lines)
+
+
+def format_formats_table(result: dict[str, Any]) -> str:
+    """The table logged by ``yolorep benchmark --formats``: one row per format, PyTorch fused fp32 first."""
+    r = result
+    runtimes = ", ".join(f"{k} {v}" for k, v in r["runtimes"].items())
+    weights = "random (BatchNorm statistics randomized, class biases zeroed)" if r["random_weights"] else r["source"]
+    lines = [
+        f"yolorep benchmark --formats | {r['model']}, nc {r['nc']} | input [{r['batch']}, 3, {r['imgsz']}, "
+        f"{r['imgsz']}] (fixed-shape exports)",
+        environment_line(r) + (f" | {runtimes}" if runtimes else ""),
+        f"weights: {weights}",
+        f"timing: median of {r['iters']} calls per format, interleaved in {r['rounds']} rounds; 'vs torch' is "
+        "PyTorch fused fp32 ms / format ms in this run",
+        "agreement with PyTorch fused fp32 on the same images: largest box (px) and score difference, and the mean "
+        "IoU of the boxes at its 100 most confident anchors per image",
+    ]
+    if r["scored"]:
+        lines.append(f"mAP: pycocotools on the val split of {r['data']}, square letterbox, same batches for all")
+    elif r["data"]:
+        lines.append("mAP: not measured (random weights)")
+    header = f"{'format':<15}{'precision':>10}{'ms':>9}{'min ms':>9}{'vs torch':>10}{'box px':>9}{'score':>9}{'IoU':>7}"
+    if r["scored"]:
+        header += f"{'mAP50-95':>10}{'diff':>9}"
+    lines += ["", header]
+    for row in r["rows"]:
+        line = (
+            f"{row['format']:<15}{row['precision']:>10}{row['ms']:>9.1f}{row['ms_min']:>9.1f}{row['speedup']:>9.2f}x"
+            f"{row['max_box_diff_px']:>9.2g}{row['max_score_diff']:>9.2g}{row['top100_iou']:>7.3f}"
+        )
+        if r["scored"]:
+            line += f"{row['map50_95']:>10.4f}{row['map_diff']:>+9.4f}"
+        lines.append(line)
     return "\n".join(lines)
 
 

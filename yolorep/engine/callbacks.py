@@ -22,13 +22,10 @@ import csv
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from yolorep.atomic import atomic_path
 from yolorep.errors import ArgumentError
-
-if TYPE_CHECKING:
-    from yolorep.engine.trainer import Trainer
 
 __all__ = ["EVENTS", "Callbacks", "default_callbacks"]
 
@@ -43,7 +40,7 @@ EVENTS = (
     "on_model_save",
     "on_fit_end",
 )
-Callback = Callable[["Trainer"], Any]
+Callback = Callable[[Any], Any]  # called with the running yolorep.engine.trainer.Trainer
 
 
 class Callbacks:
@@ -60,12 +57,12 @@ class Callbacks:
             raise ArgumentError(f"callback event {event!r}: unknown; events are {', '.join(EVENTS)}")
         self._callbacks[event].append(callback)
 
-    def run(self, event: str, trainer: Trainer) -> None:
+    def run(self, event: str, trainer: Any) -> None:
         for callback in self._callbacks.get(event, ()):
             callback(trainer)
 
 
-def write_results(trainer: Trainer) -> None:
+def write_results(trainer: Any) -> None:
     """results.csv (every epoch so far, rewritten whole and atomically) and results.png."""
     from yolorep.plots import plot_results_csv
 
@@ -84,20 +81,20 @@ class TensorBoard:
     def __init__(self) -> None:
         self.writer: Any = None
 
-    def start(self, trainer: Trainer) -> None:
+    def start(self, trainer: Any) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # optional
             return
         self.writer = SummaryWriter(str(trainer.save_dir))
 
-    def log(self, trainer: Trainer) -> None:
+    def log(self, trainer: Any) -> None:
         if self.writer is not None:
             row = trainer.state.history[-1]
             for key, value in row.items():
                 self.writer.add_scalar(key, value, row["epoch"])
 
-    def close(self, trainer: Trainer) -> None:
+    def close(self, trainer: Any) -> None:
         if self.writer is not None:
             self.writer.close()
 

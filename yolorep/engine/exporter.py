@@ -1,44 +1,48 @@
-"""Export the fused detector to ONNX or TorchScript, and check the export reproduces PyTorch.
+"""Export the fused detector to ONNX, TorchScript or OpenVINO (fp32, or INT8 after calibration), and check the
+export against PyTorch.
 
 Exported graph: input ``images`` [B, 3, H, W] float RGB in 0..1, output ``output0`` [B, N, 4 + nc] (boxes xyxy in
-input pixels, then class scores), exactly what ``DecodedModel`` returns; NMS is left to the caller.
-onnx and onnxruntime are optional (``pip install yolorep[export]``) and imported only here.
+input pixels, then class scores), exactly what ``DecodedModel`` returns; NMS is left to the caller. Every file
+carries ``ModelMetadata`` (class names, image size, stride, precision ...), so ``yolorep val`` and ``predict`` run
+it alone. onnx and onnxruntime (``pip install 'yolorep[export]'``), openvino and nncf
+(``pip install 'yolorep[openvino]'``) are optional and imported only when used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
+import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from yolorep.checks import check_batch, check_imgsz
+from yolorep.engine.backends import load_backend, load_fused
+from yolorep.engine.backends.pytorch import imgsz_or_trained, model_metadata
 from yolorep.engine.device import select_device
-from yolorep.engine.predictor import imgsz_or_trained, load_fused
+from yolorep.engine.metadata import ModelMetadata
+from yolorep.engine.openvino_export import export_openvino
+from yolorep.engine.optional import require
+from yolorep.engine.quantize import calibration_batches, int8_agreement, quantize_onnx
 from yolorep.errors import ArgumentError, YolorepError
-from yolorep.version import __version__
 
-__all__ = ["export", "export_onnx", "export_torchscript", "max_difference"]
+__all__ = ["CALIB_IMAGES", "export", "export_onnx", "export_path", "export_torchscript", "max_difference"]
 
 LOGGER = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript"}
+# format -> what follows the weights' stem in the output name
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "openvino": "_openvino_model"}
+INT8_FORMATS = ("onnx", "openvino")
+CALIB_IMAGES = 64  # default --calib: train images that set the INT8 ranges
 MIN_OPSET = 11  # the head's chunk of the box distances has no export before opset 11
-
-
-def max_opset() -> int:
-    """The newest opset torch's TorchScript-based ONNX exporter writes."""
-    from torch.onnx import _constants  # private, hence the fallback
-
-    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17))
-
-
 # Largest allowed |export - PyTorch|, relative to the output's scale (pixels for boxes, 1 for scores).
 TOLERANCE = {torch.float32: 1e-3, torch.float16: 2e-2}
 
@@ -74,16 +78,11 @@ def _check(name: str, expected: torch.Tensor, actual: torch.Tensor, dtype: torch
     return absolute
 
 
-def _metadata(model: nn.Module, imgsz: int, batch: int, dynamic: bool, half: bool) -> dict[str, str]:
-    return {
-        "names": json.dumps(list(model.names)),
-        "stride": str(int(model.stride.max())),
-        "imgsz": json.dumps([imgsz, imgsz]),
-        "batch": str(batch),
-        "dynamic": json.dumps(dynamic),
-        "half": json.dumps(half),
-        "yolorep": __version__,
-    }
+def _metadata(model: nn.Module, imgsz: int, batch: int, dynamic: bool, half: bool) -> ModelMetadata:
+    """The fused model's metadata at the export shape; the stored evaluation settings take the export size."""
+    info = model_metadata(model, "fp16" if half else "fp32")
+    eval_args = dict(info.eval_args or {}, imgsz=imgsz)
+    return dataclasses.replace(info, imgsz=imgsz, batch=batch, dynamic=dynamic, eval_args=eval_args)
 
 
 def export_onnx(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamic: bool, meta: dict[str, str]) -> Path:
@@ -113,8 +112,7 @@ def export_onnx(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynam
             model, (x,), str(path), input_names=["images"], output_names=["output0"], opset_version=opset, **kwargs
         )
     graph = onnx.load(str(path))
-    for key, value in meta.items():
-        graph.metadata_props.add(key=key, value=value)
+    _set_onnx_metadata(graph, meta)
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
     ops = Counter(node.op_type for node in graph.graph.node)
@@ -127,6 +125,13 @@ def export_onnx(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynam
         )
     _verify_onnx(model, path, x, dynamic)
     return path
+
+
+def _set_onnx_metadata(graph: Any, meta: dict[str, str]) -> None:
+    """Replace the ``metadata_props`` of an ``onnx.ModelProto`` with ``meta``."""
+    del graph.metadata_props[:]
+    for key, value in meta.items():
+        graph.metadata_props.add(key=key, value=value)
 
 
 def _check_inputs(x: torch.Tensor, dynamic: bool, stride: int) -> list[torch.Tensor]:
@@ -186,6 +191,47 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
     return path
 
 
+def export_path(weights: str | Path, format: str, int8: bool = False) -> Path:
+    """Where ``export`` writes: ``best.onnx``, ``best_int8.onnx``, ``best.torchscript``, ``best_openvino_model/``,
+    ``best_int8_openvino_model/``, beside the weights."""
+    weights = Path(weights)
+    return weights.with_name(weights.stem + ("_int8" if int8 else "") + FORMATS[format])
+
+
+def max_opset() -> int:
+    """The newest opset torch's TorchScript-based ONNX exporter writes."""
+    from torch.onnx import _constants  # private, hence the fallback
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17))
+
+
+def _check_options(
+    format: str, batch: int, half: bool, int8: bool, data: str | Path | None, calib: int, opset: int
+) -> None:
+    if format not in FORMATS:
+        raise YolorepError(f"--format {format}: unknown export format; use one of {', '.join(FORMATS)}")
+    check_batch(batch)
+    if format in ("onnx", "openvino") and not MIN_OPSET <= opset <= max_opset():
+        raise ArgumentError(f"--opset {opset}: this model exports with opsets {MIN_OPSET} to {max_opset()}; use 17")
+    if int8 and format not in INT8_FORMATS:
+        raise ArgumentError(f"--int8: INT8 export is for --format {' or '.join(INT8_FORMATS)}, not {format}")
+    if int8 and data is None:
+        raise ArgumentError(
+            "--int8: calibration needs images; add --data DATA.yaml (--calib N of its train images set the INT8 "
+            f"ranges, default {CALIB_IMAGES})"
+        )
+    if int8 and calib < 1:
+        raise ArgumentError(f"--calib {calib}: must be at least 1 image")
+    if half and (int8 or format == "openvino"):
+        raise ArgumentError(f"--half: not available with {'--int8' if int8 else '--format openvino'}; drop --half")
+    # the packages the export needs, before minutes of work rather than after
+    needed = {"onnx": ["onnx"], "torchscript": [], "openvino": ["onnx", "openvino"]}[format]
+    if int8:
+        needed.append("nncf" if format == "openvino" else "onnxruntime.quantization")
+    for module in needed:
+        require(module, f"--format {format}{' --int8' if int8 else ''}")
+
+
 def export(
     weights: str | Path,
     format: str = "onnx",
@@ -195,28 +241,30 @@ def export(
     half: bool = False,
     opset: int = 17,
     device: str | None = "cpu",
+    int8: bool = False,
+    data: str | Path | None = None,
+    calib: int = CALIB_IMAGES,
 ) -> Path:
-    """``yolorep export``: write the fused model beside the weights as ``<stem>.onnx`` or ``<stem>.torchscript``.
+    """``yolorep export``: write the fused model beside the weights (names: ``export_path``).
 
     Args:
         weights: checkpoint path.
-        format: ``onnx`` or ``torchscript``.
+        format: ``onnx``, ``torchscript`` or ``openvino``.
         imgsz: square input size the export is traced (and, without ``dynamic``, fixed) at; a stride multiple
             (default: the size the checkpoint was trained at, else 640).
         batch: batch size of the traced input (fixed unless ``dynamic``).
-        dynamic: batch, height and width become dynamic axes (ONNX); checked at a second shape (both formats).
-        half: fp16 weights and input; needs a CUDA device.
-        opset: ONNX opset version.
+        dynamic: batch, height and width become dynamic axes (ONNX, OpenVINO); checked at a second shape.
+        half: fp16 weights and input; needs a CUDA device (ONNX, TorchScript).
+        opset: ONNX opset version (also of the graph OpenVINO converts).
         device: device to trace on.
+        int8: post-training INT8 quantization (ONNX Runtime static QDQ for onnx, NNCF for openvino).
+        data: dataset YAML whose train split calibrates ``int8``; required with it.
+        calib: number of calibration images.
 
     Returns:
-        The exported file.
+        The exported file (a folder for OpenVINO).
     """
-    if format not in FORMATS:
-        raise YolorepError(f"--format {format}: unknown export format; use one of {', '.join(FORMATS)}")
-    check_batch(batch)
-    if format == "onnx" and not MIN_OPSET <= opset <= max_opset():
-        raise ArgumentError(f"--opset {opset}: this model exports with opsets {MIN_OPSET} to {max_opset()}; use 17")
+    _check_options(format, batch, half, int8, data, calib, opset)
     torch_device = select_device(device)
     if half and torch_device.type != "cuda":
         raise YolorepError(
@@ -227,15 +275,61 @@ def export(
     model = model.to(torch_device, dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    imgsz = check_imgsz(imgsz_or_trained(imgsz, model.meta), int(model.stride.max()))
+    stride = int(model.stride.max())
+    imgsz = check_imgsz(imgsz_or_trained(imgsz, getattr(model, "meta", None)), stride)
     x = torch.zeros(batch, 3, imgsz, imgsz, device=torch_device, dtype=dtype)
-    path = Path(weights).with_suffix(FORMATS[format])
-    meta = _metadata(model, imgsz, batch, dynamic, half)
-    LOGGER.info("exporting %s -> %s (input %s %s)", weights, path, tuple(x.shape), str(dtype).removeprefix("torch."))
-    if format == "onnx":
-        export_onnx(model, x, path, opset, dynamic, meta)
+    path = export_path(weights, format, int8)
+    info = _metadata(model, imgsz, batch, dynamic, half)
+    precision = "int8" if int8 else info.precision
+    LOGGER.info("exporting %s -> %s (input %s %s)", weights, path, tuple(x.shape), precision)
+    if format == "torchscript":
+        export_torchscript(model, x, path, dynamic, info.to_strings())
+    elif format == "onnx" and not int8:
+        export_onnx(model, x, path, opset, dynamic, info.to_strings())
     else:
-        export_torchscript(model, x, path, dynamic, meta)
-    size_mb = path.stat().st_size / 1e6
+        _export_deployed(model, x, path, opset, info, data, calib if int8 else 0)
+    size_mb = sum(f.stat().st_size for f in ([path] if path.is_file() else path.iterdir())) / 1e6
     LOGGER.info("export done: %s (%.1f MB)", path, size_mb)
     return path
+
+
+def _export_deployed(
+    model: nn.Module, x: torch.Tensor, path: Path, opset: int, info: ModelMetadata, data: Any, calib: int
+) -> None:
+    """ONNX INT8 or OpenVINO (fp32 or INT8, ``calib > 0``): export an fp32 ONNX graph to a temporary folder,
+    convert and/or quantize it into ``path``, then check ``path`` through its backend."""
+    batches = None
+    if calib:
+        batches = calibration_batches(data, info.imgsz, info.batch, calib, info.stride)
+        n = sum(len(b) for b in batches)
+        LOGGER.info("INT8 calibration on %d images of the train split of %s", n, data)
+        info = info.with_precision("int8", f"{n} train images of {Path(data).name}")
+    with tempfile.TemporaryDirectory(prefix="yolorep_export_") as tmp:
+        fp32 = export_onnx(model, x, Path(tmp) / "fp32.onnx", opset, info.dynamic, {})
+        if path.suffix == ".onnx":
+            quantize_onnx(fp32, path, batches)
+            _write_onnx_metadata(path, info.to_strings())
+        else:
+            export_openvino(fp32, path, info, batches)
+    backend = load_backend(path, "cpu")
+    if batches is None:  # fp32: the same tolerance as the other exports
+        for images in _check_inputs(x, info.dynamic, info.stride):
+            _check(backend.format, _reference(model, images.float()), backend(images.float()), torch.float32)
+        return
+    images = torch.from_numpy(np.concatenate(batches)).to(x.device)
+    agreement = int8_agreement(_reference(model, images), backend(images))
+    LOGGER.info(
+        "INT8 check on the %d calibration images: at the 100 most confident fp32 anchors per image, boxes overlap "
+        "fp32's with mean IoU %.3f and class scores differ by %.3g on average (largest %.3g)",
+        len(images), agreement["box_iou"], agreement["score_mean"], agreement["score_max"],
+    )  # fmt: skip
+    if not all(np.isfinite(v) for v in agreement.values()):
+        raise YolorepError(f"export: {path} returns non-finite outputs after INT8 quantization; please report it")
+
+
+def _write_onnx_metadata(path: Path, meta: dict[str, str]) -> None:
+    import onnx  # present: the graph was just exported with it
+
+    graph = onnx.load(str(path))
+    _set_onnx_metadata(graph, meta)
+    onnx.save(graph, str(path))

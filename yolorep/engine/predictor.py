@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from yolorep.checks import check_at_least, check_batch, check_fraction, check_imgsz
+from yolorep.checks import check_at_least, check_batch, check_fraction
 from yolorep.datasets.transforms import letterbox, resize_longest
-from yolorep.engine.checkpoint import load_checkpoint
+from yolorep.engine.backends import load_backend, load_fused
 from yolorep.engine.device import select_device
 from yolorep.engine.prediction_writer import PredictionWriter
 from yolorep.engine.results import Boxes, Results
@@ -28,8 +28,6 @@ from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.sources import Frame, Source, load_source
 from yolorep.errors import YolorepError
 from yolorep.logs import progress
-from yolorep.nn.fuse import fused_copy
-from yolorep.nn.model import DecodedModel, DetectionModel
 from yolorep.ops import non_max_suppression, scale_boxes
 
 __all__ = ["Detector", "load_fused", "predict"]
@@ -37,36 +35,14 @@ __all__ = ["Detector", "load_fused", "predict"]
 LOGGER = logging.getLogger(__name__)
 
 
-def imgsz_or_trained(imgsz: int | None, meta: dict[str, Any] | None, default: int = 640) -> int:
-    """``imgsz`` when given, else the size a checkpoint was trained at (from its metadata), else ``default``."""
-    if imgsz is not None:
-        return imgsz
-    return int(((meta or {}).get("train_args") or {}).get("imgsz") or default)
-
-
-def load_fused(weights: str | Path | nn.Module) -> nn.Module:
-    """The fused, eval-mode, decoding form of a checkpoint path or a model; logs what was fused.
-
-    A model passed in is copied before fusing, so the caller's (possibly training) model is left untouched. A
-    ``DetectionModel`` is wrapped in ``DecodedModel``; any other module must already return [B, N, 4 + nc].
-    """
-    if isinstance(weights, nn.Module):
-        model = fused_copy(weights) if isinstance(weights, DetectionModel) else weights
-    else:
-        model = load_checkpoint(weights).fuse()
-    if isinstance(model, DetectionModel):
-        LOGGER.info("%s: %s", model.spec.name, model.fuse_report)
-        model = DecodedModel(model)
-    return model.eval()
-
-
 class Detector:
     """Run a fused detector on images, videos, webcams or numpy arrays.
 
     Args:
-        weights: a checkpoint path, or a model (a ``DetectionModel``, or any module with ``names`` and ``stride``
-            whose eval output is [B, N, 4 + nc]). An unfused model is copied and the copy fused; a fused one is
-            used as is (moved to ``device``).
+        weights: a checkpoint path, an exported model (``.onnx``, ``.torchscript``, OpenVINO folder; see
+            ``load_backend``), or a model (a ``DetectionModel``, or any module with ``names`` and ``stride`` whose
+            eval output is [B, N, 4 + nc]). An unfused model is copied and the copy fused; a fused one is used as
+            is (moved to ``device``). A fixed-shape export gets square ``imgsz x imgsz`` inputs at its own size.
         device: ``None`` (first GPU, else CPU), ``"cpu"``, ``"0"``, ``"cuda:1"`` ...
         imgsz: longest image side fed to the model, a multiple of its stride (default: the training size, or 640).
         conf: keep detections scoring above this.
@@ -93,16 +69,15 @@ class Detector:
         self.device = select_device(device)
         if half and self.device.type != "cuda":
             raise YolorepError(f"--half: fp16 needs a CUDA device, got {self.device}; add --device 0 or drop --half")
-        self.model = load_fused(weights).to(self.device)
+        self.model = load_backend(weights, self.device, half=half)
         self.dtype = torch.float16 if half else torch.float32
-        self.model.to(self.dtype)
         self.names = list(self.model.names)
         if classes is not None and any(not 0 <= c < len(self.names) for c in classes):
             raise YolorepError(
                 f"--classes {list(classes)}: unknown class index; this model has classes 0 to {len(self.names) - 1}"
             )
-        self.stride = int(self.model.stride.max())
-        self.imgsz = check_imgsz(imgsz_or_trained(imgsz, getattr(self.model, "meta", None)), self.stride)
+        self.stride = self.model.stride
+        self.imgsz = self.model.input_size(imgsz)  # default: the training or export size
         self.conf, self.iou, self.classes, self.max_det = conf, iou, classes, max_det
         self.times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}  # seconds, since the last predict()
         self.seen = 0  # frames since the last predict()
@@ -158,6 +133,8 @@ class Detector:
         """
         resized = [resize_longest(image, self.imgsz) for image in images]
         shape = tuple(max(math.ceil(im.shape[i] / self.stride) * self.stride for im, _ in resized) for i in (0, 1))
+        if not self.model.dynamic:  # a fixed-shape export takes only its own square size
+            shape = (self.imgsz, self.imgsz)
         boxed, ratio_pads = [], []
         for image, (rw, rh) in resized:
             out, (gw, gh), pad = letterbox(image, shape, scaleup=False)

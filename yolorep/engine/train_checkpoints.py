@@ -11,21 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from yolorep.engine.checkpoint import save_checkpoint, write_atomic
-
-if TYPE_CHECKING:
-    from yolorep.engine.trainer import Trainer
 
 __all__ = ["restore_best", "save_epoch"]
 
 LOGGER = logging.getLogger(__name__)
 
 
-def save_epoch(trainer: Trainer, best: bool) -> None:
+def save_epoch(trainer: Any, best: bool) -> None:
     """Write ``last.pt`` (EMA weights, metadata and the training state to resume from), then ``best.pt``."""
     hyp, state = trainer.hyp, trainer.state
     meta = {

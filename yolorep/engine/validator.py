@@ -7,7 +7,6 @@ pycocotools. See ``yolorep.evaluation`` for the evaluators.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -19,11 +18,11 @@ from torch import nn
 
 from yolorep.assets import find_builtin_data
 from yolorep.atomic import write_text_atomic
-from yolorep.checks import check_at_least, check_batch, check_fraction, check_imgsz
+from yolorep.checks import check_at_least, check_batch, check_fraction
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
-from yolorep.engine.checkpoint import load_checkpoint
+from yolorep.engine.backends import Backend, load_backend
 from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.device import select_device
 from yolorep.engine.run_dir import increment_run_dir
@@ -91,11 +90,15 @@ class Validator:
 
     @torch.no_grad()
     def __call__(
-        self, model: nn.Module, device: torch.device | None = None, show_progress: bool = True
+        self, model: nn.Module | Backend, device: torch.device | None = None, show_progress: bool = True
     ) -> dict[str, Any]:
-        """Evaluate ``model``: a ``DetectionModel`` (decoded here) or any module returning [B, N, 4 + nc]."""
-        device = device or next(model.parameters()).device
-        model.eval()
+        """Evaluate ``model``: a ``DetectionModel`` (decoded here; with ``loss_fn``, its validation loss too), any
+        module returning [B, N, 4 + nc], or a ``Backend`` (a checkpoint or an exported file)."""
+        if isinstance(model, Backend):
+            device = device or model.device
+        else:
+            device = device or next(model.parameters()).device
+            model.eval()
         for evaluator in self.evaluators:
             evaluator.reset()
         times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}
@@ -136,7 +139,7 @@ class Validator:
         results = self._summarise(images_seen, times)
         if self.loss_fn is not None and isinstance(model, DetectionModel):
             results["val_loss"] = (loss_sum / max(len(self.loader), 1)).tolist()
-        results["fused"] = bool(getattr(model, "is_fused", False))
+        results["fused"] = model.fused if isinstance(model, Backend) else bool(getattr(model, "is_fused", False))
         if self.save_dir is not None:
             write_text_atomic(self.save_dir / "metrics.json", json.dumps(results, indent=2))
         return results
@@ -245,17 +248,25 @@ def eval_settings(stored: dict[str, Any] | None, **requested: Any) -> dict[str, 
 
 
 def build_eval_loader(
-    spec: DataSpec, split: str, imgsz: int, batch: int, stride: int, workers: int = 0, single_cls: bool = False
+    spec: DataSpec,
+    split: str,
+    imgsz: int,
+    batch: int,
+    stride: int,
+    workers: int = 0,
+    single_cls: bool = False,
+    rect: bool = True,
 ) -> tuple[DetectionDataset, torch.utils.data.DataLoader]:
+    """Letterboxed batches: rectangular (one shape per batch) or, ``rect=False``, square ``imgsz x imgsz`` (what a
+    fixed-shape export accepts)."""
     dataset = DetectionDataset(
-        spec, split, imgsz, augment=False, rect=True, batch_size=batch, stride=stride, single_cls=single_cls
+        spec, split, imgsz, augment=False, rect=rect, batch_size=batch, stride=stride, single_cls=single_cls
     )
     return dataset, build_dataloader(dataset, batch, shuffle=False, workers=workers)
 
 
-def _data_of(weights: str | Path, meta: dict[str, Any]) -> str:
-    """The data set a checkpoint was trained on, when it still exists; otherwise what to pass."""
-    stored = (meta.get("train_args") or {}).get("data")
+def _data_of(weights: str, stored: str) -> str:
+    """The data set a model was trained on, when it still exists; otherwise what to pass."""
     if not stored:
         raise CheckpointError(f"{weights}: records no data set; pass --data DATA.yaml")
     if not Path(stored).is_file() and find_builtin_data(stored) is None:
@@ -279,11 +290,14 @@ def val(
     project: str | Path = "runs/val",
     name: str = "exp",
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint (or a model, left unchanged), fused, on a dataset split; writes a run folder and
-    returns the metrics dict.
+    """Evaluate a checkpoint or a model (fused; a model passed in is left unchanged) or an exported model
+    (``.onnx``, ``.torchscript``, OpenVINO folder: see ``load_backend``) on a dataset split; writes a run folder
+    and returns the metrics dict.
 
-    ``data`` defaults to the data set the checkpoint was trained on; ``imgsz``, ``conf``, ``iou`` and ``max_det``
-    to its evaluation settings.
+    ``data`` defaults to the data set the model was trained on; ``imgsz``, ``conf``, ``iou`` and ``max_det`` to
+    its evaluation settings. A fixed-shape export runs on square ``imgsz x imgsz`` letterboxed batches at its
+    exported size (split and padded to its exported batch size); a checkpoint or a ``--dynamic`` export on
+    rectangular batches.
     """
     check_batch(batch)
     for flag, value in (("--conf", conf), ("--iou", iou)):
@@ -292,29 +306,28 @@ def val(
     if max_det is not None:
         check_at_least(max_det, 1, "--max-det")
     check_at_least(workers, 0, "--workers")
-    model = copy.deepcopy(weights) if isinstance(weights, DetectionModel) else load_checkpoint(weights)
-    model.meta = getattr(model, "meta", {})
-    if data is None:
-        data = _data_of(weights, model.meta)
-        LOGGER.info("data: %s (the data set %s was trained on)", data, weights)
-    spec = load_data_spec(data)
-    trained_single = bool(model.meta.get("train_args", {}).get("single_cls"))
-    if (1 if trained_single else len(spec.names)) != model.nc:
-        raise CheckpointError(
-            f"{weights}: the model predicts {model.nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
-            f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
-        )
-    settings = eval_settings(model.meta.get("eval_args"), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)
     dev = select_device(device)
     if half and dev.type != "cuda":
         LOGGER.warning("--half needs CUDA; evaluating in fp32 on %s", dev)
         half = False
-    model.fuse()
-    LOGGER.info("evaluating the fused model (%s)", model.fuse_report)
-    model = model.to(dev).half() if half else model.to(dev)
-    stride = int(model.stride.max())
-    imgsz = check_imgsz(settings["imgsz"], stride)
-    dataset, loader = build_eval_loader(spec, split, imgsz, batch, stride, workers, trained_single)
+    model = load_backend(weights, dev, half=half)
+    where = "the model" if isinstance(weights, nn.Module) else str(weights)
+    if data is None:
+        data = _data_of(where, model.info.data)
+        LOGGER.info("data: %s (the data set %s was trained on)", data, where)
+    spec = load_data_spec(data)
+    nc = len(model.names)
+    if (1 if model.info.single_cls else len(spec.names)) != nc:
+        raise CheckpointError(
+            f"{where}: the model predicts {nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
+            f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
+        )
+    settings = eval_settings(model.info.eval_args, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)
+    LOGGER.info("evaluating %s", model.describe())
+    size = model.input_size(settings["imgsz"])
+    dataset, loader = build_eval_loader(
+        spec, split, size, batch, model.stride, workers, model.info.single_cls, rect=model.dynamic
+    )
     LOGGER.info("%s", format_data_summary(spec, {split: dataset}))
     save_dir = increment_run_dir(project, name)
     validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=agnostic_nms, half=half)

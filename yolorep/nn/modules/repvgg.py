@@ -15,7 +15,7 @@ from yolorep.nn.fuse import bn_kernel_bias, conv_from_kernel, identity_kernel, p
 from yolorep.nn.modules.conv import Conv, FusedConv, make_activation
 from yolorep.nn.registry import register
 
-__all__ = ["QARepVGGBlock", "RepBlock", "RepCSP", "RepVGGBlock"]
+__all__ = ["STAGE_BLOCKS", "QARepVGGBlock", "RepBlock", "RepCSP", "RepVGGBlock"]
 
 
 def _check_kernel_size(kernel_size: int, block: str) -> None:
@@ -128,15 +128,27 @@ class QARepVGGBlock(nn.Module):
         return FusedConv(conv_from_kernel(conv, kernel, bias), copy.deepcopy(self.act)).eval()
 
 
+# The block a RepBlock / RepCSP stage stacks, by the name a model YAML writes (``block: QARepVGGBlock``).
+STAGE_BLOCKS: dict[str, type[nn.Module]] = {"RepVGGBlock": RepVGGBlock, "QARepVGGBlock": QARepVGGBlock}
+
+
+def _stage_block(block: str, stage: str) -> type[nn.Module]:
+    if block not in STAGE_BLOCKS:
+        raise ValueError(f"{stage}: block={block!r} is not a stage block; use one of {', '.join(STAGE_BLOCKS)}")
+    return STAGE_BLOCKS[block]
+
+
 @register(repeats="n")
 class RepBlock(nn.Module):
-    """``n`` stacked RepVGGBlocks; the first maps ``in_channels`` to ``out_channels``."""
+    """``n`` stacked RepVGGBlocks (or ``block: QARepVGGBlock``); the first maps ``in_channels`` to
+    ``out_channels``."""
 
-    def __init__(self, in_channels: int, out_channels: int, n: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, n: int = 1, block: str = "RepVGGBlock") -> None:
         super().__init__()
+        cls = _stage_block(block, type(self).__name__)
         self.out_channels = out_channels
         self.blocks = nn.Sequential(
-            *(RepVGGBlock(in_channels if i == 0 else out_channels, out_channels) for i in range(max(n, 1)))
+            *(cls(in_channels if i == 0 else out_channels, out_channels) for i in range(max(n, 1)))
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -146,15 +158,17 @@ class RepBlock(nn.Module):
 @register(repeats="n")
 class RepCSP(nn.Module):
     """CSP stage of RepVGG blocks (like YOLOv6's BepC3): half the channels go through a RepBlock, half bypass it,
-    and a 1 x 1 Conv merges them."""
+    and a 1 x 1 Conv merges them. ``block`` picks the RepBlock's block, as for ``RepBlock``."""
 
-    def __init__(self, in_channels: int, out_channels: int, n: int = 1, expansion: float = 0.5) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, n: int = 1, expansion: float = 0.5, block: str = "RepVGGBlock"
+    ) -> None:
         super().__init__()
         hidden = max(int(out_channels * expansion), 1)
         self.out_channels = out_channels
         self.main = Conv(in_channels, hidden, 1)
         self.bypass = Conv(in_channels, hidden, 1)
-        self.blocks = RepBlock(hidden, hidden, n)
+        self.blocks = RepBlock(hidden, hidden, n, block)
         self.merge = Conv(2 * hidden, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,0 +1,80 @@
+"""OpenVINO backend: a ``<stem>_openvino_model/`` folder (or its ``.xml``) written by
+``yolorep export --format openvino`` (fp32 or INT8 from NNCF); runs on the CPU."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from yolorep.engine.backends.base import Backend
+from yolorep.engine.metadata import ModelMetadata
+from yolorep.engine.optional import require
+from yolorep.errors import YolorepError
+
+__all__ = ["RT_INFO_KEY", "OpenVINOBackend", "compile_openvino", "find_openvino_xml", "read_rt_metadata"]
+
+LOGGER = logging.getLogger(__name__)
+RT_INFO_KEY = "yolorep"  # metadata lives in rt_info[RT_INFO_KEY][key]
+
+
+def find_openvino_xml(path: Path) -> Path:
+    """The model ``.xml`` of an OpenVINO model folder (or ``path`` itself when it is the ``.xml``)."""
+    if path.is_file():
+        return path
+    found = sorted(path.glob("*.xml"))
+    if len(found) != 1:
+        raise YolorepError(
+            f"{path}: an OpenVINO model folder holds exactly one .xml (with its .bin), found {len(found)}; pass the "
+            "folder written by `yolorep export --format openvino` or its .xml file"
+        )
+    return found[0]
+
+
+def read_rt_metadata(model: Any) -> dict[str, str]:
+    """The metadata strings stored in an ``openvino.Model``'s rt_info (empty when there are none)."""
+    if not model.has_rt_info([RT_INFO_KEY]):
+        return {}
+    return {key: value.astype(str) for key, value in model.get_rt_info()[RT_INFO_KEY].items()}
+
+
+def compile_openvino(model: Any, core: Any) -> Any:
+    """Compile for the CPU: latency mode, torch's thread count, and f32 for what is not quantized (OpenVINO would
+    otherwise run it in bf16 on CPUs that have it, and an fp32 model would no longer match PyTorch)."""
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+    return core.compile_model(model, "CPU", config)
+
+
+class OpenVINOBackend(Backend):
+    """Runs a yolorep OpenVINO IR on the CPU; outputs are moved to ``device``."""
+
+    format = "openvino"
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        ov = require("openvino", f"--weights {path}")
+        xml = find_openvino_xml(path)
+        core = ov.Core()
+        try:
+            model = core.read_model(str(xml))
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise YolorepError(f"{xml}: OpenVINO cannot read this model ({first})") from None
+        info = ModelMetadata.from_strings(read_rt_metadata(model), str(path))
+        if device.type != "cpu":
+            LOGGER.info("%s: OpenVINO runs on the CPU; outputs are moved to %s", path, device)
+        self.request = compile_openvino(model, core).create_infer_request()
+        super().__init__(str(path), info, device)
+
+    def _forward(self, images: Tensor) -> Tensor:
+        x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+        self.request.infer({0: x})
+        # the request reuses its output buffer on the next call: copy
+        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())

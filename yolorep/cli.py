@@ -118,7 +118,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--imgsz", type=int, default=640, help="training image size in pixels, a multiple of 32")
     p.add_argument("--batch", type=int, default=16, help="total batch size (split across DDP ranks)")
     _add_device(p)
-    p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    _add_workers(p)
     p.add_argument("--weights", default=None, help="initial weights: an unfused .pt such as a previous last.pt")
     p.add_argument("--hyp", default=None, help="hyperparameter YAML overriding cfg/default.yaml")
     p.add_argument(
@@ -165,7 +165,7 @@ def _add_val(sub: Any) -> None:
     p.add_argument("--max-det", type=int, default=None, help="detections per image (default: the checkpoint's, 300)")
     p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA)")
-    p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    _add_workers(p)
     _add_run_folder(p, "runs/val")
 
 
@@ -203,6 +203,13 @@ def _add_export(sub: Any) -> None:
     _add_device(p, default="cpu")
 
 
+def _add_workers(p: Any) -> None:
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="data loader worker processes (default: on a CPU the cores torch's threads leave free, on a GPU up to 8)",
+    )  # fmt: skip
+
+
 def _add_benchmark(sub: Any) -> None:
     p = sub.add_parser("benchmark", help="fused vs unfused latency, throughput and equivalence, side by side")
     source = p.add_mutually_exclusive_group()
@@ -220,6 +227,7 @@ def _add_benchmark(sub: Any) -> None:
     p.add_argument("--train", action="store_true", help="time training steps (forward + loss + backward + step)")
     p.add_argument("--epoch", action="store_true", help="train --epochs on --data and break each epoch down by phase")
     p.add_argument("--epochs", type=int, default=2, help="epochs timed by --epoch")
+    _add_workers(p)
     p.add_argument(
         "--formats", default=None, help="compare exported formats, e.g. torch,onnx,openvino,onnx-int8,openvino-int8"
     )
@@ -329,8 +337,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str, dict[str, Any], 
 def _environment_error(err: OSError) -> str | None:
     """One line for a full disk or a folder that cannot be written; None for other OS errors."""
     where = err.filename or "output"
-    if err.errno == errno.ENOSPC:
-        return f"{where}: no space left on the device; free some space or write elsewhere (--project)"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        reason = "no space left on the device" if err.errno == errno.ENOSPC else err.strerror.lower()
+        return f"{where}: {reason}; free some space or write elsewhere (--project)"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{where}: cannot write here ({err.strerror}); choose a writable --project or fix the permissions"
     return None

@@ -67,7 +67,7 @@ def demo(
     project: str | Path = "runs/demo",
     data: str | Path = SHAPES_YAML,
     batch: int | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     speed_iters: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo; returns a summary dict (metrics, fuse check, speed ratio, files written).

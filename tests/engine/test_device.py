@@ -1,7 +1,9 @@
+import os
+
 import pytest
 import torch
 
-from yolorep.engine.device import select_device
+from yolorep.engine.device import MAX_AUTO_WORKERS, loader_workers, select_device
 from yolorep.errors import ArgumentError, YolorepError
 
 
@@ -42,3 +44,24 @@ def test_gpu_asked_where_there_is_none(monkeypatch):
 def test_gpu_index_out_of_range(two_gpus):
     with pytest.raises(YolorepError, match="--device 2: invalid GPU index; this machine has 2 GPU"):
         select_device("2")
+
+
+@pytest.fixture
+def sixteen_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+
+
+def test_workers_asked_for_are_used(sixteen_cores):
+    assert loader_workers(0, torch.device("cpu")) == 0 and loader_workers(3, torch.device("cuda:0")) == 3
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(16, 0), (12, 4), (2, MAX_AUTO_WORKERS)])
+def test_cpu_workers_get_only_the_cores_compute_threads_leave(sixteen_cores, monkeypatch, threads, expected):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert loader_workers(None, torch.device("cpu")) == expected
+
+
+@pytest.mark.parametrize(("ranks", "expected"), [("1", MAX_AUTO_WORKERS), ("4", 4), ("32", 1)])
+def test_gpu_workers_share_the_cores_between_local_ranks(sixteen_cores, monkeypatch, ranks, expected):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", ranks)
+    assert loader_workers(None, torch.device("cuda:0")) == expected

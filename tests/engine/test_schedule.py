@@ -1,4 +1,5 @@
 import logging
+import math
 
 import pytest
 
@@ -25,10 +26,23 @@ def test_short_runs_cap_warmup_and_mosaic_closing_at_a_third():
     assert (long.warmup_epochs, long.close_mosaic) == (3, 10) and "at most" not in long.describe()
 
 
+def test_ema_warm_up_fits_short_plans_and_keeps_the_asked_one_in_long_ones():
+    short = Schedule(14, lrf=0.01)
+    tau = short.ema_tau(2000, updates_per_epoch=100)
+    assert math.exp(1400 / tau) == pytest.approx(1400 / 10)  # the final average spans a tenth of the updates
+    assert Schedule(300, lrf=0.01).ema_tau(2000, updates_per_epoch=1000) == 2000
+    assert Schedule(2, lrf=0.01).ema_tau(2000, updates_per_epoch=3) == 6  # tiny plans: tau is the plan itself
+    budget = Schedule(10_000, lrf=0.01, time_budget=100.0)
+    budget.refit(done=1, elapsed=10.0, epoch_seconds=[10.0], final_seconds=0.0)
+    assert budget.ema_tau(2000, updates_per_epoch=100) == Schedule(10, lrf=0.01).ema_tau(2000, 100)  # follows refits
+
+
 def test_time_budget_fits_the_epochs_to_the_measured_speed(caplog):
     schedule = Schedule(10_000, lrf=0.01, time_budget=100.0)
+    assert not schedule.fitted and schedule.describe().startswith("epochs fitted to the 100s budget")
     schedule.refit(done=1, elapsed=12.0, epoch_seconds=[10.0], final_seconds=5.0)
     assert schedule.epochs == 1 + (100 - 12 - 5) // 10
+    assert schedule.fitted and schedule.describe().startswith("9 epochs, warm-up 3 epochs")
     with caplog.at_level(logging.INFO):
         schedule.refit(done=3, elapsed=40.0, epoch_seconds=[10.0, 14.0, 14.0], final_seconds=5.0)
     assert schedule.epochs == 3 + (100 - 40 - 5) // 14 and "14.0s per epoch measured" in caplog.text

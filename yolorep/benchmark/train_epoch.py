@@ -26,7 +26,7 @@ def benchmark_epochs(
     batch: int,
     device: str | None,
     epochs: int = 2,
-    workers: int = 2,
+    workers: int | None = None,
     **train_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``epochs`` epochs and return the seconds of each phase of each epoch, start-up and final validation.

@@ -8,7 +8,9 @@ import torch
 
 from yolorep.errors import ArgumentError, YolorepError
 
-__all__ = ["amp_dtype", "select_device"]
+__all__ = ["amp_dtype", "loader_workers", "select_device"]
+
+MAX_AUTO_WORKERS = 8
 
 
 def select_device(spec: str | int | None = None) -> torch.device:
@@ -57,3 +59,19 @@ def _cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and torch.cpu._is_avx512_bf16_supported()
     except (AttributeError, RuntimeError):  # private probes: absent in some builds
         return False
+
+
+def loader_workers(requested: int | None, device: torch.device) -> int:
+    """Data loader worker processes: ``requested`` when given, else what leaves the model's compute alone.
+
+    On the CPU the model's intra-op threads already use ``torch.get_num_threads()`` cores; workers get only the
+    cores left over (none on a 2-core machine, where two workers made an epoch 1.25x slower than loading in the
+    main process). On a GPU the cores are free for loading: up to 8 per process.
+    """
+    if requested is not None:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if device.type == "cpu":
+        return max(0, min(MAX_AUTO_WORKERS, cores - torch.get_num_threads()))
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(MAX_AUTO_WORKERS, cores // max(local_ranks, 1)))

@@ -1,5 +1,6 @@
-"""The training schedule: how many epochs, the learning-rate curve over them, warm-up and when mosaic closes;
-with a time budget, fitted to it from the measured epoch times and re-fitted after every epoch.
+"""The training schedule: how many epochs, the learning-rate curve over them, warm-up, when mosaic closes and how
+long the EMA warms up; with a time budget, fitted to it from the measured epoch times and re-fitted after every
+epoch.
 
 A ``Schedule`` is the ``LambdaLR`` factor function itself, so its plain fields travel in the scheduler's state
 dict and a resumed run continues the same plan.
@@ -41,6 +42,7 @@ class Schedule:
         self.lrf, self.cosine = float(lrf), bool(cosine)
         self.warmup_asked, self.close_mosaic_asked = float(warmup_epochs), int(close_mosaic)
         self.time_budget = None if time_budget is None else float(time_budget)
+        self.fitted = time_budget is None  # a budget's epochs are known once the first epoch has been timed
 
     def __call__(self, epoch: int) -> float:
         """Learning-rate factor of ``epoch``: 1 at the start, ``lrf`` at the last planned epoch's end."""
@@ -57,11 +59,27 @@ class Schedule:
     def close_mosaic(self) -> int:
         return min(self.close_mosaic_asked, self.epochs // 3)
 
+    def ema_tau(self, asked: float, updates_per_epoch: int) -> float:
+        """EMA warm-up in updates: ``asked``, or less in a short plan, so that the average at the end spans about
+        a tenth of the planned updates instead of following the weights step by step.
+
+        The decay ``d_max * (1 - exp(-updates / tau))`` averages over about ``exp(updates / tau)`` updates while
+        that is well under ``1 / (1 - d_max)``; with 1,400 planned updates the asked 2,000 would leave it at two.
+        """
+        planned = max(self.epochs * updates_per_epoch, 1)
+        return min(float(asked), planned / max(math.log(planned / 10), 1.0))
+
     def mosaic_closed(self, epoch: int) -> bool:
         return epoch >= self.epochs - self.close_mosaic
 
     def describe(self) -> str:
         """What the plan applies, e.g. ``12 epochs, warm-up 3.0 epochs, mosaic off for the last 4``."""
+        if not self.fitted:
+            return (
+                f"epochs fitted to the {self.time_budget:.0f}s budget from the first epoch's time (at most "
+                f"{self.max_epochs}), warm-up {self.warmup_asked:g} and mosaic off for the last "
+                f"{self.close_mosaic_asked} epochs, each at most a third of them"
+            )
         capped = " (a third of the epochs at most)" if self.close_mosaic < self.close_mosaic_asked else ""
         return (
             f"{self.epochs} epochs, warm-up {self.warmup_epochs:g} epochs, mosaic off for the last "
@@ -88,4 +106,4 @@ class Schedule:
                 "time budget %.0fs: %.0fs used, %.1fs per epoch measured, final validation ~%.0fs -> %s",
                 self.time_budget, elapsed, per_epoch, final_seconds, f"{planned} epochs in all",
             )  # fmt: skip
-        self.epochs = planned
+        self.epochs, self.fitted = planned, True

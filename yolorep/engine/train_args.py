@@ -26,7 +26,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "imgsz": 640,
     "batch": 16,
     "device": None,
-    "workers": 2,
+    "workers": None,  # auto: see yolorep.engine.device.loader_workers
     "project": "runs/train",
     "name": "exp",
     "seed": 0,
@@ -51,6 +51,8 @@ _OPTIMIZERS = ("auto", "SGD", "AdamW")
 def _check_options(options: dict[str, Any]) -> None:
     for key, least in _AT_LEAST.items():
         value = options[key]
+        if value is None and key == "workers":
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ArgumentError(f"--{key} {value!r}: must be an integer of at least {least}")
     if not isinstance(options["seed"], int):

@@ -21,6 +21,7 @@ from yolorep.engine import distributed
 from yolorep.engine.callbacks import Callbacks, default_callbacks
 from yolorep.engine.checkpoint import read_checkpoint
 from yolorep.engine.data_summary import format_data_summary
+from yolorep.engine.device import loader_workers
 from yolorep.engine.optim import build_optimizer, resolve_optimizer
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.schedule import Schedule
@@ -116,7 +117,8 @@ def build_trainer(
     batch = max(args["batch"] // world, 1)
     dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, cache_images=args["cache"], rect=rect,
                                batch_size=batch, stride=stride, single_cls=single_cls)  # fmt: skip
-    loader = build_dataloader(dataset, batch, not rect, args["workers"], args["seed"], distributed=is_distributed)
+    workers = loader_workers(args["workers"], dev)
+    loader = build_dataloader(dataset, batch, not rect, workers, args["seed"], distributed=is_distributed)
     accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
     steps = math.ceil(len(dataset) / max(batch * world, hyp["nbs"])) * args["epochs"]
     lr0_set = "lr0" in args.get("hyp_set", ())
@@ -125,6 +127,8 @@ def build_trainer(
     optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
     if is_main:
         LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
+        chosen = " (auto: cores left by the model's threads; --workers N to choose)" if args["workers"] is None else ""
+        LOGGER.info("data loader workers: %d%s", workers, chosen)
     loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
     if is_distributed:
         if args["sync_bn"] and dev.type == "cuda":
@@ -134,7 +138,7 @@ def build_trainer(
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     validator = None
     if is_main:
-        val_set, val_loader = build_eval_loader(spec, "val", imgsz, batch * 2, stride, args["workers"], single_cls)
+        val_set, val_loader = build_eval_loader(spec, "val", imgsz, batch * 2, stride, workers, single_cls)
         # Per-epoch checks use the internal estimate (it mirrors COCOeval); best.pt is re-scored by pycocotools.
         validator = build_validator(val_set, val_loader, eval_args(hyp), coco=False, loss_fn=loss_fn)
         LOGGER.info("%s", format_data_summary(spec, {"train": dataset, "val": val_set}))

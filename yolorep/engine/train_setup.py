@@ -80,10 +80,11 @@ def train(
     """Train a detector; returns the final metrics of ``best.pt`` (fused, pycocotools) with ``save_dir`` added.
 
     Options left as None take ``TRAIN_DEFAULTS`` (``yolorep-n.yaml`` on ``shapes.yaml``, 100 epochs at 640, batch
-    16, 2 workers, ``runs/train/exp``, seed 0, ...). Any key of cfg/default.yaml may be passed as a keyword
-    (``lr0=0.002``) or in ``hyp`` (a YAML path or dict). With ``resume`` (True for the newest run under
-    ``project``, or a ``last.pt`` path) the run continues with its own options; only ``data``, ``device`` and
-    ``workers`` may change. Under ``torchrun`` each process trains on its shard with DDP; ``batch`` is the total.
+    16, loader workers on the cores the model's threads leave free, ``runs/train/exp``, seed 0, ...). Any key of
+    cfg/default.yaml may be passed as a keyword (``lr0=0.002``) or in ``hyp`` (a YAML path or dict). With
+    ``resume`` (True for the newest run under ``project``, or a ``last.pt`` path) the run continues with its own
+    options; only ``data``, ``device`` and ``workers`` may change. Under ``torchrun`` each process trains on its
+    shard with DDP; ``batch`` is the total.
 
     ``time`` (hours) fits the schedule to a budget that includes the final validation; ``freeze`` keeps the
     first N layers (or the listed ones) at their initial weights; ``single_cls`` trains every object as one

@@ -114,6 +114,7 @@ class Trainer:
         self.losses = torch.zeros(3)
         self._saving_seconds = 0.0  # what the last epoch spent after validation (callbacks, plots, checkpoints)
         self._val_seconds = 0.0  # what the last validation took
+        self._slowest_results = 0.0  # the slowest end-of-epoch callbacks (results.png is redrawn at the end too)
         self.timer = PhaseTimer(device, sync=profile)
         self.epoch_phases: list[dict[str, float]] = []  # seconds per phase (PHASES) of each epoch of this process
 
@@ -190,6 +191,8 @@ class Trainer:
         sampler = self.train_loader.sampler
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
+        updates_per_epoch = math.ceil(len(self.train_loader) / self.accumulate)
+        self.ema.tau = self.schedule.ema_tau(self.hyp["ema_tau"], updates_per_epoch)
         dataset = self.train_loader.dataset
         mosaic = dataset.augment and not dataset.rect and not self.schedule.mosaic_closed(epoch)
         if mosaic != dataset.mosaic_enabled:  # loader workers start anew each epoch, so they pick this up
@@ -286,7 +289,8 @@ class Trainer:
         other ranks."""
         if not self.is_main:
             return None
-        return progress(self.train_loader, desc=f"epoch {epoch + 1}/{self.epochs}", total=n_batches, unit="batch")
+        planned = self.epochs if self.schedule.fitted else "?"  # a budget's epochs are known after the first
+        return progress(self.train_loader, desc=f"epoch {epoch + 1}/{planned}", total=n_batches, unit="batch")
 
     # ---- end of epoch: validate the fused EMA, log, save ------------------------------------------------------
     def _validate(self) -> float:
@@ -316,16 +320,18 @@ class Trainer:
             LOGGER.info("no improvement for %d epochs: stopping early", self.patience)
             self.stop = True
         # an epoch costs its training and validation and what follows them (plots, checkpoints), measured on the
-        # last epoch; the final validation about two validations and that
+        # last epoch; the end of training about two validations and that, and the slowest results callbacks
         self._val_seconds = val_time or self._val_seconds
         now = time.perf_counter()
         cycles = [*self.state.cycles, now - started + self._saving_seconds]
-        self.schedule.refit(epoch + 1, self.elapsed, cycles, 2 * (self._val_seconds + self._saving_seconds))
+        ending = 2 * (self._val_seconds + self._saving_seconds) + self._slowest_results
+        self.schedule.refit(epoch + 1, self.elapsed, cycles, ending)
         if not validated and epoch + 1 >= self.epochs:  # the plan ended here: the last epoch is always validated
             return self._end_epoch(epoch, images_seen, train_time, started)
         self.state.history.append(self._results_row(epoch, images_seen, train_time, val_time, validated))
         with self.timer("results"):
             self.callbacks.run("on_fit_epoch_end", self)
+        self._slowest_results = max(self._slowest_results, time.perf_counter() - now)
         self.state.cycles.append(now - started + self._saving_seconds)
         with self.timer("checkpoints"):
             save_epoch(self, improved)

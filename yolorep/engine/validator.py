@@ -24,7 +24,7 @@ from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
 from yolorep.engine.backends import Backend, load_backend
 from yolorep.engine.data_summary import format_data_summary
-from yolorep.engine.device import select_device
+from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError
 from yolorep.evaluation import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages, build_coco_gt
@@ -286,18 +286,18 @@ def val(
     max_det: int | None = None,
     agnostic_nms: bool = False,
     half: bool = False,
-    workers: int = 2,
+    workers: int | None = None,
     project: str | Path = "runs/val",
     name: str = "exp",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint or a model (fused; a model passed in is left unchanged) or an exported model
     (``.onnx``, ``.torchscript``, OpenVINO folder: see ``load_backend``) on a dataset split; writes a run folder
-    and returns the metrics dict.
+    and returns the metrics dict with ``save_dir`` added.
 
     ``data`` defaults to the data set the model was trained on; ``imgsz``, ``conf``, ``iou`` and ``max_det`` to
     its evaluation settings. A fixed-shape export runs on square ``imgsz x imgsz`` letterboxed batches at its
     exported size (split and padded to its exported batch size); a checkpoint or a ``--dynamic`` export on
-    rectangular batches.
+    rectangular batches. ``workers`` defaults to the cores the model leaves free (``loader_workers``).
     """
     check_batch(batch)
     for flag, value in (("--conf", conf), ("--iou", iou)):
@@ -305,8 +305,10 @@ def val(
             check_fraction(value, flag)
     if max_det is not None:
         check_at_least(max_det, 1, "--max-det")
-    check_at_least(workers, 0, "--workers")
+    if workers is not None:
+        check_at_least(workers, 0, "--workers")
     dev = select_device(device)
+    workers = loader_workers(workers, dev)
     if half and dev.type != "cuda":
         LOGGER.warning("--half needs CUDA; evaluating in fp32 on %s", dev)
         half = False
@@ -334,7 +336,7 @@ def val(
     results = validator(model, dev)
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)
-    return results
+    return dict(results, save_dir=str(save_dir))
 
 
 def log_results(validator: Validator, results: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["ImageCheck", "check_image", "check_images"]
+__all__ = ["ImageCheck", "check_image", "check_images", "jpeg_tail_is_truncated"]
 
 _PIL_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF"}  # MPO: multi-picture JPEG from some cameras
 _JPEG_FORMATS = {"JPEG", "MPO"}
@@ -31,10 +31,15 @@ class ImageCheck(NamedTuple):
 
 
 def _is_truncated_jpeg(path: Path) -> bool:
-    """A JPEG cut short has no end-of-image marker (FF D9); inside the scan data FF is always followed by 00."""
     with open(path, "rb") as f:
         f.seek(max(os.path.getsize(path) - _JPEG_TAIL, 0))
-        return b"\xff\xd9" not in f.read()
+        return jpeg_tail_is_truncated(f.read())
+
+
+def jpeg_tail_is_truncated(tail: bytes | memoryview) -> bool:
+    """A JPEG cut short has no end-of-image marker (FF D9) near its end; inside the scan data FF is always followed
+    by 00. ``tail`` is the file's last bytes (or all of them)."""
+    return b"\xff\xd9" not in bytes(tail[-_JPEG_TAIL:])
 
 
 def check_image(path: Path) -> ImageCheck:

@@ -9,6 +9,7 @@ longer stores the head's strides, which the model measures when it is built; for
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from pathlib import Path
@@ -45,9 +46,13 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def write_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves a torn file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Serialize in memory, write to a temporary file beside ``path``, then rename: a crash never leaves a torn
+    file, and a full disk raises ``OSError`` naming the file (``torch.save`` writing to disk itself raises a
+    bare ``RuntimeError`` instead)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
     return Path(path)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from yolorep.atomic import atomic_path
 from yolorep.checks import check_batch, check_imgsz
 from yolorep.engine.backends import load_backend, load_fused
 from yolorep.engine.backends.pytorch import imgsz_or_trained, model_metadata
@@ -103,18 +104,19 @@ def export_onnx(model: nn.Module, x: torch.Tensor, path: Path, opset: int, dynam
             "images": {0: "batch", 2: "height", 3: "width"},
             "output0": {0: "batch", 1: "anchors"},
         }
-    with warnings.catch_warnings():
-        # the exporter warns that it is the legacy one and that iterating over the head's strides is traced
-        # unrolled: both expected (the number of levels is fixed)
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(
-            model, (x,), str(path), input_names=["images"], output_names=["output0"], opset_version=opset, **kwargs
-        )
-    graph = onnx.load(str(path))
-    _set_onnx_metadata(graph, meta)
-    onnx.checker.check_model(graph)
-    onnx.save(graph, str(path))
+    with atomic_path(path) as tmp:  # a full disk or a failed check leaves no .onnx that looks complete
+        with warnings.catch_warnings():
+            # the exporter warns that it is the legacy one and that iterating over the head's strides is traced
+            # unrolled: both expected (the number of levels is fixed)
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                model, (x,), str(tmp), input_names=["images"], output_names=["output0"], opset_version=opset, **kwargs
+            )
+        graph = onnx.load(str(tmp))
+        _set_onnx_metadata(graph, meta)
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(tmp))
     ops = Counter(node.op_type for node in graph.graph.node)
     LOGGER.info("ONNX graph (opset %d): %s", opset, ", ".join(f"{n} {op}" for op, n in ops.most_common()))
     expected_convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -332,4 +334,5 @@ def _write_onnx_metadata(path: Path, meta: dict[str, str]) -> None:
 
     graph = onnx.load(str(path))
     _set_onnx_metadata(graph, meta)
-    onnx.save(graph, str(path))
+    with atomic_path(path) as tmp:
+        onnx.save(graph, str(tmp))

@@ -18,6 +18,7 @@ from typing import Any, Union
 import cv2
 import numpy as np
 
+from yolorep.datasets.images import jpeg_tail_is_truncated
 from yolorep.errors import YolorepError
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Frame", "Source", "VideoInfo", "load_source", "read_image", "to_bgr"]
@@ -72,7 +73,8 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray | None:
-    """Read an image file as [H, W, 3] uint8 BGR, or None if it is missing or cannot be decoded.
+    """Read an image file as [H, W, 3] uint8 BGR, or None if it is missing, cannot be decoded or is a truncated
+    JPEG.
 
     Grayscale, alpha and 16-bit files are converted by OpenCV. EXIF orientation is ignored, like the training and
     validation datasets do, so boxes and ``--save-txt`` labels refer to the pixels as stored.
@@ -83,6 +85,8 @@ def read_image(path: str | Path) -> np.ndarray | None:
         return None
     if data.size == 0:
         return None
+    if data[:2].tobytes() == b"\xff\xd8" and jpeg_tail_is_truncated(data.data):
+        return None  # OpenCV would fill the missing part with grey and detect in it: skip it as unreadable
     return cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
 
 

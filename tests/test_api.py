@@ -15,6 +15,7 @@ from PIL import Image
 
 import yolorep
 from yolorep.api import Metrics
+from yolorep.engine.backends import load_backend
 from yolorep.engine.results import Boxes, Results
 from yolorep.logs import configure_logging
 
@@ -44,6 +45,8 @@ def test_val_takes_the_data_set_and_size_from_the_checkpoint(trained, tmp_path):
     model, trained_metrics = trained
     metrics = model.val(batch=4, workers=0, project=str(tmp_path))
     assert metrics.images == 6 and metrics.settings["conf"] == 0.001
+    stored = json.loads((tmp_path / "exp" / "metrics.json").read_text())
+    assert metrics.save_dir == str(tmp_path / "exp") and stored["map50_95"] == metrics.map50_95
     assert metrics.map50_95 == pytest.approx(trained_metrics.map50_95, abs=1e-9)
 
 
@@ -107,12 +110,12 @@ def test_results_api(trained, sources, tmp_path):
 
 def test_export_fuse_info_and_benchmark(trained, tmp_path):
     model, _ = trained
-    path = model.export(format="torchscript")
-    assert path.suffix == ".torchscript" and path.is_file()
+    path = model.export(format="torchscript")  # at the training size, 64, as is the benchmark below
+    assert path.suffix == ".torchscript" and path.is_file() and load_backend(path, "cpu").imgsz == 64
     info = model.info(imgsz=64)
     assert info["fused"]["params"] < info["unfused"]["params"]
-    figures = model.benchmark(imgsz=64, iters=2, warmup=1, device="cpu")
-    assert figures["speedup"] > 0 and figures["max_abs_diff"] < 1e-2
+    figures = model.benchmark(iters=2, warmup=1, device="cpu")
+    assert figures["imgsz"] == 64 and figures["speedup"] > 0 and figures["max_abs_diff"] < 1e-2
     fused = yolorep.YOLO(model.checkpoint, verbose=False).fuse()
     assert fused.model.is_fused and "fused" in repr(fused)
 
@@ -129,7 +132,20 @@ def test_verbose_output_and_a_single_handler(trained, capsys, monkeypatch):
     quiet = yolorep.YOLO(trained[0].checkpoint, verbose=False)
     quiet.info(imgsz=64)
     assert capsys.readouterr().out == ""
+    monkeypatch.setenv("YOLOREP_VERBOSE", "0")
+    yolorep.YOLO(trained[0].checkpoint).info(imgsz=64)
+    assert capsys.readouterr().out == ""
     configure_logging(True)
+
+
+def test_python_training_prints_what_the_cli_prints(tiny_shapes_yaml, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("yolorep"), "handlers", [])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    yolorep.YOLO("yolorep-n.yaml").train(data=str(tiny_shapes_yaml), epochs=1, imgsz=64, batch=4, workers=0,
+                                         device="cpu", project=str(tmp_path), name="run", **TINY_HYP)  # fmt: skip
+    out = capsys.readouterr().out
+    for line in ("schedule: 1 epochs", "epoch 1/1: mAP50-95", "ground truth scored:", "results saved to"):
+        assert line in out, (line, out)
 
 
 def test_host_logging_is_left_alone(trained, monkeypatch):

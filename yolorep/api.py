@@ -67,10 +67,10 @@ class YOLO:
     Args:
         model: a model YAML path or name (``yolorep-s.yaml``), a ``.pt`` checkpoint, or a ``DetectionModel``.
         verbose: print progress and summaries as the CLI does (a handler is attached only if the application
-            configured no logging); False keeps only warnings.
+            configured no logging); False keeps only warnings; None (the default) reads ``$YOLOREP_VERBOSE``.
     """
 
-    def __init__(self, model: Any = "yolorep-n.yaml", verbose: bool = True) -> None:
+    def __init__(self, model: Any = "yolorep-n.yaml", verbose: bool | None = None) -> None:
         from yolorep.engine.checkpoint import load_checkpoint
         from yolorep.nn.model import DetectionModel, build_model
 

@@ -1,9 +1,12 @@
+import ctypes
+import ctypes.util
 import os
+import platform
 
 import pytest
 import torch
 
-from yolorep.engine.device import MAX_AUTO_WORKERS, loader_workers, select_device
+from yolorep.engine.device import MAX_AUTO_WORKERS, keep_freed_memory, loader_workers, select_device
 from yolorep.errors import ArgumentError, YolorepError
 
 
@@ -65,3 +68,25 @@ def test_cpu_workers_get_only_the_cores_compute_threads_leave(sixteen_cores, mon
 def test_gpu_workers_share_the_cores_between_local_ranks(sixteen_cores, monkeypatch, ranks, expected):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", ranks)
     assert loader_workers(None, torch.device("cuda:0")) == expected
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt tuning applies to glibc only")
+def test_freed_training_buffers_stay_on_the_heap_for_reuse():
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc without mallinfo2 (before 2.33)")
+    libc.mallinfo2.restype = _MallInfo2
+    assert keep_freed_memory()
+    before = libc.mallinfo2()
+    buffer = torch.empty(64 << 20, dtype=torch.uint8)  # twice glibc's largest mmap threshold
+    during = libc.mallinfo2()
+    del buffer
+    after = libc.mallinfo2()
+    assert during.hblkhd == before.hblkhd  # not a fresh mapping ...
+    assert during.uordblks - before.uordblks >= 64 << 20  # ... but heap
+    assert after.arena == during.arena  # and kept after it is freed, for the next step

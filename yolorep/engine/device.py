@@ -1,14 +1,16 @@
-"""Device selection from the strings users pass to ``--device``."""
+"""Device selection from the strings users pass to ``--device``, and what training on a device needs set up."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 
 import torch
 
 from yolorep.errors import ArgumentError, YolorepError
 
-__all__ = ["amp_dtype", "loader_workers", "select_device"]
+__all__ = ["amp_dtype", "keep_freed_memory", "loader_workers", "select_device"]
 
 MAX_AUTO_WORKERS = 8
 
@@ -75,3 +77,25 @@ def loader_workers(requested: int | None, device: torch.device) -> int:
         return max(0, min(MAX_AUTO_WORKERS, cores - torch.get_num_threads()))
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, min(MAX_AUTO_WORKERS, cores // max(local_ranks, 1)))
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of returning it to the system; True if it applied.
+
+    CPU training allocates and frees the same large activation buffers every step. glibc serves blocks over its
+    mmap threshold (128 KB, adapting up to 32 MB) with fresh mappings, so every step page-faults them in again;
+    kept on the heap they are reused. A training step of yolorep-n (batch 16, 320 px, 2 threads) took 1.25 s
+    instead of 1.54 s, an epoch 3-9% less. The process keeps its peak memory, which training reaches every step
+    anyway. Not glibc (macOS, Windows, musl): nothing changes.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only: other C libraries give mallopt other parameters
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

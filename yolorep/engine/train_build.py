@@ -21,7 +21,7 @@ from yolorep.engine import distributed
 from yolorep.engine.callbacks import Callbacks, default_callbacks
 from yolorep.engine.checkpoint import read_checkpoint
 from yolorep.engine.data_summary import format_data_summary
-from yolorep.engine.device import loader_workers
+from yolorep.engine.device import keep_freed_memory, loader_workers
 from yolorep.engine.optim import build_optimizer, resolve_optimizer
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.schedule import Schedule
@@ -118,6 +118,8 @@ def build_trainer(
     dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, cache_images=args["cache"], rect=rect,
                                batch_size=batch, stride=stride, single_cls=single_cls)  # fmt: skip
     workers = loader_workers(args["workers"], dev)
+    if dev.type == "cpu" and keep_freed_memory():
+        LOGGER.debug("glibc keeps freed memory for reuse (mallopt): no page faults on each step's buffers")
     loader = build_dataloader(dataset, batch, not rect, workers, args["seed"], distributed=is_distributed)
     accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
     steps = math.ceil(len(dataset) / max(batch * world, hyp["nbs"])) * args["epochs"]

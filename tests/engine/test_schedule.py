@@ -48,6 +48,9 @@ def test_time_budget_fits_the_epochs_to_the_measured_speed(caplog):
     assert schedule.epochs == 3 + (100 - 40 - 5) // 14 and "14.0s per epoch measured" in caplog.text
     schedule.refit(done=7, elapsed=98.0, epoch_seconds=[14.0] * 7, final_seconds=5.0)
     assert schedule.epochs == 7  # no time left for another epoch: the plan ends where training is
+    noisy = Schedule(10_000, lrf=0.01, time_budget=100.0)
+    noisy.refit(done=4, elapsed=31.0, epoch_seconds=[16.0, 6.0, 4.0, 5.0], final_seconds=5.0)
+    assert noisy.epochs == 4 + (100 - 31 - 5 - (6 - 5)) // 5  # first epoch left out, the slowest recent kept room
     capped = Schedule(4, lrf=0.01, time_budget=1e6)
     capped.refit(done=1, elapsed=1.0, epoch_seconds=[1.0], final_seconds=1.0)
     assert capped.epochs == 4  # --epochs caps a budget that would allow more

@@ -108,9 +108,11 @@ def test_time_budget_ends_inside_it_with_a_finished_schedule(tiny_shapes_yaml, t
               hyp=dict(TINY_HYP, close_mosaic=10, mosaic=1.0), **RUN)  # fmt: skip
     wall = time.perf_counter() - start
     rows = _rows(tmp_path / "timed")
-    slowest = max(float(r["epoch_time_s"]) for r in rows)
-    assert len(rows) >= 2 and wall <= budget + slowest, (wall, len(rows))
     last = torch.load(tmp_path / "timed" / "weights" / "last.pt", weights_only=True)
+    # the plan keeps room for the slowest recent epoch; the tolerance is one more epoch after the first, whose
+    # one-off costs (the first results.png) the plan leaves out once later epochs are measured
+    steady_epoch = max(last["train_state"]["cycles"][1:])
+    assert len(rows) >= 2 and wall <= budget + steady_epoch, (wall, len(rows), steady_epoch)
     planned = last["train_state"]["scheduler"]["lr_lambdas"][0]["epochs"]
     assert planned == len(rows)  # the plan ended where training did: LR decay and mosaic closing completed
     # mosaic closes once the plan's last third begins; a plan that grows afterwards reopens it, so the last word

@@ -97,9 +97,13 @@ class Schedule:
         """
         if self.time_budget is None or not epoch_seconds:
             return
-        recent = sorted(epoch_seconds[-3:])  # the newest epochs reflect the machine's current speed
+        # The first epoch carries one-off costs (first results.png, allocator and loader warm-up): once later
+        # epochs are measured it no longer sets the pace, or a slow first epoch would end the run at half its budget.
+        steady = epoch_seconds[1:] or epoch_seconds
+        recent = sorted(steady[-3:])  # the newest epochs reflect the machine's current speed
         per_epoch = recent[len(recent) // 2]  # the median, or of two the longer
-        more = math.floor((self.time_budget - elapsed - final_seconds) / per_epoch)
+        spread = recent[-1] - per_epoch  # room for the next epoch to be as slow as the slowest recent one
+        more = math.floor((self.time_budget - elapsed - final_seconds - spread) / per_epoch)
         planned = max(done, min(self.max_epochs, done + max(more, 0)))
         if planned != self.epochs:
             LOGGER.info(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,10 @@ class Trainer:
         self.epoch, self.stop = -1, False
         self.metrics: dict[str, Any] = {}
         self.losses = torch.zeros(3)
-        self._saving_seconds = 0.0  # what the last epoch spent after validation (callbacks, plots, checkpoints)
+        # What epochs of this process spent after validation (callbacks and plots, then checkpoints); the first
+        # one draws results.png for the first time, the later ones rarely (ResultsFiles), so they set the pace.
+        self._after_val_seconds: list[float] = []
+        self._checkpoint_seconds = 0.0  # the last checkpoint write
         self._val_seconds = 0.0  # what the last validation took
         self._slowest_results = 0.0  # the slowest end-of-epoch callbacks (results.png is redrawn at the end too)
         self.timer = PhaseTimer(device, sync=profile)
@@ -319,24 +323,30 @@ class Trainer:
         if self.patience and self.state.epochs_without_improvement >= self.patience:
             LOGGER.info("no improvement for %d epochs: stopping early", self.patience)
             self.stop = True
-        # an epoch costs its training and validation and what follows them (plots, checkpoints), measured on the
-        # last epoch; the end of training about two validations and that, and the slowest results callbacks
+        # An epoch costs its training and validation and what follows them (callbacks, checkpoints), the latter
+        # estimated from earlier epochs; the end of training about two validations (the final one loads best.pt
+        # and plots), a checkpoint write and the slowest results callbacks (results.png is drawn once more).
         self._val_seconds = val_time or self._val_seconds
         now = time.perf_counter()
-        cycles = [*self.state.cycles, now - started + self._saving_seconds]
-        ending = 2 * (self._val_seconds + self._saving_seconds) + self._slowest_results
+        later = self._after_val_seconds[1:]
+        after_val = statistics.median(later) if later else self._checkpoint_seconds
+        cycles = [*self.state.cycles, now - started + after_val]
+        ending = 2 * (self._val_seconds + self._checkpoint_seconds) + self._slowest_results
         self.schedule.refit(epoch + 1, self.elapsed, cycles, ending)
         if not validated and epoch + 1 >= self.epochs:  # the plan ended here: the last epoch is always validated
             return self._end_epoch(epoch, images_seen, train_time, started)
         self.state.history.append(self._results_row(epoch, images_seen, train_time, val_time, validated))
         with self.timer("results"):
             self.callbacks.run("on_fit_epoch_end", self)
-        self._slowest_results = max(self._slowest_results, time.perf_counter() - now)
-        self.state.cycles.append(now - started + self._saving_seconds)
+        saving = time.perf_counter()
+        self._slowest_results = max(self._slowest_results, saving - now)
+        self.state.cycles.append(cycles[-1])  # last.pt carries the estimate; replaced by the measurement below
         with self.timer("checkpoints"):
             save_epoch(self, improved)
         self.callbacks.run("on_model_save", self)
-        self._saving_seconds = time.perf_counter() - now
+        self._checkpoint_seconds = time.perf_counter() - saving
+        self._after_val_seconds.append(time.perf_counter() - now)
+        self.state.cycles[-1] = time.perf_counter() - started
         row = self.state.history[-1]
         LOGGER.info(
             "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (%s), %.1f img/s, %.1fs",

@@ -344,9 +344,10 @@ class Trainer:
         with self.timer("checkpoints"):
             save_epoch(self, improved)
         self.callbacks.run("on_model_save", self)
-        self._checkpoint_seconds = time.perf_counter() - saving
-        self._after_val_seconds.append(time.perf_counter() - now)
-        self.state.cycles[-1] = time.perf_counter() - started
+        saved = time.perf_counter()
+        self._checkpoint_seconds = saved - saving
+        self._after_val_seconds.append(saved - now)
+        self.state.cycles[-1] = saved - started
         row = self.state.history[-1]
         LOGGER.info(
             "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (%s), %.1f img/s, %.1fs",

@@ -32,7 +32,7 @@ from yolorep.errors import ArgumentError
 __all__ = ["EVENTS", "Callbacks", "default_callbacks"]
 
 LOGGER = logging.getLogger(__name__)
-PLOT_SHARE = 0.02
+PLOT_SHARE = 0.005
 EVENTS = (
     "on_train_start",
     "on_train_epoch_start",

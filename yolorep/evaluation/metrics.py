@@ -60,7 +60,9 @@ def match_detections(ious: np.ndarray, gt_crowd: np.ndarray, iou_thresholds: np.
     taken = np.zeros((len(iou_thresholds), num_gt), dtype=bool)  # crowds are never marked: they match many
     thresholds = np.minimum(iou_thresholds, 1 - 1e-10)[:, None]  # [T, 1]
     rows = np.arange(len(iou_thresholds))
-    for d in range(num_dt):
+    # A detection below the lowest threshold with every ground truth matches nothing and takes nothing: most of
+    # a validation's low-confidence detections. Only the others are scanned, in score order as before.
+    for d in np.flatnonzero(ious.max(axis=1) >= thresholds.min()):
         # A free ground truth at or above the threshold; the highest IoU wins and, as COCO's `>=` scan does, the
         # later one on a tie. Crowds are only considered when no regular ground truth matches.
         overlap = np.where((ious[d] >= thresholds) & ~taken, ious[d], -1.0)  # [T, G]

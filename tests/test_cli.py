@@ -28,8 +28,22 @@ def test_key_value_and_flags_give_the_same_arguments():
 
 def test_only_the_flags_given_are_forwarded():
     assert parse_args(["val", "--weights", "best.pt"])[1] == {"weights": "best.pt"}
-    assert parse_args(["train", "cache=false", "amp=false"])[1] == {"amp": False}
+    assert parse_args(["train", "amp=false"])[1] == {"amp": False}
     assert parse_args(["info", "model=yolorep-s.yaml"])[1] == {"model": "yolorep-s.yaml"}  # a positional as key=value
+
+
+@pytest.mark.parametrize(
+    ("argv", "cache"),
+    [
+        (["--cache"], True),  # the old spelling: a bare flag
+        (["cache=true"], True),
+        (["cache=ram"], True),  # ultralytics' spelling
+        (["--cache", "false"], False),
+        (["cache=auto"], "auto"),
+    ],
+)
+def test_cache_spellings(argv, cache):
+    assert parse_args(["train", *argv])[1] == {"cache": cache}
 
 
 @pytest.mark.parametrize(
@@ -38,7 +52,7 @@ def test_only_the_flags_given_are_forwarded():
         (["train", "--epohcs", "3"], "unrecognized arguments: --epohcs 3; --epohcs: did you mean --epochs"),
         (["train", "lr=0.1"], "--lr: did you mean --lrf or --lr0?"),
         (["val", "--weights", "x.pt", "--conff", "0.5"], "--conff: did you mean --conf?"),
-        (["train", "cache=maybe"], "cache=maybe: 'maybe': expected true or false"),
+        (["train", "cache=maybe"], "argument --cache: 'maybe': expected true, false or auto"),
     ],
 )
 def test_unknown_flags_get_the_subcommand_usage_and_a_suggestion(capsys, argv, message):

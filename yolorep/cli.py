@@ -18,7 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from yolorep.errors import YolorepError
+from yolorep.engine.train_args import cache_mode
+from yolorep.errors import ArgumentError, YolorepError
 from yolorep.hyp import describe_hyp, load_hyp
 from yolorep.logs import configure_logging
 from yolorep.version import __version__
@@ -97,6 +98,13 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r}: expected true or false")
 
 
+def _cache(text: str) -> bool | str:
+    try:
+        return cache_mode(text)
+    except ArgumentError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected true, false or auto") from None
+
+
 def _add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
     p.add_argument("--device", default=default, help="cpu, cuda, 0, 0,1 ... (default: the first GPU if any, else cpu)")
 
@@ -131,7 +139,9 @@ def _add_train(sub: Any) -> None:
                    help="continue a run exactly: its last.pt, or without a path the newest run's")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, initial weights)")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (CUDA)")
-    p.add_argument("--cache", action="store_true", help="keep decoded, resized images in RAM")
+    p.add_argument("--cache", nargs="?", const=True, default="auto", type=_cache, metavar="{true,false,auto}",
+                   help="keep decoded, resized images in RAM: true (alone: --cache), false, or auto: when they "
+                   "take at most a quarter of the free memory and 4 GB")  # fmt: skip
     p.add_argument("--patience", type=int, default=0, help="stop after this many epochs without improvement; 0: off")
     p.add_argument("--time", type=float, default=None,
                    help="hours: fit the schedule (epochs, LR decay, mosaic closing) to this budget, final "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import numpy as np
 import pytest
@@ -148,6 +149,25 @@ def test_ram_cache_gives_identical_samples(colour_boxes_yaml):
     plain = DetectionDataset(spec, "val", imgsz=96)
     for i in range(len(plain)):
         assert torch.equal(cached[i][0], plain[i][0]) and torch.equal(cached[i][1], plain[i][1])
+
+
+def test_ram_cache_keeps_training_samples_and_is_never_changed_by_augmentation(shapes_yaml):
+    spec = load_data_spec(shapes_yaml)
+    cached = DetectionDataset(spec, "train", imgsz=64, augment=True)
+    cached.cache_images()
+    kept = [image.copy() for image, _ in cached._images]
+    assert sum(image.nbytes for image in kept) == cached.decoded_bytes() > 0
+    plain = DetectionDataset(spec, "train", imgsz=64, augment=True)
+    for mosaic in (True, False):
+        cached.mosaic_enabled = plain.mosaic_enabled = mosaic
+        for i in range(len(plain)):
+            samples = []
+            for dataset in (cached, plain):
+                random.seed(i)
+                np.random.seed(i)
+                samples.append(dataset[i])
+            assert torch.equal(samples[0][0], samples[1][0]) and torch.equal(samples[0][1], samples[1][1])
+    assert all(np.array_equal(before, after) for before, (after, _) in zip(kept, cached._images))
 
 
 def test_imgsz_must_be_a_stride_multiple(colour_boxes_yaml):

@@ -90,3 +90,19 @@ def test_freed_training_buffers_stay_on_the_heap_for_reuse():
     assert during.hblkhd == before.hblkhd  # not a fresh mapping ...
     assert during.uordblks - before.uordblks >= 64 << 20  # ... but heap
     assert after.arena == during.arena  # and kept after it is freed, for the next step
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="MemAvailable is Linux's")
+def test_available_memory_is_capped_by_a_container_limit(tmp_path, monkeypatch):
+    from yolorep.engine import device
+
+    system = device.available_memory()
+    assert 0 < system <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit, usage, unlimited = tmp_path / "memory.max", tmp_path / "memory.current", tmp_path / "v1_limit"
+    limit.write_text("1000000\n")
+    usage.write_text("400000\n")
+    unlimited.write_text("max\n")
+    monkeypatch.setattr(device, "_CGROUP_MEMORY_FILES", [(str(unlimited), str(usage))])
+    assert device.available_memory() == pytest.approx(system, rel=0.05)  # "max": no limit
+    monkeypatch.setattr(device, "_CGROUP_MEMORY_FILES", [(str(limit), str(usage)), (str(tmp_path / "gone"), "")])
+    assert device.available_memory() == 600000

@@ -18,6 +18,7 @@ from helpers import TINY_HYP
 import yolorep
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.spec import load_data_spec
+from yolorep.engine import train_build
 from yolorep.engine.callbacks import EVENTS
 from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_setup import train
@@ -165,3 +166,29 @@ def test_epoch_benchmark_breaks_an_epoch_down_by_phase(tiny_shapes_yaml):
     assert all(row[p] >= 0 for p in PHASES) and row["forward"] > 0 and row["backward"] > 0 and row["validation"] > 0
     assert sum(row[p] for p in PHASES) + row["other"] == pytest.approx(row["epoch"], rel=1e-6)
     assert result["total"] >= result["startup"] + row["epoch"] + result["final_validation"] - 1e-6
+
+
+def test_auto_cache_keeps_images_in_ram_only_when_they_fit(tiny_shapes_yaml, monkeypatch, caplog):
+    spec = load_data_spec(tiny_shapes_yaml)
+
+    def cached_after(mode, available, processes=1):
+        datasets = [DetectionDataset(spec, split, 64, augment=split == "train") for split in ("train", "val")]
+        monkeypatch.setattr(train_build, "available_memory", lambda: available)
+        chosen = train_build.cache_images(mode, datasets, processes)
+        held = [image is not None for dataset in datasets for image in dataset._images]
+        assert all(held) == chosen and any(held) == chosen
+        return chosen, sum(dataset.decoded_bytes() for dataset in datasets)
+
+    caplog.set_level(logging.INFO, logger="yolorep")
+    _, need = cached_after(False, 10**12)
+    assert cached_after("auto", 4 * need)[0]  # a quarter of what is available
+    kept = f"images kept in RAM: {need / 2**20:.1f} MB resized (auto; --cache false reads them every epoch)"
+    assert kept in caplog.text
+    assert not cached_after("auto", 4 * need - 1)[0]
+    assert not cached_after("auto", 4 * need, processes=2)[0]  # every DDP process holds its own copy
+    monkeypatch.setattr(train_build, "AUTO_CACHE_BYTES", need - 1)
+    assert not cached_after("auto", 10**12)[0]  # plenty of memory, but over the cap
+    assert "exceed the auto cache (a quarter of" in caplog.text and "--cache true keeps them in RAM" in caplog.text
+    assert not cached_after("auto", None)[0]  # memory unknown: only when asked
+    assert cached_after(True, None)[0]
+    assert not cached_after(False, 10**12)[0]

@@ -68,7 +68,7 @@ class DetectionDataset(Dataset):
         rect: rectangular batches (sorted by aspect ratio; for training: HSV and flip only).
         batch_size: batch size the loader will use; only matters with ``rect``.
         stride: the model's largest stride; rect shapes are multiples of it.
-        cache_images: keep resized images in RAM.
+        cache_images: keep resized images in RAM (or call :meth:`cache_images` later).
         single_cls: every object is of one class, ``object`` (category id 1).
     """
 
@@ -100,8 +100,20 @@ class DetectionDataset(Dataset):
         self.batch_shapes = self._sort_for_rect() if rect else []
         self._images: list[tuple[np.ndarray, tuple[float, float]] | None] = [None] * len(self.records)
         if cache_images:
-            with ThreadPoolExecutor(_THREADS) as pool:
-                self._images = list(pool.map(self._read_resized, range(len(self.records))))
+            self.cache_images()
+
+    def cache_images(self) -> None:
+        """Read every image once and keep it resized in RAM (:meth:`decoded_bytes`); samples stay the same."""
+        with ThreadPoolExecutor(_THREADS) as pool:
+            self._images = list(pool.map(self._read_resized, range(len(self.records))))
+
+    def decoded_bytes(self) -> int:
+        """The RAM :meth:`cache_images` takes: every image resized to longest side ``imgsz``, 3 bytes a pixel."""
+        total = 0
+        for h, w in (record.shape for record in self.records):
+            r = self.imgsz / max(h, w)
+            total += max(round(w * r), 1) * max(round(h * r), 1) * 3
+        return total
 
     def __len__(self) -> int:
         return len(self.records)

@@ -10,7 +10,7 @@ import torch
 
 from yolorep.errors import ArgumentError, YolorepError
 
-__all__ = ["amp_dtype", "keep_freed_memory", "loader_workers", "select_device"]
+__all__ = ["amp_dtype", "available_memory", "keep_freed_memory", "loader_workers", "select_device"]
 
 MAX_AUTO_WORKERS = 8
 
@@ -79,6 +79,33 @@ def loader_workers(requested: int | None, device: torch.device) -> int:
     return max(1, min(MAX_AUTO_WORKERS, cores // max(local_ranks, 1)))
 
 
+def available_memory() -> int | None:
+    """Bytes this process can still allocate without swapping: the system's MemAvailable, or less where a
+    container's memory limit (cgroup v2 or v1) leaves less; None where neither can be read (not Linux)."""
+    candidates = []
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        candidates.append(int(fields["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        pass
+    for limit_file, usage_file in _CGROUP_MEMORY_FILES:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit():  # "max" (v2) means no limit; v1 writes a huge number instead, which min() ignores
+            candidates.append(max(int(limit) - usage, 0))
+    return min(candidates) if candidates else None
+
+
+_CGROUP_MEMORY_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
 
 

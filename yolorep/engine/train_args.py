@@ -14,7 +14,7 @@ from typing import Any
 from yolorep.errors import ArgumentError, ConfigError, YolorepError
 from yolorep.hyp import describe_hyp, load_hyp, read_hyp_overrides
 
-__all__ = ["RESUME_MAY_CHANGE", "TRAIN_DEFAULTS", "new_run_args", "resumed_run_args"]
+__all__ = ["RESUME_MAY_CHANGE", "TRAIN_DEFAULTS", "cache_mode", "new_run_args", "resumed_run_args"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": None,  # cfg/default.yaml's optimizer
     "weights": None,
     "sync_bn": False,
-    "cache": False,
+    "cache": "auto",  # decoded images in RAM: True, False, or auto (when they fit; see train_build.cache_images)
     "patience": 0,
     "time": None,  # hours: fit the schedule to this budget (then epochs is only a cap)
     "freeze": None,  # the first N layers, or a list of layer indices, kept at their initial weights
@@ -42,10 +42,27 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "val_period": 1,  # validate every N epochs (and always the last)
 }
 _UNCAPPED_EPOCHS = 10_000  # the cap on a time-budgeted run when no --epochs is given
-# A resumed run keeps its own settings; only where its data lives and where it runs may change.
-RESUME_MAY_CHANGE = ("data", "device", "workers")
+# A resumed run keeps its own settings; only where its data lives, where it runs and how images are held may change.
+RESUME_MAY_CHANGE = ("data", "device", "workers", "cache")
 _AT_LEAST = {"epochs": 1, "imgsz": 1, "batch": 1, "workers": 0, "patience": 0, "val_period": 1}
 _OPTIMIZERS = ("auto", "SGD", "AdamW")
+
+
+def cache_mode(value: bool | str) -> bool | str:
+    """``--cache`` as ``True`` (keep decoded images in RAM), ``False`` (read them every epoch) or ``"auto"``.
+
+    Accepts booleans and the words true/ram/yes/1, false/no/off/0 and auto, as ultralytics' ``cache=ram`` does.
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("auto", ""):
+        return "auto"
+    if word in ("true", "ram", "yes", "on", "1"):
+        return True
+    if word in ("false", "no", "off", "0"):
+        return False
+    raise ArgumentError(f"--cache {value!r}: use true (or ram), false or auto")
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -103,6 +120,7 @@ def new_run_args(given: dict[str, Any], hyp: str | Path | dict | None, hyp_overr
     if unknown:
         raise ArgumentError(f"train: unknown option {unknown[0]!r}; options are {', '.join(TRAIN_DEFAULTS)}")
     options = {**TRAIN_DEFAULTS, **given}
+    options["cache"] = cache_mode(options["cache"])
     if options["time"] is not None and "epochs" not in given:
         options["epochs"] = _UNCAPPED_EPOCHS
     if isinstance(options["freeze"], tuple):
@@ -119,6 +137,8 @@ def new_run_args(given: dict[str, Any], hyp: str | Path | dict | None, hyp_overr
 def resumed_run_args(stored: dict[str, Any], given: dict[str, Any], where: Path) -> dict[str, Any]:
     """A resumed run's options: its own, with only ``RESUME_MAY_CHANGE`` replaced (with a notice); any other
     option the caller gave that differs from the run's is refused."""
+    if "cache" in given:
+        given = {**given, "cache": cache_mode(given["cache"])}
     changed = sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != stored.get(k))
     if changed:
         asked = ", ".join(f"--{k.replace('_', '-')} {given[k]} (the run has {stored.get(k)})" for k in changed)

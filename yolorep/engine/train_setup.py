@@ -83,8 +83,8 @@ def train(
     16, loader workers on the cores the model's threads leave free, ``runs/train/exp``, seed 0, ...). Any key of
     cfg/default.yaml may be passed as a keyword (``lr0=0.002``) or in ``hyp`` (a YAML path or dict). With
     ``resume`` (True for the newest run under ``project``, or a ``last.pt`` path) the run continues with its own
-    options; only ``data``, ``device`` and ``workers`` may change. Under ``torchrun`` each process trains on its
-    shard with DDP; ``batch`` is the total.
+    options; only ``data``, ``device``, ``workers`` and ``cache`` may change. Under ``torchrun`` each process
+    trains on its shard with DDP; ``batch`` is the total.
 
     ``time`` (hours) fits the schedule to a budget that includes the final validation; ``freeze`` keeps the
     first N layers (or the listed ones) at their initial weights; ``single_cls`` trains every object as one

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,24 @@ def installed(tmp_path_factory) -> tuple[Path, Path, dict]:
     """(venv bin folder, an empty working folder, environment) with the wheel installed."""
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"  # a copy, so that building writes nothing into the repository
-    ignored = shutil.ignore_patterns(".git", "runs", "datasets", "build", "*.egg-info", "__pycache__", ".*_cache")
+    anywhere = shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", ".*_cache")
+
+    def ignored(folder: str, names: list[str]) -> set[str]:  # runs/, datasets/, build/ of the root, not the package's
+        top = {"runs", "datasets", "build"} if Path(folder) == ROOT else set()
+        return anywhere(folder, names) | (top & set(names))
+
     shutil.copytree(ROOT, source, symlinks=True, ignore=ignored)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "YOLOREP_DATASETS")}
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(work)]
     _run([*build, str(source)], work, env)
     wheel = next(work.glob("yolorep-*.whl"))
     venv = work / "venv"
-    # the venv sees the machine's torch and other dependencies; yolorep itself comes only from the wheel
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], work, env)
+    # the venv sees the torch and other dependencies of the environment running the tests (a virtual environment
+    # too), through a path file, which adds no editable install's import hook; yolorep comes only from the wheel
+    _run([sys.executable, "-m", "venv", str(venv)], work, env)
+    site_packages = next((venv / "lib").glob("python*/site-packages"))
+    outer = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (site_packages / "outer_environment.pth").write_text("".join(f"{path}\n" for path in outer))
     _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], work, env)
     empty = work / "empty"
     empty.mkdir()

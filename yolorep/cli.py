@@ -139,9 +139,7 @@ def _add_train(sub: Any) -> None:
                    help="continue a run exactly: its last.pt, or without a path the newest run's")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, initial weights)")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (CUDA)")
-    p.add_argument("--cache", nargs="?", const=True, default="auto", type=_cache, metavar="{true,false,auto}",
-                   help="keep decoded, resized images in RAM: true (alone: --cache), false, or auto: when they "
-                   "take at most a quarter of the free memory and 4 GB")  # fmt: skip
+    _add_cache(p)
     p.add_argument("--patience", type=int, default=0, help="stop after this many epochs without improvement; 0: off")
     p.add_argument("--time", type=float, default=None,
                    help="hours: fit the schedule (epochs, LR decay, mosaic closing) to this budget, final "
@@ -220,6 +218,12 @@ def _add_workers(p: Any) -> None:
     )  # fmt: skip
 
 
+def _add_cache(p: Any) -> None:
+    p.add_argument("--cache", nargs="?", const=True, default="auto", type=_cache, metavar="{true,false,auto}",
+                   help="keep decoded, resized images in RAM: true (alone: --cache), false, or auto: when they "
+                   "take at most a quarter of the free memory and 4 GB")  # fmt: skip
+
+
 def _add_benchmark(sub: Any) -> None:
     p = sub.add_parser("benchmark", help="fused vs unfused latency, throughput and equivalence, side by side")
     source = p.add_mutually_exclusive_group()
@@ -238,6 +242,7 @@ def _add_benchmark(sub: Any) -> None:
     p.add_argument("--epoch", action="store_true", help="train --epochs on --data and break each epoch down by phase")
     p.add_argument("--epochs", type=int, default=2, help="epochs timed by --epoch")
     _add_workers(p)
+    _add_cache(p)
     p.add_argument(
         "--formats", default=None, help="compare exported formats, e.g. torch,onnx,openvino,onnx-int8,openvino-int8"
     )

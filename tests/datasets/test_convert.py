@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,16 @@ def test_a_flat_voc_folder_takes_its_splits_from_root_list_files(tmp_path):
     assert (dst / "labels" / "train" / "x.txt").read_text() == "0 0.112500 0.150000 0.225000 0.300000\n"
     assert (dst / "labels" / "val" / "y.txt").read_text() == ""  # no XML: a background image
     assert sorted(p.name for p in (dst / "images").rglob("*.*")) == ["x.jpg", "y.png"]
+
+
+def test_a_built_in_data_yaml_converts_by_name(tiny_shapes_yaml, tmp_path, monkeypatch):
+    shutil.copytree(load_data_spec(tiny_shapes_yaml).root, tmp_path / "datasets" / "shapes")  # no 800-image set
+    monkeypatch.setenv("YOLOREP_DATASETS", str(tmp_path / "datasets"))
+    monkeypatch.chdir(tmp_path)
+    dst = convert("coco", "yolo", "shapes.yaml", tmp_path / "shapes_yolo")
+    val_images = sorted(p.name for p in (tmp_path / "datasets" / "shapes" / "images" / "val").iterdir())
+    assert sorted(p.name for p in (dst / "images" / "val").iterdir()) == val_images
+    assert len(list((dst / "labels" / "val").glob("*.txt"))) == len(val_images)
 
 
 def test_cli_convert(voc_src, tmp_path):

@@ -156,12 +156,15 @@ def test_val_period_validates_every_n_epochs_and_the_last(tiny_shapes_yaml, tmp_
     assert torch.load(tmp_path / "period" / "weights" / "best.pt", weights_only=True)["epoch"] in (1, 2)
 
 
-def test_epoch_benchmark_breaks_an_epoch_down_by_phase(tiny_shapes_yaml):
+@pytest.mark.parametrize("cache", [True, False])
+def test_epoch_benchmark_breaks_an_epoch_down_by_phase(tiny_shapes_yaml, cache, caplog):
     from yolorep.benchmark import benchmark
     from yolorep.engine.phases import PHASES
 
+    caplog.set_level(logging.INFO, logger="yolorep")
     result = benchmark(epoch=True, model="yolorep-n.yaml", data=str(tiny_shapes_yaml), imgsz=64, batch=4, epochs=1,
-                       device="cpu")  # fmt: skip
+                       device="cpu", cache=cache)  # fmt: skip
+    assert ("images kept in RAM" in caplog.text) == cache
     (row,) = result["epochs"]
     assert all(row[p] >= 0 for p in PHASES) and row["forward"] > 0 and row["backward"] > 0 and row["validation"] > 0
     assert sum(row[p] for p in PHASES) + row["other"] == pytest.approx(row["epoch"], rel=1e-6)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from yolorep.ops import nms as nms_module
 from yolorep.ops import non_max_suppression
 
 
@@ -62,3 +63,46 @@ def test_max_candidates_bounds_work() -> None:
 def test_rejects_bad_thresholds() -> None:
     with pytest.raises(ValueError, match="iou_thres"):
         non_max_suppression(torch.zeros(1, 1, 6), iou_thres=1.5)
+
+
+def _crowded_preds(n: int, nc: int, seed: int) -> torch.Tensor:
+    """An undertrained model's output: n overlapping boxes, every class scored above 0.001, many exact ties."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.rand(n, 2, generator=g) * 200
+    sides = 8 + torch.rand(n, 2, generator=g) * 30
+    scores = torch.randint(1, 400, (n, nc), generator=g).float() / 400  # quantized: ties everywhere
+    return torch.cat([centers - sides / 2, centers + sides / 2, scores], dim=1)[None]
+
+
+@pytest.mark.parametrize(("agnostic", "multi_label"), [(False, True), (False, False), (True, False)])
+@pytest.mark.parametrize("max_det", [300, 40])
+def test_nms_over_the_top_scores_keeps_exactly_what_nms_over_all_keeps(monkeypatch, agnostic, multi_label, max_det):
+    preds = _crowded_preds(2000, 6, seed=max_det)
+    sizes = []
+    greedy = nms_module._greedy_nms
+
+    def counted(boxes, *args):
+        sizes.append(len(boxes))
+        return greedy(boxes, *args)
+
+    monkeypatch.setattr(nms_module, "_greedy_nms", counted)
+    fast = non_max_suppression(preds, max_det=max_det, agnostic=agnostic, multi_label=multi_label)[0]
+    assert len(fast) == max_det and sizes == [sizes[0]] and sizes[0] < 2000  # the prefix alone sufficed
+    monkeypatch.setattr(nms_module, "PREFIX_PER_DETECTION", 10**9)
+    full = non_max_suppression(preds, max_det=max_det, agnostic=agnostic, multi_label=multi_label)[0]
+    assert torch.equal(fast, full)
+    scores = full[:, 4]
+    assert bool((scores[:-1] >= scores[1:]).all())
+
+
+def test_nms_falls_back_to_all_boxes_when_the_top_scores_keep_too_few(monkeypatch):
+    box = torch.tensor([10.0, 10.0, 50.0, 50.0])
+    jitter = torch.rand(3000, 4, generator=torch.Generator().manual_seed(0))
+    scores = torch.linspace(0.9, 0.01, 3000)[:, None]
+    scores[-5:] = 0.005  # five low-scoring boxes elsewhere: kept only by NMS over all boxes
+    boxes = box + jitter
+    boxes[-5:] += torch.arange(1, 6)[:, None] * 100.0
+    preds = torch.cat([boxes, scores], dim=1)[None]
+    out = non_max_suppression(preds, max_det=300)[0]
+    monkeypatch.setattr(nms_module, "PREFIX_PER_DETECTION", 10**9)
+    assert len(out) == 6 and torch.equal(out, non_max_suppression(preds, max_det=300)[0])

@@ -59,6 +59,7 @@ def benchmark(
     data: str | None = None,
     calib: int = CALIB_IMAGES,
     workers: int | None = None,
+    cache: bool | str = "auto",
 ) -> dict[str, Any]:
     """Measure the unfused and the fused model (or, with ``train``, training steps; with ``epoch``, where whole
     training epochs spend their time; with ``formats``, the exported formats) and log a table.
@@ -91,12 +92,13 @@ def benchmark(
             calibrating INT8 and, for trained weights, scoring each format.
         calib: with ``formats``: INT8 calibration images.
         workers: with ``epoch``: data loader workers (default: ``yolorep.engine.device.loader_workers``).
+        cache: with ``epoch``: keep decoded images in RAM, as ``train(cache=...)``: ``True``, ``False`` or ``"auto"``.
 
     Returns:
         The figures written to ``json`` (see docs/BENCHMARKS.md for the keys).
     """
     if epoch:
-        return _benchmark_epochs(model, data, imgsz, batch, device, epochs, json, workers)
+        return _benchmark_epochs(model, data, imgsz, batch, device, epochs, json, workers, cache)
     dev = select_device(device)
     flags = {"half": half, "bf16": bf16, "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph}
     options = run_options(dev, train=train, sweep=sweep, **flags)
@@ -275,13 +277,14 @@ def _benchmark_epochs(
     epochs: int,
     json: str | None,
     workers: int | None,
+    cache: bool | str,
 ) -> dict[str, Any]:
     from yolorep.benchmark.train_epoch import benchmark_epochs, format_epoch_table
 
     check_at_least(epochs, 1, "--epochs")
     result = benchmark_epochs(
         model or DEFAULT_MODEL, data or "shapes.yaml", imgsz=imgsz or 320, batch=batch if batch > 1 else 16,
-        device=device, epochs=epochs, workers=workers,
+        device=device, epochs=epochs, workers=workers, cache=cache,
     )  # fmt: skip
     result.update(environment(select_device(device)), model=model or DEFAULT_MODEL, data=data or "shapes.yaml")
     LOGGER.info("%s", format_epoch_table(result))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from yolorep.assets import find_builtin_data
 from yolorep.datasets import voc
 from yolorep.datasets.records import IMAGE_SUFFIXES, ImageRecord, load_records
 from yolorep.datasets.spec import SPLITS, DataSpec, ensure_data, load_data_spec, read_json
@@ -47,8 +48,9 @@ def convert(from_format: str, to_format: str, src: str | Path, dst: str | Path) 
     Args:
         from_format: ``"voc"``, ``"coco"`` or ``"yolo"``.
         to_format: ``"coco"`` or ``"yolo"``.
-        src: a data YAML, or a folder: one holding ``data.yaml``, or a VOC folder whose splits are
-            ``ImageSets/Main/{train,val}.txt``, ``{train,val}.txt`` list files or ``images/{train,val}/`` folders.
+        src: a data YAML (a built-in one such as ``shapes.yaml`` by name), or a folder: one holding ``data.yaml``,
+            or a VOC folder whose splits are ``ImageSets/Main/{train,val}.txt``, ``{train,val}.txt`` list files or
+            ``images/{train,val}/`` folders.
         dst: a folder that does not exist yet (or is empty); written whole or not at all.
 
     Returns:
@@ -90,6 +92,8 @@ def convert(from_format: str, to_format: str, src: str | Path, dst: str | Path) 
 
 
 def _source_spec(src: Path, layout: str) -> DataSpec:
+    if not src.exists():
+        src = find_builtin_data(src) or src
     if not src.exists():
         raise DatasetError(f"{src}: SRC not found; give a data YAML or a data set folder")
     if src.is_dir() and (src / "data.yaml").is_file():

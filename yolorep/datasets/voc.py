@@ -137,7 +137,8 @@ def check_split_names(
     if not collected:
         raise DatasetError(f"{where}: names: no object <name> in the {len(files)} XML files of the splits; "
                            "check the annotations folder, or give names")  # fmt: skip
-    logger.info("%s: names: %d classes collected from %d XML files: %s", where, len(collected), len(files), collected)
+    classes = f"{len(collected)} class" + ("es" if len(collected) != 1 else "")
+    logger.info("%s: names: %s collected from %d XML files: %s", where, classes, len(files), collected)
     return collected
 
 

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import torch
 from torchvision.ops import batched_nms, nms
 
+# NMS first runs over this many candidates per detection wanted (max_det), highest scores first
+PREFIX_PER_DETECTION = 4
+
 
 def non_max_suppression(
     preds: torch.Tensor,
@@ -75,9 +78,36 @@ def _suppress(
     if scores.numel() > max_candidates:
         top = scores.topk(max_candidates).indices
         boxes_xyxy, scores, labels = boxes_xyxy[top], scores[top], labels[top]
-    if agnostic:
-        keep = nms(boxes_xyxy, scores, iou_thres)
-    else:
-        keep = batched_nms(boxes_xyxy, scores, labels, iou_thres)
-    keep = keep[:max_det]  # torchvision returns indices sorted by decreasing score
+    keep = _greedy_nms_first(boxes_xyxy, scores, labels if not agnostic else None, iou_thres, max_det)
     return torch.cat([boxes_xyxy[keep], scores[keep, None], labels[keep, None].float()], dim=1)
+
+
+def _greedy_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor | None, iou_thres: float
+) -> torch.Tensor:
+    """Kept indices by decreasing score; equal scores in index order, whatever order the NMS kernel gave them."""
+    keep = nms(boxes, scores, iou_thres) if labels is None else batched_nms(boxes, scores, labels, iou_thres)
+    keep = keep.sort().values
+    return keep[scores[keep].sort(descending=True, stable=True).indices]
+
+
+def _greedy_nms_first(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor | None, iou_thres: float, max_det: int
+) -> torch.Tensor:
+    """The first ``max_det`` indices greedy NMS keeps, by decreasing score; exactly those of NMS over all boxes.
+
+    Greedy NMS decides each box from the higher-scoring boxes alone, so NMS over the highest-scoring boxes keeps
+    the same boxes among them as NMS over all. When that prefix already yields ``max_det`` kept boxes, no box
+    outside it can rank among the first ``max_det``; an undertrained model that scores thousands of boxes above
+    ``conf_thres`` then costs a few hundred boxes' NMS instead of thousands' (quadratic in the count).
+    """
+    prefix_size = PREFIX_PER_DETECTION * max_det
+    if scores.numel() > prefix_size:
+        # every box scoring as high as the prefix's last one, so that ties at the boundary are all inside
+        floor = scores.topk(prefix_size).values[-1]
+        prefix = (scores >= floor).nonzero(as_tuple=True)[0]
+        if prefix.numel() < scores.numel():
+            kept = _greedy_nms(boxes[prefix], scores[prefix], None if labels is None else labels[prefix], iou_thres)
+            if kept.numel() >= max_det:
+                return prefix[kept[:max_det]]
+    return _greedy_nms(boxes, scores, labels, iou_thres)[:max_det]

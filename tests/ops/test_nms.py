@@ -36,6 +36,7 @@ def test_conf_classes_and_max_det() -> None:
     assert non_max_suppression(preds, classes=[1])[0][:, 5].tolist() == [1.0]
     out = non_max_suppression(preds, max_det=1)[0]
     assert out.shape == (1, 6) and out[0, 4].item() == pytest.approx(0.9)
+    assert non_max_suppression(preds, max_det=0)[0].shape == (0, 6)
 
 
 def test_multi_label_emits_each_class_above_conf() -> None:

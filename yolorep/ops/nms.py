@@ -102,7 +102,7 @@ def _greedy_nms_first(
     ``conf_thres`` then costs a few hundred boxes' NMS instead of thousands' (quadratic in the count).
     """
     prefix_size = PREFIX_PER_DETECTION * max_det
-    if scores.numel() > prefix_size:
+    if 0 < prefix_size < scores.numel():
         # every box scoring as high as the prefix's last one, so that ties at the boundary are all inside
         floor = scores.topk(prefix_size).values[-1]
         prefix = (scores >= floor).nonzero(as_tuple=True)[0]

@@ -32,16 +32,69 @@ def test_val_writes_run_folder_with_pycocotools_and_internal(trained_tiny, tiny_
     assert (tmp_path / "v").is_dir() and not (tmp_path / "v2").exists()
 
 
+def _decoded_outputs(model, loader) -> torch.Tensor:
+    """Every decoded candidate of the evaluation batches: [images, anchors, 4 + nc] (boxes xyxy in input pixels)."""
+    with torch.no_grad():
+        return torch.cat([model.decode(model(images.float() / 255)) for images, _, _ in loader])
+
+
+def _grid_clear_of(values: torch.Tensor, step: float) -> tuple[float, float]:
+    """A grid (cell edges at ``(k + offset) * step``) whose edges lie as far as possible from every value; returns
+    the offset and that distance. Snapping two runs to it gives bit-identical values wherever they differ by less
+    than the distance."""
+    phases = torch.sort(torch.frac(values.double().flatten() / step) % 1).values
+    gaps = torch.diff(torch.cat([phases, phases[:1] + 1]))
+    widest = int(gaps.argmax())
+    return float((phases[widest] + gaps[widest] / 2) % 1), float(gaps[widest] / 2 * step)
+
+
+class _Snapped(torch.nn.Module):
+    """A model whose decoded boxes and scores are snapped to the centres of grid cells."""
+
+    def __init__(self, model, box_grid: tuple[float, float], score_grid: tuple[float, float]):
+        super().__init__()
+        self.model, self.box_grid, self.score_grid = model, box_grid, score_grid
+
+    @staticmethod
+    def _snap(values: torch.Tensor, step: float, offset: float) -> torch.Tensor:
+        return ((torch.floor(values.double() / step - offset) + 0.5 + offset) * step).to(values.dtype)
+
+    def forward(self, x):
+        raw = self.model.decode(self.model(x))
+        boxes = self._snap(raw[..., :4], self.box_grid[0], self.box_grid[1])
+        scores = self._snap(raw[..., 4:], self.score_grid[0], self.score_grid[1])
+        return torch.cat([boxes, scores], -1)
+
+
 def test_fused_and_unfused_models_score_the_same(trained_tiny, tiny_shapes_yaml):
-    unfused = yolorep.load(trained_tiny / "weights" / "best.pt")
+    """What the fuse promises, on the validator's own batches: decoded outputs equal within float tolerance, and
+    identical detections and metrics wherever scores are not tied.
+
+    A barely trained model scores most anchors alike (the fixture's top score is about 0.002), so differences of
+    1e-9 in a score can reorder two near-equal detections and move mAP (seen on AMX CPUs: 0.0083 vs 0.0042). The
+    metric comparison therefore feeds both models through a grid snapped clear of every unfused value: wherever
+    the fused model is within the grid's margin, both give bit-identical candidates, so any difference left in
+    the metrics is a validator difference between fused and unfused models."""
+    unfused = yolorep.load(trained_tiny / "weights" / "best.pt").eval()
     fused = fused_copy(unfused)
     dataset, loader = build_eval_loader(load_data_spec(tiny_shapes_yaml), "val", 64, 4, 32)
+    reference, candidate = _decoded_outputs(unfused, loader), _decoded_outputs(fused, loader)
+    box_difference = float((reference[..., :4] - candidate[..., :4]).abs().max())
+    score_difference = float((reference[..., 4:] - candidate[..., 4:]).abs().max())
+    assert box_difference <= 1e-3 and score_difference <= 1e-5, (box_difference, score_difference)
+
+    box_offset, box_margin = _grid_clear_of(reference[..., :4], 1.0)  # 1 px cells
+    score_offset, score_margin = _grid_clear_of(reference[..., 4:], 1e-3)
+    assert box_difference < box_margin and score_difference < score_margin, "grid too fine for this fixture"
+    grids = {"box_grid": (1.0, box_offset), "score_grid": (1e-3, score_offset)}
     settings = default_eval_settings()
-    a = build_validator(dataset, loader, settings)(unfused)
-    b = build_validator(dataset, loader, settings)(fused)
-    assert not a["fused"] and b["fused"] and a["source"] == "pycocotools"
-    for key in ("map50_95", "map50", "map50_95_internal", "precision", "recall"):
-        assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    a = build_validator(dataset, loader, settings)(_Snapped(unfused, **grids))
+    b = build_validator(dataset, loader, settings)(_Snapped(fused, **grids))
+    assert a["source"] == "pycocotools" and a["images"] == len(dataset) > 0
+    assert a["map50"] > 0, "the fixture finds nothing: the comparison would be vacuous"
+    for key in ("map50_95", "map50", "map50_95_internal", "precision", "recall", "coco_stats"):
+        assert a[key] == b[key], key
+    assert not unfused.is_fused and fused.is_fused
 
 
 def test_class_count_mismatch_is_a_clear_error(trained_tiny, tmp_path):

@@ -9,8 +9,7 @@ import inspect
 import pytest
 
 from yolorep.cli import COMMANDS, build_parser, parse_args
-from yolorep.engine.train_args import TRAIN_DEFAULTS
-from yolorep.hyp import load_hyp
+from yolorep.options.hyp import load_hyp
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -75,28 +74,59 @@ def test_every_flag_has_help_and_shows_its_default(command):
         assert "--lr0 FLOAT" in text and "(default: 0.01)" in text
 
 
-def _function(command: str):
-    import importlib
+def _option_fields(command: str):
+    """(flag, field, spec) of every option the command offers on the command line."""
+    from yolorep.options.fields import flag_of
 
-    module, name = COMMANDS[command]
-    return getattr(importlib.import_module(module), name)
+    for _, cls in COMMANDS[command].options:
+        for f, spec in cls.specs():
+            if spec.cli:
+                yield flag_of(f), f, spec
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_help_defaults_are_the_functions_defaults(command):
-    """The CLI forwards only the flags given, so what --help shows must be what the function does."""
-    defaults = TRAIN_DEFAULTS if command == "train" else {
-        name: p.default for name, p in inspect.signature(_function(command)).parameters.items()
-    }  # fmt: skip
+def test_help_is_generated_from_the_options(command):
+    """Every option of the command's dataclasses is a flag whose help is the field's own, with its default."""
+    from yolorep.options.arguments import default_text
+
+    actions = {s: a for a in _subparsers()[command]._actions for s in a.option_strings}
+    actions.update({a.dest.upper(): a for a in _subparsers()[command]._actions if not a.option_strings})
+    for flag, f, spec in _option_fields(command):
+        action = actions[flag]
+        assert action.default is None or not action.option_strings, f"{flag}: only given flags are forwarded"
+        assert spec.help in action.help, flag
+        shown = default_text(f.default)
+        if shown and action.option_strings:
+            assert f"default: {shown})" in action.help, f"{command} {flag}: help does not show {shown}"
+
+
+def test_hyperparameter_flags_show_their_defaults():
     hyp = load_hyp()
-    for action in _subparsers()[command]._actions:
-        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS) or action.dest == "help":
-            continue
-        if action.dest.startswith("hyp."):
-            continue
-        expected = defaults.get(action.dest, hyp.get(action.dest))
-        assert action.default == expected, f"{command} --{action.dest}: help says {action.default}, does {expected}"
-    for action in _subparsers()[command]._actions:
-        if action.dest.startswith("hyp."):
-            key = action.dest.removeprefix("hyp.")
-            assert action.default is None and f"(default: {hyp[key]})" in action.help
+    for action in _subparsers()["train"]._actions:
+        if action.dest in hyp and hyp[action.dest] not in (False, None):
+            assert f"(default: {hyp[action.dest]})" in action.help, action.dest
+
+
+def test_cli_reference_is_generated_from_the_options():
+    from pathlib import Path
+
+    from yolorep.cli import cli_reference
+
+    path = Path(__file__).parents[1] / "docs" / "CLI.md"
+    assert path.read_text() == cli_reference(), "regenerate docs/CLI.md from yolorep.cli.cli_reference()"
+
+
+def test_every_documented_flag_exists():
+    """Each ``--flag`` written after ``yolorep COMMAND`` in the README and docs is a flag of that command."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    parsers = _subparsers()
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for command, rest in re.findall(r"yolorep (\w+)((?: [^\n|`]*)?)", doc.read_text()):
+            if command not in parsers:
+                continue
+            known = {s for a in parsers[command]._actions for s in a.option_strings}
+            for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest):
+                assert flag in known, f"{doc.name}: 'yolorep {command} ... {flag}' is not a flag of {command}"

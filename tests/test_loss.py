@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import yolorep
-from yolorep.hyp import load_hyp
+from yolorep.options.hyp import load_hyp
 from yolorep.loss import DetectionLoss, TaskAlignedAssigner
 
 

@@ -17,6 +17,7 @@ from yolorep.assets import DATA_DIR
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.device import select_device
 from yolorep.errors import ArgumentError
+from yolorep.options import DemoOptions
 
 __all__ = ["demo", "write_demo_video"]
 
@@ -59,33 +60,24 @@ def write_demo_video(image_paths: list[Path], path: Path, frames: int = VIDEO_FR
     return path
 
 
-def demo(
-    time: float | None = None,
-    epochs: int | None = None,
-    imgsz: int | None = None,
-    device: str | None = None,
-    project: str | Path = "runs/demo",
-    data: str | Path = SHAPES_YAML,
-    batch: int | None = None,
-    workers: int | None = None,
-    speed_iters: int | None = None,
-) -> dict[str, Any]:
+def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]:
     """Run the demo; returns a summary dict (metrics, fuse check, speed ratio, files written).
 
-    Args:
-        time: minutes for the whole demo (default 9): training gets what the data generation and the steps after
-            it leave, and its epochs are fitted to that from measured epoch times.
-        epochs: train exactly this many epochs instead.
-        speed_iters: timed calls per model of the fused/unfused speed check (default: about 10 s).
+    The options are ``DemoOptions`` (or its fields as keywords): ``time``, minutes for the whole demo (default 9):
+    training gets what the data generation and the steps after it leave, and its epochs are fitted to that from
+    measured epoch times; ``epochs`` trains exactly this many epochs instead; ``speed_iters`` sets the timed calls
+    per model of the fused/unfused speed check (default: about 10 s).
     """
+    o = options if options is not None else DemoOptions.from_kwargs(kwargs)
+    time, epochs, project, data = o.time, o.epochs, o.project, o.data or SHAPES_YAML
     from yolorep.benchmark import benchmark
     from yolorep.engine.predictor import predict
     from yolorep.engine.train_setup import train
 
     started = perf_counter()
-    dev = select_device(device)
+    dev = select_device(o.device)
     defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
-    imgsz, batch = imgsz or defaults["imgsz"], batch or defaults["batch"]
+    imgsz, batch = o.imgsz or defaults["imgsz"], o.batch or defaults["batch"]
     minutes = DEMO_MINUTES if time is None else time
     plan = f"{epochs} epochs" if epochs else f"a {minutes:g}-minute budget"
     LOGGER.info("yolorep demo on %s: yolorep-n at %d px for %s, synthetic shapes (generated if absent)", dev, imgsz,
@@ -95,7 +87,7 @@ def demo(
     LOGGER.info("\n[1/4] training yolorep-n with multi-branch RepVGG blocks")
     budget = {"epochs": epochs} if epochs else {"time": _training_hours(minutes, perf_counter() - started)}
     results = train(
-        model="yolorep-n.yaml", data=data, imgsz=imgsz, batch=batch, device=str(dev), workers=workers,
+        model="yolorep-n.yaml", data=data, imgsz=imgsz, batch=batch, device=str(dev), workers=o.workers,
         project=project, name="exp", hyp=dict(DEMO_HYP), optimizer="AdamW", **budget,
     )  # fmt: skip
     run = Path(results["save_dir"])
@@ -107,7 +99,7 @@ def demo(
         imgsz=imgsz,
         batch=1,
         device=str(dev),
-        iters=speed_iters,
+        iters=o.speed_iters,
         json=str(run / "fuse_benchmark.json"),
     )
 

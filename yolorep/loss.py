@@ -99,7 +99,7 @@ class DetectionLoss(nn.Module):
 
     @classmethod
     def from_hyp(cls, nc: int, reg_max: int, hyp: dict[str, Any]) -> DetectionLoss:
-        """The loss with the gains and assigner size of a hyperparameter dict (``yolorep.hyp.load_hyp()``)."""
+        """The loss with the gains and assigner size of a hyperparameter dict (``yolorep.options.load_hyp()``)."""
         return cls(nc, reg_max, box=hyp["box"], cls=hyp["cls"], dfl=hyp["dfl"], topk=hyp["assign_topk"])
 
     def forward(self, maps: list[Tensor], strides: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

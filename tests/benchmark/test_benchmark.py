@@ -129,7 +129,7 @@ def test_sweep_grid_defaults():
         (["--bf16", "--half"], "choose one"),
         (["--imgsz", "100"], "--imgsz 100: must be a positive multiple of the model stride 32; use 96 or 128"),
         (["--train", "--sweep"], "--sweep and --train"),
-        (["--batch", "0"], "--batch 0: must be at least 1"),
+        (["--batch", "0"], "--batch 0: must be an integer of at least 1"),
     ],
 )
 def test_bad_flags_give_clear_errors(tiny_cfg, caplog, argv, message):

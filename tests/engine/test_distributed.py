@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import sys, torch
     from yolorep.engine import distributed
     from yolorep.engine.train_build import build_trainer
-    from yolorep.hyp import load_hyp
+    from yolorep.options.hyp import load_hyp
 
     data, out = sys.argv[1], sys.argv[2]
     device = torch.device("cpu")

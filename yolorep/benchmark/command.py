@@ -21,14 +21,22 @@ from yolorep.benchmark.formats import benchmark_formats
 from yolorep.benchmark.paths import RunOptions
 from yolorep.benchmark.report import environment, format_formats_table, format_sweep_table, format_table
 from yolorep.benchmark.sweep import sweep_grid, sweep_shapes
-from yolorep.checks import check_at_least, check_imgsz
+from yolorep.checks import check_imgsz
 from yolorep.engine.backends.pytorch import imgsz_or_trained
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
-from yolorep.engine.exporter import CALIB_IMAGES
 from yolorep.errors import YolorepError
 from yolorep.nn.fuse import fused_copy, randomize_batchnorm
 from yolorep.nn.model import DetectionModel, build_model
+from yolorep.options import (
+    BenchmarkOptions,
+    EpochOptions,
+    FormatsOptions,
+    Options,
+    SweepOptions,
+    TrainStepOptions,
+    benchmark_options,
+)
 
 __all__ = ["benchmark", "randomize_for_check", "run_options"]
 
@@ -36,100 +44,45 @@ LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "yolorep-n.yaml"
 
 
-def benchmark(
-    model: str | None = None,
-    weights: str | None = None,
-    half: bool = False,
-    bf16: bool = False,
-    channels_last: bool = False,
-    compile: bool = False,
-    cuda_graph: bool = False,
-    iters: int | None = None,
-    warmup: int | None = None,
-    json: str | None = None,
-    sweep: bool = False,
-    train: bool = False,
-    out: str = "runs/benchmark",
-    imgsz: int | None = None,
-    batch: int = 1,
-    device: str | None = None,
-    epoch: bool = False,
-    epochs: int = 2,
-    formats: str | None = None,
-    data: str | None = None,
-    calib: int = CALIB_IMAGES,
-    workers: int | None = None,
-    cache: bool | str = "auto",
-) -> dict[str, Any]:
-    """Measure the unfused and the fused model (or, with ``train``, training steps; with ``epoch``, where whole
-    training epochs spend their time; with ``formats``, the exported formats) and log a table.
-
-    Args:
-        model: model YAML (random weights; default ``yolorep-n.yaml``); exclusive with ``weights``.
-        weights: an unfused checkpoint (``last.pt``); the fused model is made from it.
-        half: fp16 (CUDA only): weights cast to fp16 or autocast, whichever is faster, chosen by a short probe.
-        bf16: bf16, chosen the same way (CPU or CUDA).
-        channels_last: NHWC memory format for weights and input.
-        compile: ``torch.compile`` (default mode) both models.
-        cuda_graph: replay a CUDA graph of each model's forward on a static input (CUDA only).
-        iters: timed calls per model (default: enough for a few seconds).
-        warmup: untimed calls per model first (default 3 on the CPU, 25 on a GPU).
-        json: also write the figures to this file.
-        sweep: a grid of batch sizes and image sizes around ``batch`` and ``imgsz``; CSV and plot into ``out``.
-        train: time forward + loss + backward + optimizer steps of the unfused model instead.
-        out: folder for the sweep's CSV and plot.
-        imgsz: square input size in pixels, a multiple of the model's largest stride (default: the size the
-            checkpoint was trained at, else 640).
-        batch: images per call.
-        device: ``cpu``, ``cuda``, ``0``, ... (default: first GPU if any).
-        epoch: train ``epochs`` epochs of ``model`` on ``data`` (batch ``batch``, default 16 here) and break each
-            epoch's wall time down by phase (``yolorep.benchmark.train_epoch``).
-        epochs: with ``epoch``: epochs to time.
-        formats: comma-separated formats to export and compare with the fused PyTorch model (``torch``,
-            ``torchscript``, ``onnx``, ``openvino``, ``onnx-int8``, ``openvino-int8``; see
-            ``yolorep.benchmark.formats``); exports go to ``out/formats``.
-        data: with ``epoch``: the dataset trained on (default ``shapes.yaml``); with ``formats``: dataset YAML
-            calibrating INT8 and, for trained weights, scoring each format.
-        calib: with ``formats``: INT8 calibration images.
-        workers: with ``epoch``: data loader workers (default: ``yolorep.engine.device.loader_workers``).
-        cache: with ``epoch``: keep decoded images in RAM, as ``train(cache=...)``: ``True``, ``False`` or ``"auto"``.
+def benchmark(options: Options | None = None, /, **kwargs: Any) -> dict[str, Any]:
+    """Measure the unfused and the fused model (``BenchmarkOptions``) or, with ``train=True``, training steps
+    (``TrainStepOptions``); with ``sweep=True`` a grid of shapes (``SweepOptions``); with ``epoch=True`` where whole
+    training epochs spend their time (``EpochOptions``); with ``formats="onnx,openvino"`` the exported formats
+    (``FormatsOptions``); and log a table. Keywords are the chosen mode's fields (``yolorep.options.benchmark``).
 
     Returns:
         The figures written to ``json`` (see docs/BENCHMARKS.md for the keys).
     """
-    if epoch:
-        return _benchmark_epochs(model, data, imgsz, batch, device, epochs, json, workers, cache)
-    dev = select_device(device)
-    flags = {"half": half, "bf16": bf16, "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph}
-    options = run_options(dev, train=train, sweep=sweep, **flags)
-    for name, value, least in (("imgsz", imgsz, 1), ("batch", batch, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
-        if value is not None and value < least:
-            raise YolorepError(f"--{name} {value}: must be at least {least}")
-    if formats:
-        chosen = [f"--{k.replace('_', '-')}" for k, v in dict(flags, sweep=sweep, train=train).items() if v]
-        if chosen:
-            raise YolorepError(f"--formats: times each format as exported; drop {' '.join(chosen)}")
-        result = _run_formats(formats, model, weights, data, calib, imgsz, batch, dev, iters, warmup, out)
-        _write_json(result, json)
+    o = options if options is not None else benchmark_options(kwargs)
+    if isinstance(o, EpochOptions):
+        return _benchmark_epochs(o)
+    if isinstance(o, FormatsOptions):
+        result = _run_formats(o)
+        _write_json(result, o.json)
         return result
-    net, randomized = _load_unfused(model, weights, randomize=not train)
+    assert isinstance(o, (BenchmarkOptions, TrainStepOptions))
+    dev = select_device(o.device)
+    flags = {k: getattr(o, k, False) for k in ("half", "bf16", "channels_last", "compile", "cuda_graph")}
+    train = isinstance(o, TrainStepOptions)
+    run = run_options(dev, **flags, train=train)
+    net, randomized = _load_unfused(o.model, o.weights, randomize=not train)
     net.to(dev)
     stride = int(net.stride.max())
-    imgsz = check_imgsz(imgsz_or_trained(imgsz, getattr(net, "meta", None)), stride)
+    imgsz = check_imgsz(imgsz_or_trained(o.imgsz, getattr(net, "meta", None)), stride)
     meta = {
         "model": _model_label(net),
-        "source": str(weights or model or DEFAULT_MODEL),
+        "source": str(o.weights or o.model or DEFAULT_MODEL),
         "nc": net.nc,
         **environment(dev),
         "imgsz": imgsz,
-        "batch": batch,
+        "batch": o.batch,
         "flags": flags,
         "bn_randomized": randomized,
     }
     # CUDA graphs, streams and events use the current device: make it the benchmarked one
     with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
-        result = _run(net, options, meta, stride, train=train, sweep=sweep, out=out, iters=iters, warmup=warmup)
-    _write_json(result, json)
+        result = _run(net, run, meta, stride, o)
+    _write_json(result, o.json)
     return result
 
 
@@ -141,62 +94,39 @@ def _write_json(result: dict[str, Any], json: str | None) -> None:
         LOGGER.info("figures written to %s", path)
 
 
-def _run_formats(
-    formats: str,
-    model: str | None,
-    weights: str | None,
-    data: str | None,
-    calib: int,
-    imgsz: int | None,
-    batch: int,
-    device: torch.device,
-    iters: int | None,
-    warmup: int | None,
-    out: str,
-) -> dict[str, Any]:
+def _run_formats(o: FormatsOptions) -> dict[str, Any]:
     """``--formats``: a trained checkpoint, or a model YAML with random weights (made non-trivial as for the fuse
     check, so that the output comparison means something)."""
-    if model and weights:
+    if o.model and o.weights:
         raise YolorepError("--model and --weights: give one; --model builds random weights, --weights loads them")
-    random_model = None if weights else randomize_for_check(build_model(model or DEFAULT_MODEL).eval())
+    random_model = None if o.weights else randomize_for_check(build_model(o.model or DEFAULT_MODEL).eval())
     result = benchmark_formats(
-        formats, weights=weights, random_model=random_model, data=data, calib=calib, imgsz=imgsz, batch=batch,
-        device=device, iters=iters, warmup=warmup, out=out,
+        o.formats, weights=o.weights, random_model=random_model, data=o.data, calib=o.calib, imgsz=o.imgsz,
+        batch=o.batch, device=select_device(o.device), iters=o.iters, warmup=o.warmup, out=o.out,
     )  # fmt: skip
     LOGGER.info("%s", format_formats_table(result))
     return result
 
 
-def _run(
-    net: DetectionModel,
-    options: RunOptions,
-    meta: dict[str, Any],
-    stride: int,
-    *,
-    train: bool,
-    sweep: bool,
-    out: str,
-    iters: int | None,
-    warmup: int | None,
-) -> dict[str, Any]:
+def _run(net: DetectionModel, run: RunOptions, meta: dict[str, Any], stride: int, o: Options) -> dict[str, Any]:
     """Run the chosen benchmark, log its table, and return ``meta`` with its figures."""
-    batch, imgsz = meta["batch"], meta["imgsz"]
-    if train:
+    batch, imgsz, iters, warmup = meta["batch"], meta["imgsz"], o.iters, o.warmup
+    if isinstance(o, TrainStepOptions):
         from yolorep.benchmark.train_step import benchmark_train, format_train_table  # imports the loss
 
-        result = {**meta, **benchmark_train(net, options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)}
+        result = {**meta, **benchmark_train(net, run, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)}
         LOGGER.info("%s", format_train_table(result))
-    elif sweep:
-        batches, imgszs = sweep_grid(batch, imgsz, options.device, stride)
+    elif isinstance(o, SweepOptions):
+        batches, imgszs = sweep_grid(batch, imgsz, run.device, stride)
         title = f"{meta['model']} | {meta['device']}"
         swept = sweep_shapes(
-            net, fused_copy(net), options, batches, imgszs, out=out, iters=iters, warmup=warmup, title=title
+            net, fused_copy(net), run, batches, imgszs, out=o.out, iters=iters, warmup=warmup, title=title
         )
         result = {**meta, **swept}
         LOGGER.info("%s", format_sweep_table(meta, swept["rows"]))
         LOGGER.info("sweep written to %s and %s", swept["csv"], swept["plot"])
     else:
-        compared = compare(net, fused_copy(net), options, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)
+        compared = compare(net, fused_copy(net), run, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)
         result = {**meta, **compared}
         LOGGER.info("%s", format_table(result))
     return result
@@ -211,7 +141,6 @@ def run_options(
     compile: bool = False,
     cuda_graph: bool = False,
     train: bool = False,
-    sweep: bool = False,
 ) -> RunOptions:
     """Validate the flags for ``device`` and return the path they ask for (precision mode is chosen later)."""
     if half and bf16:
@@ -226,8 +155,6 @@ def run_options(
         )
     if cuda_graph and train:
         raise YolorepError("--cuda-graph: not available with --train; the training step is timed eagerly")
-    if sweep and train:
-        raise YolorepError("--sweep and --train: choose one; --sweep covers inference only")
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else torch.float32
     return RunOptions(device, dtype, channels_last=channels_last, compile=compile, cuda_graph=cuda_graph)
 
@@ -268,25 +195,15 @@ def _model_label(model: DetectionModel) -> str:
     return f"{model.spec.name}-{model.spec.scale}" if model.spec.scale else model.spec.name
 
 
-def _benchmark_epochs(
-    model: str | None,
-    data: str | None,
-    imgsz: int | None,
-    batch: int,
-    device: str | None,
-    epochs: int,
-    json: str | None,
-    workers: int | None,
-    cache: bool | str,
-) -> dict[str, Any]:
+def _benchmark_epochs(o: EpochOptions) -> dict[str, Any]:
     from yolorep.benchmark.train_epoch import benchmark_epochs, format_epoch_table
 
-    check_at_least(epochs, 1, "--epochs")
+    model = o.model or DEFAULT_MODEL
     result = benchmark_epochs(
-        model or DEFAULT_MODEL, data or "shapes.yaml", imgsz=imgsz or 320, batch=batch if batch > 1 else 16,
-        device=device, epochs=epochs, workers=workers, cache=cache,
+        model, o.data, imgsz=o.imgsz, batch=o.batch, device=o.device, epochs=o.epochs, workers=o.workers,
+        cache=o.cache,
     )  # fmt: skip
-    result.update(environment(select_device(device)), model=model or DEFAULT_MODEL, data=data or "shapes.yaml")
+    result.update(environment(select_device(o.device)), model=model, data=o.data)
     LOGGER.info("%s", format_epoch_table(result))
-    _write_json(result, json)
+    _write_json(result, o.json)
     return result

@@ -22,7 +22,7 @@ from yolorep.datasets.records import ImageRecord, load_records
 from yolorep.datasets.spec import DataSpec
 from yolorep.datasets.transforms import augment_hsv, fliplr, letterbox, mosaic4, random_affine, resize_longest
 from yolorep.errors import DatasetError
-from yolorep.hyp import load_hyp
+from yolorep.options.hyp import load_hyp
 
 __all__ = ["AUGMENT_KEYS", "DetectionDataset"]
 
@@ -63,7 +63,7 @@ class DetectionDataset(Dataset):
         split: ``"train"`` or ``"val"``.
         imgsz: network input size, a multiple of ``stride``.
         augment: apply training augmentation.
-        hyp: augmentation settings (:data:`AUGMENT_KEYS` of a ``yolorep.hyp.load_hyp()`` dict; missing keys take
+        hyp: augmentation settings (:data:`AUGMENT_KEYS` of a ``yolorep.options.load_hyp()`` dict; missing keys take
             cfg/default.yaml's values, other keys are ignored).
         rect: rectangular batches (sorted by aspect ratio; for training: HSV and flip only).
         batch_size: batch size the loader will use; only matters with ``rect``.

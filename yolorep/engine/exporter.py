@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from yolorep.atomic import atomic_path
-from yolorep.checks import check_batch, check_imgsz
+from yolorep.checks import check_imgsz
 from yolorep.engine.backends import load_backend, load_fused
 from yolorep.engine.backends.pytorch import imgsz_or_trained, model_metadata
 from yolorep.engine.device import select_device
@@ -34,6 +34,7 @@ from yolorep.engine.openvino_export import export_openvino
 from yolorep.engine.optional import require
 from yolorep.engine.quantize import calibration_batches, int8_agreement, quantize_onnx
 from yolorep.errors import ArgumentError, YolorepError
+from yolorep.options import ExportOptions
 
 __all__ = ["CALIB_IMAGES", "export", "export_onnx", "export_path", "export_torchscript", "max_difference"]
 
@@ -42,7 +43,7 @@ LOGGER = logging.getLogger(__name__)
 # format -> what follows the weights' stem in the output name
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "openvino": "_openvino_model"}
 INT8_FORMATS = ("onnx", "openvino")
-CALIB_IMAGES = 64  # default --calib: train images that set the INT8 ranges
+CALIB_IMAGES = ExportOptions.calib  # default --calib: train images that set the INT8 ranges
 MIN_OPSET = 11  # the head's chunk of the box distances has no export before opset 11
 # Largest allowed |export - PyTorch|, relative to the output's scale (pixels for boxes, 1 for scores).
 TOLERANCE = {torch.float32: 1e-3, torch.float16: 2e-2}
@@ -212,7 +213,6 @@ def _check_options(
 ) -> None:
     if format not in FORMATS:
         raise YolorepError(f"--format {format}: unknown export format; use one of {', '.join(FORMATS)}")
-    check_batch(batch)
     if format in ("onnx", "openvino") and not MIN_OPSET <= opset <= max_opset():
         raise ArgumentError(f"--opset {opset}: this model exports with opsets {MIN_OPSET} to {max_opset()}; use 17")
     if int8 and format not in INT8_FORMATS:
@@ -234,40 +234,24 @@ def _check_options(
         require(module, f"--format {format}{' --int8' if int8 else ''}")
 
 
-def export(
-    weights: str | Path,
-    format: str = "onnx",
-    imgsz: int | None = None,
-    batch: int = 1,
-    dynamic: bool = False,
-    half: bool = False,
-    opset: int = 17,
-    device: str | None = "cpu",
-    int8: bool = False,
-    data: str | Path | None = None,
-    calib: int = CALIB_IMAGES,
-) -> Path:
+def export(*args: Any, **kwargs: Any) -> Path:
     """``yolorep export``: write the fused model beside the weights (names: ``export_path``).
 
-    Args:
-        weights: checkpoint path.
-        format: ``onnx``, ``torchscript`` or ``openvino``.
-        imgsz: square input size the export is traced (and, without ``dynamic``, fixed) at; a stride multiple
-            (default: the size the checkpoint was trained at, else 640).
-        batch: batch size of the traced input (fixed unless ``dynamic``).
-        dynamic: batch, height and width become dynamic axes (ONNX, OpenVINO); checked at a second shape.
-        half: fp16 weights and input; needs a CUDA device (ONNX, TorchScript).
-        opset: ONNX opset version (also of the graph OpenVINO converts).
-        device: device to trace on.
-        int8: post-training INT8 quantization (ONNX Runtime static QDQ for onnx, NNCF for openvino).
-        data: dataset YAML whose train split calibrates ``int8``; required with it.
-        calib: number of calibration images.
+    The options are ``ExportOptions`` (or its fields as keywords): ``weights`` (checkpoint path); ``format``
+    (``onnx``, ``torchscript`` or ``openvino``); ``imgsz``, the square input size the export is traced (and,
+    without ``dynamic``, fixed) at (default: the size the checkpoint was trained at, else 640); ``batch``;
+    ``dynamic`` (batch, height and width become dynamic axes, checked at a second shape); ``half`` (fp16 weights
+    and input, on a CUDA device); ``opset``; ``device`` to trace on; ``int8`` (post-training quantization: ONNX
+    Runtime static QDQ for onnx, NNCF for openvino) calibrated on ``calib`` train images of ``data``.
 
     Returns:
         The exported file (a folder for OpenVINO).
     """
+    o = ExportOptions.build(args, kwargs)
+    weights, format, imgsz, batch, dynamic, half = o.weights, o.format, o.imgsz, o.batch, o.dynamic, o.half
+    opset, int8, data, calib = o.opset, o.int8, o.data, o.calib
     _check_options(format, batch, half, int8, data, calib, opset)
-    torch_device = select_device(device)
+    torch_device = select_device(o.device)
     if half and torch_device.type != "cuda":
         raise YolorepError(
             f"--half: fp16 export needs a CUDA device, got {torch_device}; add --device 0 or drop --half"

@@ -29,6 +29,7 @@ from yolorep.engine.sources import Frame, Source, load_source
 from yolorep.errors import YolorepError
 from yolorep.logs import progress
 from yolorep.ops import non_max_suppression, scale_boxes
+from yolorep.options import PredictOptions
 
 __all__ = ["Detector", "load_fused", "predict"]
 
@@ -172,28 +173,11 @@ class Detector:
         return results
 
 
-def predict(
-    weights: str | Path | nn.Module,
-    source: str | Path,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    classes: Sequence[int] | None = None,
-    max_det: int = 300,
-    half: bool = False,
-    vid_stride: int = 1,
-    save_txt: bool = False,
-    save_json: bool = False,
-    no_save: bool = False,
-    imgsz: int | None = None,
-    batch: int = 1,
-    device: str | None = None,
-    project: str | Path = "runs/predict",
-    name: str = "exp",
-) -> Path:
+def predict(*args: Any, **kwargs: Any) -> Path | None:
     """``yolorep predict``: detect, then write annotated images/videos, labels and predictions.json to a run folder.
 
-    The arguments are the command's flags (see ``yolorep predict --help`` and ``Detector``); ``weights`` may also be
-    a model, as for ``Detector``.
+    The options are ``PredictOptions`` (or its fields as keywords; see ``yolorep predict --help`` and
+    ``Detector``); ``weights`` may also be a model, as for ``Detector``.
 
     Returns:
         The run folder (``project/name``, ``name2`` ... never overwritten), or None when nothing was to be saved
@@ -202,11 +186,12 @@ def predict(
     Raises:
         YolorepError: nothing in ``source`` could be read (each unreadable file was logged).
     """
-    check_batch(batch)
+    o = PredictOptions.build(args, kwargs)
+    source, vid_stride, no_save, save_txt, save_json = o.source, o.vid_stride, o.no_save, o.save_txt, o.save_json
     src = load_source(source, vid_stride)  # before loading the model: a typo in --source fails at once
-    detector = Detector(weights, device, imgsz, conf, iou, half, classes, max_det)
+    detector = Detector(o.weights, o.device, o.imgsz, o.conf, o.iou, o.half, o.classes, o.max_det)
     saves = not no_save or save_txt or save_json
-    run_dir = increment_run_dir(project, name) if saves else None
+    run_dir = increment_run_dir(o.project, o.name) if saves else None
     if vid_stride > 1 and src.has_video:
         LOGGER.info(
             "--vid-stride %d: output videos keep frames 0, %d, %d ... (ceil(n / %d) of n) at the source frame rate",
@@ -215,7 +200,7 @@ def predict(
     start, count = time.perf_counter(), 0
     writer = PredictionWriter(run_dir, save_media=not no_save, save_txt=save_txt, save_json=save_json)
     with writer, progress(total=src.count_frames(), unit="frame", desc="predict") as bar:
-        with closing(detector.predict(src, stream=True, batch=batch)) as results:
+        with closing(detector.predict(src, stream=True, batch=o.batch)) as results:
             for result in results:
                 writer.add(result)
                 count += 1

@@ -10,6 +10,7 @@ from yolorep.checks import check_imgsz
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.nn.fuse import fused_copy
 from yolorep.nn.model import DetectionModel, build_model
+from yolorep.options import InfoOptions
 
 __all__ = ["info"]
 
@@ -18,6 +19,7 @@ LOGGER = logging.getLogger(__name__)
 
 def info(model: str | Path | DetectionModel, imgsz: int = 640) -> dict[str, Any]:
     """Summarise a model YAML (random weights), a checkpoint or a model, unfused and fused."""
+    model, imgsz = (o := InfoOptions(model=model, imgsz=imgsz)).model, o.imgsz
     if isinstance(model, DetectionModel):
         net, path = model, model.spec.name
     else:

@@ -15,12 +15,12 @@ from yolorep.engine.callbacks import Callbacks
 from yolorep.engine.checkpoint import load_checkpoint, read_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.engine.run_dir import RunLock
-from yolorep.engine.train_args import TRAIN_DEFAULTS, new_run_args, resumed_run_args
 from yolorep.engine.train_build import build_trainer, initial_weights
 from yolorep.engine.train_checkpoints import restore_best
 from yolorep.engine.trainer import Trainer
 from yolorep.engine.validator import build_validator, eval_args, log_results
 from yolorep.errors import CheckpointError, YolorepError
+from yolorep.options import TrainOptions
 
 __all__ = ["train"]
 
@@ -51,69 +51,53 @@ def _resume_checkpoint(last: Path) -> dict[str, Any]:
 
 
 def train(
-    model: str | dict | None = None,
-    data: str | Path | None = None,
-    epochs: int | None = None,
-    imgsz: int | None = None,
-    batch: int | None = None,
-    device: str | None = None,
-    workers: int | None = None,
-    project: str | Path | None = None,
-    name: str | None = None,
-    seed: int | None = None,
-    optimizer: str | None = None,
-    hyp: str | Path | dict | None = None,
-    resume: bool | str = False,
-    weights: str | None = None,
-    sync_bn: bool | None = None,
-    cache: bool | None = None,
-    patience: int | None = None,
-    time: float | None = None,
-    freeze: int | list[int] | None = None,
-    single_cls: bool | None = None,
-    rect: bool | None = None,
-    val_period: int | None = None,
+    options: TrainOptions | None = None,
+    /,
+    *,
     callbacks: Callbacks | dict[str, list] | None = None,
     profile: bool = False,
-    **hyp_overrides: Any,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Train a detector; returns the final metrics of ``best.pt`` (fused, pycocotools) with ``save_dir`` added.
 
-    Options left as None take ``TRAIN_DEFAULTS`` (``yolorep-n.yaml`` on ``shapes.yaml``, 100 epochs at 640, batch
-    16, loader workers on the cores the model's threads leave free, ``runs/train/exp``, seed 0, ...). Any key of
-    cfg/default.yaml may be passed as a keyword (``lr0=0.002``) or in ``hyp`` (a YAML path or dict). With
-    ``resume`` (True for the newest run under ``project``, or a ``last.pt`` path) the run continues with its own
-    options; only ``data``, ``device``, ``workers`` and ``cache`` may change. Under ``torchrun`` each process
-    trains on its shard with DDP; ``batch`` is the total.
+    The options are ``TrainOptions`` (or its fields as keywords: ``model``, ``data``, ``epochs``, ``imgsz``,
+    ``batch``, ...; ``None`` means the default) and any hyperparameter (``lr0=0.002``, or ``hyp``: a YAML path, a
+    mapping or ``Hyperparameters``). With ``resume`` (True for the newest run under ``project``, or a ``last.pt``
+    path) the run continues with its own options; only ``data``, ``device``, ``workers`` and ``cache`` may change.
+    Under ``torchrun`` each process trains on its shard with DDP; ``batch`` is the total.
 
-    ``time`` (hours) fits the schedule to a budget that includes the final validation; ``freeze`` keeps the
-    first N layers (or the listed ones) at their initial weights; ``single_cls`` trains every object as one
-    class; ``rect`` trains on rectangular batches (HSV and flip only, no shuffling); ``val_period`` validates every
-    N epochs (and the last); ``callbacks`` maps events of
-    ``yolorep.engine.callbacks`` to functions of the trainer; ``profile`` times phases exactly on a GPU
-    (``yolorep benchmark --epoch``).
+    ``callbacks`` maps events of ``yolorep.engine.callbacks`` to functions of the trainer; ``profile`` times phases
+    exactly on a GPU (``yolorep benchmark --epoch``).
     """
     started = perf_counter()
-    given = {k: v for k, v in locals().items() if k in TRAIN_DEFAULTS and v is not None}
     extra = callbacks if isinstance(callbacks, Callbacks) else Callbacks(callbacks)
+    given = dict(kwargs) if options is None else {**_changed_fields(options), **kwargs}
     checkpoint = None
-    if resume:
-        last = _find_resume_checkpoint(resume, given.pop("project", TRAIN_DEFAULTS["project"]))
+    if given.get("resume"):
+        last = _find_resume_checkpoint(given["resume"], given.get("project") or TrainOptions.project)
         checkpoint = _resume_checkpoint(last)
-        if hyp is not None or hyp_overrides:
-            raise YolorepError(f"{last}: --resume keeps the run's hyperparameters; start a new run to change them")
-        args = resumed_run_args(checkpoint["train_args"], given, last)
+        args = TrainOptions.from_stored(checkpoint["train_args"]).resumed(given, last)
         restore_best(last, checkpoint)
-        if checkpoint["epoch"] + 1 >= int(args["epochs"]):  # stopped after its last epoch: finish what remains
-            LOGGER.info("%s: all %d epochs are trained; validating best.pt", last, args["epochs"])
+        if checkpoint["epoch"] + 1 >= args.epochs:  # stopped after its last epoch: finish what remains
+            LOGGER.info("%s: all %d epochs are trained; validating best.pt", last, args.epochs)
         save_dir = last.parent.parent
     else:
-        args = new_run_args(given, hyp, hyp_overrides)
-        for checkpoint_path in (args["weights"], args["model"]):
+        args = TrainOptions.create(given)
+        for checkpoint_path in (args.weights, args.model):
             if isinstance(checkpoint_path, str) and checkpoint_path.endswith(".pt"):
                 initial_weights(checkpoint_path)  # a wrong checkpoint fails now, not after the data set is read
         save_dir = None
-    return _run(args, save_dir, checkpoint, extra, started, profile)
+    return _run(args.to_train_args(), save_dir, checkpoint, extra, started, profile)
+
+
+def _changed_fields(options: TrainOptions) -> dict[str, Any]:
+    """An options object as the keywords that would make it (hyperparameters included)."""
+    defaults = TrainOptions()
+    changed = {f.name: getattr(options, f.name) for f, spec in options.specs()
+               if spec.cli and getattr(options, f.name) != getattr(defaults, f.name)}  # fmt: skip
+    changed.pop("hyp", None)
+    changed.update({k: getattr(options.hyp, k) for k in options.hyp_set})
+    return changed
 
 
 def _run(

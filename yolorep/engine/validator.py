@@ -18,7 +18,6 @@ from torch import nn
 
 from yolorep.assets import find_builtin_data
 from yolorep.atomic import write_text_atomic
-from yolorep.checks import check_at_least, check_batch, check_fraction
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
@@ -28,11 +27,11 @@ from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError
 from yolorep.evaluation import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages, build_coco_gt
-from yolorep.hyp import load_hyp
 from yolorep.logs import progress
 from yolorep.nn.model import DetectionModel
 from yolorep.ops.boxes import scale_boxes
 from yolorep.ops.nms import non_max_suppression
+from yolorep.options import ValOptions, load_hyp
 
 __all__ = [
     "Validator",
@@ -274,41 +273,21 @@ def _data_of(weights: str, stored: str) -> str:
     return stored
 
 
-def val(
-    weights: str | Path | DetectionModel,
-    data: str | Path | None = None,
-    split: str = "val",
-    imgsz: int | None = None,
-    batch: int = 32,
-    device: str | None = None,
-    conf: float | None = None,
-    iou: float | None = None,
-    max_det: int | None = None,
-    agnostic_nms: bool = False,
-    half: bool = False,
-    workers: int | None = None,
-    project: str | Path = "runs/val",
-    name: str = "exp",
-) -> dict[str, Any]:
+def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Evaluate a checkpoint or a model (fused; a model passed in is left unchanged) or an exported model
     (``.onnx``, ``.torchscript``, OpenVINO folder: see ``load_backend``) on a dataset split; writes a run folder
     and returns the metrics dict with ``save_dir`` added.
 
-    ``data`` defaults to the data set the model was trained on; ``imgsz``, ``conf``, ``iou`` and ``max_det`` to
-    its evaluation settings. A fixed-shape export runs on square ``imgsz x imgsz`` letterboxed batches at its
-    exported size (split and padded to its exported batch size); a checkpoint or a ``--dynamic`` export on
-    rectangular batches. ``workers`` defaults to the cores the model leaves free (``loader_workers``).
+    The options are ``ValOptions`` (or its fields as keywords: ``weights``, ``data``, ``split``, ``imgsz``,
+    ``batch``, ``conf``, ...). ``data`` defaults to the data set the model was trained on; ``imgsz``, ``conf``,
+    ``iou`` and ``max_det`` to its evaluation settings. A fixed-shape export runs on square ``imgsz x imgsz``
+    letterboxed batches at its exported size (split and padded to its exported batch size); a checkpoint or a
+    ``--dynamic`` export on rectangular batches. ``workers`` defaults to the cores the model leaves free.
     """
-    check_batch(batch)
-    for flag, value in (("--conf", conf), ("--iou", iou)):
-        if value is not None:
-            check_fraction(value, flag)
-    if max_det is not None:
-        check_at_least(max_det, 1, "--max-det")
-    if workers is not None:
-        check_at_least(workers, 0, "--workers")
-    dev = select_device(device)
-    workers = loader_workers(workers, dev)
+    o = ValOptions.build(args, kwargs)
+    weights, data, half = o.weights, o.data, o.half
+    dev = select_device(o.device)
+    workers = loader_workers(o.workers, dev)
     if half and dev.type != "cuda":
         LOGGER.warning("--half needs CUDA; evaluating in fp32 on %s", dev)
         half = False
@@ -324,15 +303,15 @@ def val(
             f"{where}: the model predicts {nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
             f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
         )
-    settings = eval_settings(model.info.eval_args, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)
+    settings = eval_settings(model.info.eval_args, imgsz=o.imgsz, conf=o.conf, iou=o.iou, max_det=o.max_det)
     LOGGER.info("evaluating %s", model.describe())
     size = model.input_size(settings["imgsz"])
     dataset, loader = build_eval_loader(
-        spec, split, size, batch, model.stride, workers, model.info.single_cls, rect=model.dynamic
+        spec, o.split, size, o.batch, model.stride, workers, model.info.single_cls, rect=model.dynamic
     )
-    LOGGER.info("%s", format_data_summary(spec, {split: dataset}))
-    save_dir = increment_run_dir(project, name)
-    validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=agnostic_nms, half=half)
+    LOGGER.info("%s", format_data_summary(spec, {o.split: dataset}))
+    save_dir = increment_run_dir(o.project, o.name)
+    validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=o.agnostic_nms, half=half)
     results = validator(model, dev)
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)

@@ -1,0 +1,44 @@
+"""Every command's options, each declared once as a field of a frozen dataclass (``fields.option``).
+
+The command line, the Python keyword arguments, the checks and their messages, and what checkpoints store are
+generated from these classes: ``TrainOptions`` (with ``Hyperparameters``), ``ValOptions``, ``PredictOptions``,
+``ExportOptions``, one class per benchmark mode, ``DemoOptions``, ``InfoOptions`` and ``ConvertOptions``.
+"""
+
+from yolorep.options.benchmark import (
+    BENCHMARK_MODES,
+    BenchmarkOptions,
+    EpochOptions,
+    FormatsOptions,
+    SweepOptions,
+    TrainStepOptions,
+    benchmark_options,
+)
+from yolorep.options.fields import Options, OptionSpec, option
+from yolorep.options.hyp import Hyperparameters, describe_hyp, load_hyp
+from yolorep.options.inference import ExportOptions, PredictOptions, ValOptions
+from yolorep.options.tools import ConvertOptions, DemoOptions, InfoOptions
+from yolorep.options.train import TrainOptions
+
+__all__ = [
+    "BENCHMARK_MODES",
+    "BenchmarkOptions",
+    "ConvertOptions",
+    "DemoOptions",
+    "EpochOptions",
+    "ExportOptions",
+    "FormatsOptions",
+    "Hyperparameters",
+    "InfoOptions",
+    "OptionSpec",
+    "Options",
+    "PredictOptions",
+    "SweepOptions",
+    "TrainOptions",
+    "TrainStepOptions",
+    "ValOptions",
+    "benchmark_options",
+    "describe_hyp",
+    "load_hyp",
+    "option",
+]

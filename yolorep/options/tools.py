@@ -1,0 +1,53 @@
+"""The options of ``yolorep demo``, ``info`` and ``convert``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from yolorep.options.fields import Options, at_least, between, greater_than, option
+from yolorep.options.inference import read_model
+from yolorep.options.train import MAX_IMGSZ
+
+__all__ = ["ConvertOptions", "DemoOptions", "InfoOptions"]
+
+
+@dataclass(frozen=True)
+class DemoOptions(Options):
+    """``yolorep demo``: the whole story on bundled synthetic data."""
+
+    command = "demo"
+
+    time: float | None = option(None, "minutes for the whole demo (default 9)", check=greater_than(0, 600_000))
+    epochs: int | None = option(None, "train this many epochs instead of fitting them to --time", check=at_least(1))
+    imgsz: int | None = option(None, "image size (default: 256 on a CPU, 320 on a GPU)", check=between(1, MAX_IMGSZ))
+    device: str | None = option(None, "cpu, cuda, 0, 0,1 ... (default: the first GPU if any, else cpu)")
+    project: str = option("runs/demo", "parent folder of the run")
+    data: str | None = option(None, "dataset YAML (default: the bundled shapes set)", cli=False)
+    batch: int | None = option(None, "images per batch (default: 8 on a CPU, 32 on a GPU)", cli=False)
+    workers: int | None = option(None, "data loader worker processes", check=at_least(0), cli=False)
+    speed_iters: int | None = option(
+        None, "timed calls per model of the fused/unfused speed check", check=at_least(1), cli=False
+    )
+
+
+@dataclass(frozen=True)
+class InfoOptions(Options):
+    """``yolorep info``: layers, parameters and GFLOPs before and after the fuse."""
+
+    command = "info"
+
+    model: Any = option(help="model YAML or .pt checkpoint", flag="", convert=read_model)
+    imgsz: int = option(640, "image size the GFLOPs are counted at", check=between(1, MAX_IMGSZ))
+
+
+@dataclass(frozen=True)
+class ConvertOptions(Options):
+    """``yolorep convert``: a data set from the VOC, COCO or YOLO layout into COCO or YOLO."""
+
+    command = "convert"
+
+    from_format: str = option(help="layout of SRC", flag="--from", metavar="{voc,coco,yolo}")
+    to_format: str = option(help="layout to write", flag="--to", metavar="{coco,yolo}")
+    src: str = option(help="data YAML, or a data set folder (holding data.yaml, or in VOC layout)", flag="")
+    dst: str = option(help="new folder to write (with its data.yaml)", flag="")

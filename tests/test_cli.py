@@ -4,7 +4,6 @@ the functions' own, and unknown flags answered with the subcommand's usage and a
 from __future__ import annotations
 
 import argparse
-import inspect
 
 import pytest
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import yolorep
-from yolorep.options.hyp import load_hyp
 from yolorep.loss import DetectionLoss, TaskAlignedAssigner
+from yolorep.options.hyp import load_hyp
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from yolorep.benchmark.paths import DTYPE_NAMES, RunOptions, cudnn_autotune
 from yolorep.benchmark.report import environment_line
 from yolorep.benchmark.timing import Clock, default_iters, default_warmup
-from yolorep.options.hyp import load_hyp
 from yolorep.loss import DetectionLoss
+from yolorep.options.hyp import load_hyp
 
 __all__ = ["PHASES", "benchmark_train", "format_train_table", "synthetic_batch", "time_train_steps"]
 

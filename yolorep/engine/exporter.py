@@ -35,7 +35,15 @@ from yolorep.engine.optional import require
 from yolorep.engine.quantize import calibration_batches, int8_agreement, quantize_onnx
 from yolorep.errors import ArgumentError, YolorepError
 
-__all__ = ["CALIB_IMAGES", "export", "export_onnx", "export_path", "export_torchscript", "max_difference"]
+__all__ = [
+    "CALIB_IMAGES",
+    "device_constants",
+    "export",
+    "export_onnx",
+    "export_path",
+    "export_torchscript",
+    "max_difference",
+]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -181,6 +189,11 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
         warnings.simplefilter("ignore", category=FutureWarning)  # torch.jit deprecation notice
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.trace(model, x, check_trace=False)
+        if device_constants(traced):  # the file would run only on the device it was traced on
+            raise YolorepError(
+                f"export: the traced model holds device constants ({', '.join(device_constants(traced))}), so "
+                f"{path.name} would run only on {x.device}; please report it"
+            )
         traced.save(str(path), _extra_files={"config.txt": json.dumps(meta)})
         extra = {"config.txt": ""}
         reloaded = torch.jit.load(str(path), map_location=x.device, _extra_files=extra)
@@ -191,6 +204,17 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
             actual = reloaded(images)
         _check("TorchScript", _reference(model, images), actual, x.dtype)
     return path
+
+
+def device_constants(module: torch.jit.ScriptModule) -> list[str]:
+    """The devices a TorchScript graph has frozen in as constants (a trace records ``torch.arange(...,
+    device=...)``'s device); ``torch.jit.load(map_location=...)`` moves weights but not these."""
+    nodes = module.inlined_graph.nodes()
+    return [str(n.output().toIValue()) for n in nodes if n.kind() == "prim::Constant" and _is_device(n.output())]
+
+
+def _is_device(value: Any) -> bool:
+    return value.type().kind() == "DeviceObjType"
 
 
 def export_path(weights: str | Path, format: str, int8: bool = False) -> Path:

@@ -2,6 +2,8 @@ import copy
 import csv
 import json
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +120,24 @@ def test_non_finite_loss_skips_the_step(tiny_shapes_yaml, tmp_path, monkeypatch,
     assert "non-finite loss" in caplog.text and "step skipped" in caplog.text
     model = yolorep.load(tmp_path / "nan" / "weights" / "last.pt")
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+
+
+def test_a_cpu_run_resumes_with_fp16_loss_scaling(trained_tiny, tmp_path, monkeypatch):
+    """A CPU run saves ``scaler: {}``; resumed on a GPU, the enabled GradScaler must start afresh rather than
+    fail to load it. An enabled CPU GradScaler takes the CUDA one's place (the same load_state_dict)."""
+    run = Path(shutil.copytree(trained_tiny, tmp_path / "run"))
+    last = run / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["train_state"]["scaler"] == {}
+    gradscaler = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: gradscaler("cpu", enabled=True))
+    loaded = {}
+    load = trainer_module.Trainer.load_train_state
+
+    def spy(self, checkpoint, where):
+        load(self, checkpoint, where)
+        loaded.update(enabled=self.scaler.is_enabled(), state=self.scaler.state_dict(), epoch=self.state.epoch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "load_train_state", spy)
+    results = train(resume=str(last), project=tmp_path)
+    assert loaded == {"enabled": True, "state": gradscaler("cpu").state_dict(), "epoch": 1}
+    assert results["save_dir"] == str(run)

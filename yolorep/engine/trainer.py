@@ -144,7 +144,8 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
-            self.scaler.load_state_dict(saved["scaler"])
+            if saved["scaler"]:  # empty from a run without fp16 loss scaling (CPU, bf16, --amp false): keep ours
+                self.scaler.load_state_dict(saved["scaler"])
             self.ema.updates = int(saved["ema_updates"])
             self.state = TrainState(
                 epoch=int(checkpoint["epoch"]),

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from yolorep.engine.device import cudnn_autotune
+
 __all__ = [
     "TOLERANCES",
     "Check",
@@ -49,17 +51,6 @@ def exact_fp32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = previous
-
-
-@contextlib.contextmanager
-def cudnn_autotune() -> Iterator[None]:
-    """Let cuDNN pick the fastest convolution algorithm per shape inside the block (as a deployment would)."""
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
 
 
 @dataclass(frozen=True)

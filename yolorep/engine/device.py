@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Iterator
 
 import torch
 
 from yolorep.errors import ArgumentError, YolorepError
 
-__all__ = ["amp_dtype", "available_memory", "keep_freed_memory", "loader_workers", "select_device"]
+__all__ = [
+    "amp_dtype",
+    "available_memory",
+    "cudnn_autotune",
+    "keep_freed_memory",
+    "loader_workers",
+    "select_device",
+]
 
 MAX_AUTO_WORKERS = 8
 
@@ -88,6 +97,22 @@ def _cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and torch.cpu._is_avx512_bf16_supported()
     except (AttributeError, RuntimeError):  # private probes: absent in some builds
         return False
+
+
+@contextlib.contextmanager
+def cudnn_autotune(enabled: bool = True) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` on inside the block when ``enabled``, restored after.
+
+    cuDNN then times its convolution algorithms for every new input shape once and keeps the fastest, which pays
+    when shapes repeat (training at a fixed image size, a benchmark) and costs a tuning run for every new shape
+    (rectangular batches). No effect on the CPU.
+    """
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def loader_workers(requested: int | None, device: torch.device) -> int:

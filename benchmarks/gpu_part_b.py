@@ -1,4 +1,4 @@
-"""The whole product on CUDA once (issue 31, part B), in one run of about 6 minutes, ending in a compact summary.
+"""The whole product on CUDA once (issue 31, part B), in one run within a time budget, ending in a compact summary.
 
 From the repository root, on the GPU machine (its Python needs torch, torchvision, OpenCV, pyyaml, tqdm,
 matplotlib, onnx and onnxruntime; pycocotools is optional, mAP is then yolorep's internal estimate):
@@ -83,7 +83,7 @@ class Run:
         return [self.args.python, "-m", "yolorep", *args]
 
     def call(self, step: str, argv: list[str], timeout: float = 300) -> int:
-        """Run ``argv`` with its output in logs/STEP.log (appended); its exit status (124 when it timed out).
+        """Run ``argv`` with its output in logs/STEP.log (appended); its exit status (124: stopped at the budget).
         Every command is also listed in commands.jsonl."""
         self.record(argv)
         if self.dry:
@@ -93,10 +93,13 @@ class Run:
         with open(log, "a") as f:
             f.write(f"\n$ {shlex.join(argv)}\n")
             f.flush()
+            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT,
+                                       start_new_session=True)  # fmt: skip
             try:
-                return subprocess.run(argv, cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT,
-                                      timeout=max(1.0, min(timeout, self.left()))).returncode  # fmt: skip
-            except subprocess.TimeoutExpired:
+                return process.wait(timeout=max(1.0, min(timeout, self.left())))
+            except subprocess.TimeoutExpired:  # the whole group: gpu_check.sh's benchmark would hold the GPU on
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
                 return 124
 
     def record(self, argv: list[str], note: str = "") -> None:
@@ -161,7 +164,11 @@ def interrupted(run: Run, step: str, argv: list[str], last: Path, after_epoch: i
         if process.poll() is not None:
             return f"ended by itself (exit {process.returncode}) before it could be interrupted"
         os.killpg(process.pid, signal.SIGINT)
-        rc = process.wait(timeout=120)
+        try:
+            rc = process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            rc = process.wait()
     return f"interrupted after epoch {last_epoch(last) + 1} (exit {rc})"
 
 

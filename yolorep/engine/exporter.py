@@ -189,9 +189,10 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
         warnings.simplefilter("ignore", category=FutureWarning)  # torch.jit deprecation notice
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.trace(model, x, check_trace=False)
-        if device_constants(traced):  # the file would run only on the device it was traced on
+        frozen = device_constants(traced)
+        if frozen:  # the file would run only on the device it was traced on
             raise YolorepError(
-                f"export: the traced model holds device constants ({', '.join(device_constants(traced))}), so "
+                f"export: the traced model holds device constants ({', '.join(frozen)}), so "
                 f"{path.name} would run only on {x.device}; please report it"
             )
         traced.save(str(path), _extra_files={"config.txt": json.dumps(meta)})
@@ -209,12 +210,9 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
 def device_constants(module: torch.jit.ScriptModule) -> list[str]:
     """The devices a TorchScript graph has frozen in as constants (a trace records ``torch.arange(...,
     device=...)``'s device); ``torch.jit.load(map_location=...)`` moves weights but not these."""
-    nodes = module.inlined_graph.nodes()
-    return [str(n.output().toIValue()) for n in nodes if n.kind() == "prim::Constant" and _is_device(n.output())]
-
-
-def _is_device(value: Any) -> bool:
-    return value.type().kind() == "DeviceObjType"
+    graph = module.inlined_graph  # a new graph per access: held while its values are read
+    constants = [n.output() for n in graph.nodes() if n.kind() == "prim::Constant"]
+    return [str(c.toIValue()) for c in constants if c.type().kind() == "DeviceObjType"]
 
 
 def export_path(weights: str | Path, format: str, int8: bool = False) -> Path:

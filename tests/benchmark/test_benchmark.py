@@ -98,6 +98,25 @@ def test_path_out_of_tolerance_fails_loudly(tiny_cfg, monkeypatch):
         benchmark(model=tiny_cfg, bf16=True, **FAST)
 
 
+def test_cuda_fp32_has_its_own_tolerance_between_the_cpu_and_tf32():
+    """cuDNN's fp32 algorithms (Winograd, FFT) round more than the CPU's direct sums; TF32 more still."""
+    cuda = torch.device("cuda", 0)
+    cpu_fp32, cuda_fp32, tf32 = (benchmark_paths.tolerance(p, d) for p, d in (("fp32", CPU), ("fp32", cuda),
+                                                                                ("tf32", cuda)))  # fmt: skip
+    assert cpu_fp32 == benchmark_paths.TOLERANCES["fp32"] and cuda_fp32 == benchmark_paths.TOLERANCES["fp32_cuda"]
+    assert all(a < b < c for a, b, c in zip(cpu_fp32, cuda_fp32, tf32))
+    assert benchmark_paths.tolerance("fp16", cuda) == benchmark_paths.tolerance("fp16", CPU)
+
+
+def test_exact_fp32_turns_tf32_off_for_convolutions_and_matrix_products(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)  # torch.set_float32_matmul_precision("high")
+    with benchmark_paths.exact_fp32():
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert not benchmark_paths.tf32_convs_enabled()
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+
+
 @pytest.mark.slow
 def test_compile_matches_fused_fp32(tiny_cfg):
     result = benchmark(model=tiny_cfg, compile=True, **FAST)

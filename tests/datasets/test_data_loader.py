@@ -49,3 +49,14 @@ def test_rect_loader_keeps_order_and_batch_shapes(colour_boxes_yaml):
     batches = list(loader)
     assert [tuple(images.shape[2:]) for images, _, _ in batches] == dataset.batch_shapes
     assert [info["index"] for _, _, infos in batches for info in infos] == list(range(len(dataset)))
+
+
+def test_batches_are_pinned_only_for_a_process_that_uses_cuda(colour_boxes_yaml, monkeypatch):
+    """A CPU run on a GPU machine must not create a CUDA context to pin its batches (here it would fail: no GPU)."""
+    dataset = DetectionDataset(load_data_spec(colour_boxes_yaml), "val", imgsz=64)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, CUDA not used yet
+    loader = build_dataloader(dataset, batch_size=2, shuffle=False, workers=0)
+    images, _, _ = next(iter(loader))
+    assert not loader.pin_memory and not images.is_pinned() and not torch.cuda.is_initialized()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # the model was moved to a GPU first
+    assert build_dataloader(dataset, batch_size=2, shuffle=False, workers=0).pin_memory

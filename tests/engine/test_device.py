@@ -27,9 +27,53 @@ def test_gpu_specs(two_gpus, spec, expected):
     assert select_device(spec) == torch.device(expected)
 
 
-def test_device_list_picks_this_process_gpu_under_torchrun(two_gpus, monkeypatch):
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    assert select_device("0,1") == torch.device("cuda:1")
+def _torchrun(monkeypatch, local_rank: int, local_processes: int, nodes: int = 1) -> None:
+    """The environment torchrun gives one of its processes."""
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
+    monkeypatch.setenv("WORLD_SIZE", str(local_processes * nodes))
+
+
+@pytest.mark.parametrize("spec", [None, "", "auto", "cuda", "CUDA"])
+def test_default_and_cuda_mean_this_process_gpu_under_torchrun(two_gpus, monkeypatch, spec):
+    _torchrun(monkeypatch, local_rank=1, local_processes=2)
+    assert select_device(spec) == torch.device("cuda:1")
+    _torchrun(monkeypatch, local_rank=0, local_processes=2)
+    assert select_device(spec) == torch.device("cuda:0")
+
+
+def test_device_list_gives_each_process_its_own_gpu_under_torchrun(two_gpus, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    gpus = [None] * 3
+    for rank in range(3):
+        _torchrun(monkeypatch, local_rank=rank, local_processes=3)
+        gpus[rank] = select_device("3,1,2")
+    assert gpus == [torch.device("cuda:3"), torch.device("cuda:1"), torch.device("cuda:2")]
+
+
+def test_one_gpu_per_node_under_multi_node_torchrun(two_gpus, monkeypatch):
+    _torchrun(monkeypatch, local_rank=0, local_processes=1, nodes=4)
+    assert select_device("1") == select_device("cuda:1") == torch.device("cuda:1")
+
+
+@pytest.mark.parametrize("spec", ["0", "cuda:1", "0,0", "1,1"])
+def test_processes_sharing_a_gpu_are_refused_under_torchrun(two_gpus, monkeypatch, spec):
+    _torchrun(monkeypatch, local_rank=0, local_processes=2)
+    with pytest.raises(YolorepError, match=f"--device {spec}: torchrun started 2 processes .* list 2 distinct GPUs"):
+        select_device(spec)
+
+
+def test_more_processes_than_gpus_are_refused_under_torchrun(two_gpus, monkeypatch):
+    _torchrun(monkeypatch, local_rank=0, local_processes=4)
+    with pytest.raises(YolorepError, match="torchrun started 4 processes on this machine, which has 2 GPU.*nproc_per"):
+        select_device(None)
+    with pytest.raises(YolorepError, match="--device 0,1: torchrun started 4 processes"):
+        select_device("0,1")
+
+
+def test_cpu_under_torchrun_stays_cpu(two_gpus, monkeypatch):
+    _torchrun(monkeypatch, local_rank=1, local_processes=2)
+    assert select_device("cpu") == torch.device("cpu")
 
 
 @pytest.mark.parametrize("spec", ["foo", "gpu", "0,x", "cuda:a"])

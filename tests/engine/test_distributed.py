@@ -52,3 +52,58 @@ def test_two_ranks_hold_identical_weights(tiny_shapes_yaml, tmp_path):
     fresh = yolorep.build_model("yolorep-n.yaml", nc=6).state_dict()
     moved = [k for k, v in rank0.items() if v.is_floating_point() and not torch.equal(v, fresh[k])]
     assert len(moved) > len(rank0) // 2
+
+
+def test_ranks_wait_for_rank_zero_longer_than_the_backend_default(monkeypatch):
+    """Rank 0 validates while the others wait in a broadcast: NCCL's 10-minute default would abort the job."""
+    from datetime import timedelta
+
+    from yolorep.engine import distributed
+
+    joined = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    assert distributed.setup(torch.device("cpu"))
+    assert joined == {"backend": "gloo", "timeout": distributed.COLLECTIVE_TIMEOUT}
+    assert distributed.COLLECTIVE_TIMEOUT >= timedelta(hours=1)
+
+
+def _accumulate_two_steps(rank: int, port: int, out: str) -> None:
+    """One rank: a step under gradient_sync(sync=False), then one with sync; saves the gradients after each."""
+    import torch.distributed as dist
+
+    from yolorep.engine import distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 2))
+    grads = []
+    for sync in (False, True):
+        x = torch.full((4, 3), float(rank + 1 + 10 * sync))  # each rank and step sees other data
+        with distributed.gradient_sync(model, sync):
+            loss = model(x).square().sum()
+        loss.backward()
+        grads.append(model.module.weight.grad.clone())
+    torch.save(grads, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _local_gradient(rank: int, sync: bool) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    model(torch.full((4, 3), float(rank + 1 + 10 * sync))).square().sum().backward()
+    return model.weight.grad
+
+
+def test_accumulated_steps_all_reduce_only_when_the_weights_update(tmp_path):
+    """DDP's no_sync under gradient accumulation: the first step's gradients stay local to each rank, the second
+    step all-reduces the sum of both steps' (the same result as syncing every step, one all-reduce fewer)."""
+    torch.multiprocessing.spawn(_accumulate_two_steps, args=(29518, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for rank, (after_first, _) in enumerate(ranks):
+        torch.testing.assert_close(after_first, _local_gradient(rank, sync=False))  # not averaged across ranks
+    averaged = sum(_local_gradient(r, False) + _local_gradient(r, True) for r in range(2)) / 2
+    torch.testing.assert_close(ranks[0][1], averaged)
+    assert torch.equal(ranks[0][1], ranks[1][1])

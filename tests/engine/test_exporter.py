@@ -7,7 +7,7 @@ from torch import nn
 
 import yolorep
 from yolorep.cli import main
-from yolorep.engine.exporter import _check, export, max_difference
+from yolorep.engine.exporter import _check, device_constants, export, export_torchscript, max_difference
 from yolorep.errors import YolorepError
 from yolorep.nn import DecodedModel, randomize_batchnorm
 from yolorep.nn.modules.conv import Conv
@@ -91,6 +91,31 @@ def test_torchscript_reloads_and_matches(unfused, reference, weights):
     x, expected = reference
     with torch.no_grad():
         assert max_difference(expected, loaded(x))[0] < 1e-3
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_traced_on_the_cpu_holds_no_device_constant(weights):
+    """A device in the graph (a traced ``torch.arange(..., device=...)``) survives ``map_location``: a CPU export
+    would then fail on a GPU with "Expected all tensors to be on the same device"."""
+    path = export(weights, format="torchscript", imgsz=IMGSZ, device="cpu")
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    assert device_constants(loaded) == []
+    kinds = {node.kind() for node in loaded.inlined_graph.nodes()}
+    assert "aten::cumsum" in kinds and "aten::arange" not in kinds  # anchors and DFL bins from the input's device
+
+
+class _FrozenDevice(nn.Module):
+    def forward(self, x):
+        return x + torch.arange(x.shape[-1], device=x.device)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit deprecation notices
+def test_torchscript_export_refuses_a_graph_bound_to_its_device(tmp_path):
+    traced = torch.jit.trace(_FrozenDevice(), torch.zeros(2, 3))
+    assert device_constants(traced) == ["cpu"]
+    with pytest.raises(YolorepError, match=r"device constants \(cpu\), so m.torchscript would run only on cpu"):
+        export_torchscript(_FrozenDevice(), torch.zeros(2, 3), tmp_path / "m.torchscript", False, {})
+    assert not (tmp_path / "m.torchscript").exists()
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,20 @@ import copy
 import csv
 import json
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import TINY_HYP
+from yolorep.engine.train_args import TRAIN_DEFAULTS
 
 import yolorep
 from yolorep.engine import trainer as trainer_module
+from yolorep.engine.callbacks import Callbacks
+from yolorep.engine.train_build import build_trainer
 from yolorep.engine.train_setup import train
+from yolorep.options.hyp import load_hyp
 
 
 def _rows(run):
@@ -118,3 +124,56 @@ def test_non_finite_loss_skips_the_step(tiny_shapes_yaml, tmp_path, monkeypatch,
     assert "non-finite loss" in caplog.text and "step skipped" in caplog.text
     model = yolorep.load(tmp_path / "nan" / "weights" / "last.pt")
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+
+
+def test_a_cpu_run_resumes_with_fp16_loss_scaling(trained_tiny, tmp_path, monkeypatch):
+    """A CPU run saves ``scaler: {}``; resumed on a GPU, the enabled GradScaler must start afresh rather than
+    fail to load it. An enabled CPU GradScaler takes the CUDA one's place (the same load_state_dict)."""
+    run = Path(shutil.copytree(trained_tiny, tmp_path / "run"))
+    last = run / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["train_state"]["scaler"] == {}
+    gradscaler = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: gradscaler("cpu", enabled=True))
+    loaded = {}
+    load = trainer_module.Trainer.load_train_state
+
+    def spy(self, checkpoint, where):
+        load(self, checkpoint, where)
+        loaded.update(enabled=self.scaler.is_enabled(), state=self.scaler.state_dict(), epoch=self.state.epoch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "load_train_state", spy)
+    results = train(resume=str(last), project=tmp_path)
+    assert loaded == {"enabled": True, "state": gradscaler("cpu").state_dict(), "epoch": 1}
+    assert results["save_dir"] == str(run)
+
+
+def test_training_tunes_cudnn_for_its_fixed_size_and_reads_losses_back_rarely(tiny_shapes_yaml, tmp_path, monkeypatch):
+    """cudnn.benchmark is on while training at a fixed size (off again after the epoch's batches); the progress
+    display reads the losses back from the device (a GPU sync) at most every PROGRESS_SECONDS."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(trainer_module, "PROGRESS_SECONDS", 1e9)
+    shown, tuned = [], {"batches": [], "after": []}
+
+    class Recorder:
+        def __init__(self, iterable, **kwargs):
+            self.iterable = iterable
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def set_postfix_str(self, text, refresh=True):
+            shown.append(text)
+
+    monkeypatch.setattr(trainer_module, "progress", Recorder)
+    callbacks = Callbacks({
+        "on_train_batch_end": [lambda trainer: tuned["batches"].append(torch.backends.cudnn.benchmark)],
+        "on_train_epoch_end": [lambda trainer: tuned["after"].append(torch.backends.cudnn.benchmark)],
+    })  # fmt: skip
+    args = dict(TRAIN_DEFAULTS, model="yolorep-n.yaml", data=str(tiny_shapes_yaml), epochs=1, imgsz=64, batch=4,
+                device="cpu", workers=0, project=str(tmp_path), hyp=load_hyp(TINY_HYP), cache=False,
+                optimizer="auto")  # fmt: skip
+    trainer = build_trainer(args, None, None, torch.device("cpu"), False, callbacks)
+    trainer.validator = None  # training batches only
+    trainer.fit()
+    assert tuned == {"batches": [True] * 3, "after": [False]}
+    assert len(shown) == 1 and shown[0].startswith("box ")  # the last of the 3 batches only

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 import torch
@@ -123,3 +124,15 @@ def test_eval_settings_come_from_the_checkpoint(trained_tiny, tiny_shapes_yaml, 
                       project=tmp_path)  # fmt: skip
     assert "imgsz=96 overrides the checkpoint's evaluation setting imgsz=64" in caplog.text
     assert metrics["settings"]["conf"] == 0.01
+
+
+def test_without_pycocotools_val_reports_the_internal_estimate(trained_tiny, tiny_shapes_yaml, tmp_path, monkeypatch,
+                                                               caplog):  # fmt: skip
+    for module in ("pycocotools", "pycocotools.coco", "pycocotools.cocoeval"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails, as where it is not installed
+    metrics = val(weights=trained_tiny / "weights" / "best.pt", data=tiny_shapes_yaml, batch=4, workers=0,
+                  project=tmp_path, name="v")  # fmt: skip
+    stored = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert stored["source"] == metrics["source"] == "internal estimate" and stored["coco_stats"] == []
+    assert stored["map50_95"] == stored["map50_95_internal"] and not (tmp_path / "v" / "predictions.json").exists()
+    assert "pycocotools is not installed: mAP is yolorep's internal estimate" in caplog.text

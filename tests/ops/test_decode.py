@@ -32,3 +32,22 @@ def test_decode_places_boxes_around_their_anchor_in_pixels():
                 [(0.5 - 1) * 32, (0.5 - 2) * 32, (0.5 + 1) * 32, (0.5 + 3) * 32]]  # fmt: skip
     torch.testing.assert_close(out[0, :, :4], torch.tensor(expected))
     torch.testing.assert_close(out[0, :, 4:], torch.full((3, nc), 0.5))
+
+
+def test_fp16_maps_decode_in_fp32():
+    """fp16 boxes would be rounded to 0.5 px above 512 px; the maps are fp16, the decoding is not."""
+    reg_max, nc = 16, 3
+    generator = torch.Generator().manual_seed(0)
+    maps = [torch.randn(2, 4 * reg_max + nc, s, s, generator=generator).half() for s in (80, 40, 20)]
+    strides = torch.tensor([8.0, 16.0, 32.0])
+    out = decode_predictions(maps, strides.half(), reg_max)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, decode_predictions([m.float() for m in maps], strides, reg_max))
+    far = out[..., :4] > 512  # where fp16 holds only multiples of 0.5
+    assert far.sum() > 1000 and (out[..., :4][far] % 0.5 != 0).float().mean() > 0.9
+
+
+def test_anchor_points_follow_the_strides_dtype_and_count_exactly():
+    points, _ = make_anchor_points([(300, 7)], torch.tensor([2.0], dtype=torch.float64))
+    assert points.dtype == torch.float64
+    assert points[:, 1].unique().tolist() == [i + 0.5 for i in range(300)]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision.ops as torchvision_ops
 
 from yolorep.ops import nms as nms_module
 from yolorep.ops import non_max_suppression
@@ -107,3 +108,32 @@ def test_nms_falls_back_to_all_boxes_when_the_top_scores_keep_too_few(monkeypatc
     out = non_max_suppression(preds, max_det=300)[0]
     monkeypatch.setattr(nms_module, "PREFIX_PER_DETECTION", 10**9)
     assert len(out) == 6 and torch.equal(out, non_max_suppression(preds, max_det=300)[0])
+
+
+@pytest.mark.parametrize(("agnostic", "multi_label"), [(False, True), (True, False)])
+def test_equal_scores_keep_the_same_boxes_whatever_order_the_kernel_sorts_them_in(monkeypatch, agnostic, multi_label):
+    """torchvision's CUDA kernel orders equal scores unpredictably; emulated here by kernels that see the boxes
+    in reverse, so that of two equal scores the later box comes first."""
+    preds = _crowded_preds(3000, 4, seed=3)  # quantized scores: many exact ties, also at the candidate cut
+    kwargs = dict(max_det=300, agnostic=agnostic, multi_label=multi_label, max_candidates=1000)
+    expected = non_max_suppression(preds, **kwargs)[0]
+
+    def reversed_nms(boxes, scores, iou):
+        flip = torch.arange(len(boxes) - 1, -1, -1)
+        return flip[torchvision_ops.nms(boxes[flip], scores[flip], iou)]
+
+    def reversed_batched_nms(boxes, scores, labels, iou):
+        flip = torch.arange(len(boxes) - 1, -1, -1)
+        return flip[torchvision_ops.batched_nms(boxes[flip], scores[flip], labels[flip], iou)]
+
+    monkeypatch.setattr(nms_module, "nms", reversed_nms)
+    monkeypatch.setattr(nms_module, "batched_nms", reversed_batched_nms)
+    assert torch.equal(non_max_suppression(preds, **kwargs)[0], expected)
+    monkeypatch.setattr(nms_module, "PREFIX_PER_DETECTION", 10**9)
+    assert torch.equal(non_max_suppression(preds, **kwargs)[0], expected)
+
+
+def test_the_candidate_cut_keeps_the_earliest_of_equal_scores():
+    scores = torch.tensor([0.5, 0.9, 0.5, 0.7, 0.5, 0.5, 0.9])
+    assert nms_module._top_candidates(scores, 4).nonzero().flatten().tolist() == [0, 1, 3, 6]
+    assert nms_module._top_candidates(scores, 6).nonzero().flatten().tolist() == [0, 1, 2, 3, 4, 6]

@@ -67,6 +67,10 @@ def build_dataloader(
     augmentation whatever ran before: a resumed run sees the same batches as an uninterrupted one. With
     ``distributed`` a :class:`DistributedSampler` shards the data; call ``loader.sampler.set_epoch(epoch)`` every epoch.
 
+    Batches are put in pinned (page-locked) memory, from which copies to a GPU are faster and asynchronous, only in
+    a process that already uses CUDA (its model is on a GPU): pinning creates a CUDA context, which would cost a
+    CPU run on a GPU machine GPU memory and seconds for nothing.
+
     Args:
         dataset: usually a :class:`~yolorep.datasets.dataset.DetectionDataset`.
         batch_size: per-process batch size. For a rect dataset it should equal ``dataset.batch_size``.
@@ -95,7 +99,7 @@ def build_dataloader(
         shuffle=shuffle and sampler is None,
         sampler=sampler,
         num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() and torch.cuda.is_initialized(),
         collate_fn=collate,
         worker_init_fn=seed_worker,
         generator=generator,

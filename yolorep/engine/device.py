@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Iterator
 
 import torch
 
 from yolorep.errors import ArgumentError, YolorepError
 
-__all__ = ["amp_dtype", "available_memory", "keep_freed_memory", "loader_workers", "select_device"]
+__all__ = [
+    "amp_dtype",
+    "available_memory",
+    "cudnn_autotune",
+    "keep_freed_memory",
+    "loader_workers",
+    "select_device",
+]
 
 MAX_AUTO_WORKERS = 8
 
@@ -18,32 +27,59 @@ MAX_AUTO_WORKERS = 8
 def select_device(spec: str | int | None = None) -> torch.device:
     """``None``/``""`` -> first CUDA GPU if there is one else CPU; ``"cpu"``; ``"cuda"``, ``"0"``, ``"cuda:1"``.
 
-    A list such as ``"0,1"`` selects this process's GPU: the one at ``LOCAL_RANK`` under torchrun, else the first.
+    Under torchrun (``WORLD_SIZE`` > 1) every process must own its GPU, or NCCL stops at the first collective
+    ("Duplicate GPU detected"): the default and ``cuda`` mean ``cuda:LOCAL_RANK``, and a list such as ``"0,1"``
+    gives process ``LOCAL_RANK`` its ``LOCAL_RANK``-th entry, so it needs one distinct GPU per process on the
+    machine (``LOCAL_WORLD_SIZE``).
+
+    Raises:
+        ArgumentError: ``spec`` is not a device.
+        YolorepError: the device is not on this machine, or torchrun's processes would share a GPU.
     """
     text = "" if spec is None else str(spec).strip().lower()
-    if text in ("", "auto"):
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if text in ("", "auto") and not torch.cuda.is_available():
+        return torch.device("cpu")
     if text == "cpu":
         return torch.device("cpu")
     if text == "mps":
         if not torch.backends.mps.is_available():
             raise YolorepError(f"--device {spec}: Apple MPS is not available on this machine; use --device cpu")
         return torch.device("mps")
-    text = text.removeprefix("cuda:").removeprefix("cuda")
-    parts = [part.strip() for part in text.split(",")] if text else ["0"]
+    text = "" if text == "auto" else text.removeprefix("cuda:").removeprefix("cuda")
+    parts = [part.strip() for part in text.split(",")] if text else []
     if not all(part.isdigit() for part in parts):
         raise ArgumentError(
             f"--device {spec}: not a device; use cpu, cuda, a GPU index such as 0, or a list such as 0,1"
         )
-    ids = [int(part) for part in parts]
     if not torch.cuda.is_available():
         raise YolorepError(f"--device {spec}: CUDA is not available on this machine; use --device cpu")
-    if not ids or max(ids) >= torch.cuda.device_count():
-        raise YolorepError(
-            f"--device {spec}: invalid GPU index; this machine has {torch.cuda.device_count()} GPU(s), 0-based"
-        )
+    count = torch.cuda.device_count()
+    ids = [int(part) for part in parts]
+    if any(i >= count for i in ids):
+        raise YolorepError(f"--device {spec}: invalid GPU index; this machine has {count} GPU(s), 0-based")
+    return torch.device(f"cuda:{_process_gpu(spec, ids, count)}")
+
+
+def _process_gpu(spec: str | int | None, ids: list[int], count: int) -> int:
+    """This process's GPU among ``ids`` (empty: any of the ``count`` visible), one per torchrun process."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    return torch.device(f"cuda:{ids[local_rank % len(ids)]}")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return ids[0] if ids else 0
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", str(local_rank + 1)))
+    if not ids:  # the default or "cuda": process i on GPU i
+        if local_processes > count:
+            raise YolorepError(
+                f"--device {spec or 'auto'}: torchrun started {local_processes} processes on this machine, which "
+                f"has {count} GPU(s); use --nproc_per_node {count} or fewer (one GPU per process)"
+            )
+        return local_rank
+    if len(set(ids)) < len(ids) or len(ids) < local_processes:
+        raise YolorepError(
+            f"--device {spec}: torchrun started {local_processes} processes on this machine and each needs its own "
+            f"GPU; list {local_processes} distinct GPUs (e.g. --device {','.join(map(str, range(local_processes)))}) "
+            "or use --device cuda"
+        )
+    return ids[local_rank]
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
@@ -61,6 +97,22 @@ def _cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and torch.cpu._is_avx512_bf16_supported()
     except (AttributeError, RuntimeError):  # private probes: absent in some builds
         return False
+
+
+@contextlib.contextmanager
+def cudnn_autotune(enabled: bool = True) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` on inside the block when ``enabled``, restored after.
+
+    cuDNN then times its convolution algorithms for every new input shape once and keeps the fastest, which pays
+    when shapes repeat (training at a fixed image size, a benchmark) and costs a tuning run for every new shape
+    (rectangular batches). No effect on the CPU.
+    """
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def loader_workers(requested: int | None, device: torch.device) -> int:

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_true", "broadcast_object", "cleanup", "is_main_process", "rank", "setup", "world_size"]
+__all__ = [
+    "COLLECTIVE_TIMEOUT",
+    "all_true",
+    "broadcast_object",
+    "cleanup",
+    "gradient_sync",
+    "is_main_process",
+    "rank",
+    "setup",
+    "world_size",
+]
+
+# How long a rank waits in a collective before the job is aborted. At the end of every epoch the other ranks wait
+# in a broadcast while rank 0 validates the whole val split alone, plots and writes checkpoints; NCCL's default of
+# 10 minutes (gloo's 30) would abort a run on a large val set or a slow disk. A hung rank is then found after hours.
+COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
 
 def world_size() -> int:
@@ -31,7 +49,7 @@ def setup(device: torch.device) -> bool:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
     return True
 
 
@@ -51,6 +69,16 @@ def all_true(flag: bool, device: torch.device) -> bool:
     t = torch.tensor(1.0 if flag else 0.0, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def gradient_sync(model: torch.nn.Module, sync: bool) -> AbstractContextManager:
+    """The context to run a training step's forward pass in: with ``sync`` false, a DistributedDataParallel
+    ``model`` keeps this step's gradients local (``no_sync``) and all-reduces them, summed with the following
+    steps', in the backward of the next forward made with ``sync``. DDP decides at the forward pass. Gradient
+    accumulation thereby all-reduces once per optimizer step instead of once per batch. Other models: no-op."""
+    if sync or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 def cleanup() -> None:

@@ -36,7 +36,15 @@ from yolorep.engine.quantize import calibration_batches, int8_agreement, quantiz
 from yolorep.errors import ArgumentError, YolorepError
 from yolorep.options import ExportOptions
 
-__all__ = ["CALIB_IMAGES", "export", "export_onnx", "export_path", "export_torchscript", "max_difference"]
+__all__ = [
+    "CALIB_IMAGES",
+    "device_constants",
+    "export",
+    "export_onnx",
+    "export_path",
+    "export_torchscript",
+    "max_difference",
+]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -182,6 +190,12 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
         warnings.simplefilter("ignore", category=FutureWarning)  # torch.jit deprecation notice
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.trace(model, x, check_trace=False)
+        frozen = device_constants(traced)
+        if frozen:  # the file would run only on the device it was traced on
+            raise YolorepError(
+                f"export: the traced model holds device constants ({', '.join(frozen)}), so "
+                f"{path.name} would run only on {x.device}; please report it"
+            )
         traced.save(str(path), _extra_files={"config.txt": json.dumps(meta)})
         extra = {"config.txt": ""}
         reloaded = torch.jit.load(str(path), map_location=x.device, _extra_files=extra)
@@ -192,6 +206,14 @@ def export_torchscript(model: nn.Module, x: torch.Tensor, path: Path, dynamic: b
             actual = reloaded(images)
         _check("TorchScript", _reference(model, images), actual, x.dtype)
     return path
+
+
+def device_constants(module: torch.jit.ScriptModule) -> list[str]:
+    """The devices a TorchScript graph has frozen in as constants (a trace records ``torch.arange(...,
+    device=...)``'s device); ``torch.jit.load(map_location=...)`` moves weights but not these."""
+    graph = module.inlined_graph  # a new graph per access: held while its values are read
+    constants = [n.output() for n in graph.nodes() if n.kind() == "prim::Constant"]
+    return [str(c.toIValue()) for c in constants if c.type().kind() == "DeviceObjType"]
 
 
 def export_path(weights: str | Path, format: str, int8: bool = False) -> Path:

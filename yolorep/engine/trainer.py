@@ -23,7 +23,7 @@ from torch import nn
 from yolorep.engine import distributed
 from yolorep.engine.callbacks import Callbacks
 from yolorep.engine.checkpoint import load_state_dict_strict
-from yolorep.engine.device import amp_dtype
+from yolorep.engine.device import amp_dtype, cudnn_autotune
 from yolorep.engine.optim import ModelEMA
 from yolorep.engine.phases import PhaseTimer
 from yolorep.engine.schedule import Schedule
@@ -38,6 +38,7 @@ __all__ = ["TrainState", "Trainer", "fitness"]
 LOGGER = logging.getLogger(__name__)
 MAX_BAD_STEPS = 10
 N_PLOTTED_BATCHES = 3
+PROGRESS_SECONDS = 0.5  # the losses shown are read back from a GPU (a sync) at most this often
 
 
 def fitness(metrics: dict[str, Any]) -> float:
@@ -144,7 +145,8 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
-            self.scaler.load_state_dict(saved["scaler"])
+            if saved["scaler"]:  # empty from a run without fp16 loss scaling (CPU, bf16, --amp false): keep ours
+                self.scaler.load_state_dict(saved["scaler"])
             self.ema.updates = int(saved["ema_updates"])
             self.state = TrainState(
                 epoch=int(checkpoint["epoch"]),
@@ -170,7 +172,8 @@ class Trainer:
             self.epoch, start = epoch, time.perf_counter()
             self._prepare_epoch(epoch)
             self.callbacks.run("on_train_epoch_start", self)
-            self.losses, images_seen = self._train_one_epoch(epoch)
+            with cudnn_autotune(not self.train_loader.dataset.rect):  # fixed input sizes: tune once per shape
+                self.losses, images_seen = self._train_one_epoch(epoch)
             self.scheduler.step()
             train_time = time.perf_counter() - start
             self.callbacks.run("on_train_epoch_end", self)
@@ -213,7 +216,7 @@ class Trainer:
         mean_losses = torch.zeros(3, device=self.device)
         images_seen, pending = 0, 0
         bar = self._progress(epoch, n_batches)
-        tic = waited = time.perf_counter()
+        tic = waited = shown = time.perf_counter()
         timer = self.timer
         for i, (images, targets, _) in enumerate(bar if bar is not None else self.train_loader):
             timer.add("data", time.perf_counter() - waited)
@@ -226,7 +229,9 @@ class Trainer:
             with timer("to_device"):
                 images = images.to(self.device, non_blocking=True).float() / 255
                 targets = targets.to(self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            # DDP all-reduces gradients only in the backward of a step that updates the weights (no_sync otherwise)
+            syncing = distributed.gradient_sync(self.model, pending + 1 >= self.accumulate or i == n_batches - 1)
+            with syncing, torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 with timer("forward"):
                     maps = self.model(images)
                 with timer("loss"):
@@ -246,8 +251,9 @@ class Trainer:
             mean_losses = (mean_losses * i + items) / (i + 1)
             images_seen += images.shape[0]
             self.callbacks.run("on_train_batch_end", self)
-            if bar is not None:
-                speed = images_seen / max(time.perf_counter() - tic, 1e-9)
+            if bar is not None and (time.perf_counter() - shown >= PROGRESS_SECONDS or i == n_batches - 1):
+                shown = time.perf_counter()
+                speed = images_seen / max(shown - tic, 1e-9)
                 box, cls, dfl = mean_losses.tolist()
                 bar.set_postfix_str(
                     f"box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} inst {len(targets)} {speed:.1f} img/s", refresh=False

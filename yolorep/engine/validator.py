@@ -26,7 +26,15 @@ from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError
-from yolorep.evaluation import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages, build_coco_gt
+from yolorep.evaluation import (
+    COCOEvaluator,
+    Detections,
+    Evaluator,
+    MetricsEvaluator,
+    SampleImages,
+    build_coco_gt,
+    has_pycocotools,
+)
 from yolorep.logs import progress
 from yolorep.nn.model import DetectionModel
 from yolorep.ops.boxes import scale_boxes
@@ -219,6 +227,12 @@ def build_validator(
     ``val_loss``."""
     names = list(dataset.names)
     evaluators: list[Evaluator] = [MetricsEvaluator(names, save_dir)]
+    if coco and not has_pycocotools():
+        LOGGER.warning(
+            "pycocotools is not installed: mAP is yolorep's internal estimate (it mirrors COCOeval; metrics.json says "
+            "'source': 'internal estimate'); pip install pycocotools for the number of record"
+        )
+        coco = False
     if coco:
         evaluators.append(COCOEvaluator(coco_ground_truth(dataset), list(dataset.category_ids), save_dir))
     if save_dir is not None:

@@ -1,7 +1,7 @@
 """Scoring detections: COCO-style metrics that mirror pycocotools, pycocotools itself, and the evaluators the
 validator feeds."""
 
-from yolorep.evaluation.coco import build_coco_gt, evaluate_coco, predictions_to_coco
+from yolorep.evaluation.coco import build_coco_gt, evaluate_coco, has_pycocotools, predictions_to_coco
 from yolorep.evaluation.evaluators import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages
 from yolorep.evaluation.metrics import ConfusionMatrix, DetectionMetrics
 
@@ -15,5 +15,6 @@ __all__ = [
     "SampleImages",
     "build_coco_gt",
     "evaluate_coco",
+    "has_pycocotools",
     "predictions_to_coco",
 ]

@@ -146,6 +146,15 @@ def _load_json(source: dict | list | str | Path, what: str) -> Any:
         raise DatasetError(f"{path}: not valid JSON ({e}); pass a COCO {what} file") from e
 
 
+def has_pycocotools() -> bool:
+    """True when pycocotools can be imported (a dependency of yolorep, missing only from hand-made environments)."""
+    try:
+        import pycocotools.cocoeval  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def evaluate_coco(
     gt: dict[str, Any] | str | Path,
     predictions: list[dict[str, Any]] | str | Path,

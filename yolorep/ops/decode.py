@@ -3,6 +3,10 @@
 The head predicts, for every cell of every level, ``4 * reg_max`` box logits (a distribution over distances, in
 stride units, from the cell centre to the left, top, right and bottom edges) and ``nc`` class logits. The loss and
 the post-processing both read the maps through these functions, so training and inference decode alike.
+
+Index grids (anchor points, DFL bins) are made with ``new_ones(...).cumsum`` on a tensor that is already on the
+right device rather than ``torch.arange(..., device=...)``: a trace (the TorchScript and ONNX exports) records an
+``arange``'s device as a constant, so an export traced on the CPU would fail on a GPU and the reverse.
 """
 
 from __future__ import annotations
@@ -31,13 +35,13 @@ def make_anchor_points(shapes: list[tuple[int, int]], strides: Tensor, offset: f
     """Anchor points at cell centres for feature maps of ``shapes`` [(H, W), ...] with ``strides`` [levels].
 
     Returns:
-        points [N, 2] (x, y) in grid units of their level, and strides [N, 1], in the order of ``flatten_maps``.
+        points [N, 2] (x, y) in grid units of their level, and strides [N, 1], in the order of ``flatten_maps``;
+        both on the device and in the dtype of ``strides``.
     """
     points, point_strides = [], []
     for (h, w), stride in zip(shapes, strides):
-        ys = torch.arange(h, device=strides.device, dtype=strides.dtype) + offset
-        xs = torch.arange(w, device=strides.device, dtype=strides.dtype) + offset
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        ones = strides.new_ones(h, w)  # [H, W]; cumsum counts 1, 2, ... exactly (integers below 2**24 in fp32)
+        grid_x, grid_y = ones.cumsum(1) - (1 - offset), ones.cumsum(0) - (1 - offset)
         points.append(torch.stack((grid_x, grid_y), -1).reshape(-1, 2))
         point_strides.append(stride.expand(h * w, 1))
     return torch.cat(points), torch.cat(point_strides)
@@ -45,23 +49,27 @@ def make_anchor_points(shapes: list[tuple[int, int]], strides: Tensor, offset: f
 
 def dfl_expectation(box_logits: Tensor) -> Tensor:
     """DFL decoding: [B, 4, reg_max, N] bin logits -> [B, 4, N] expected distances in grid units."""
-    bins = torch.arange(box_logits.shape[2], device=box_logits.device, dtype=box_logits.dtype)
+    bins = box_logits.new_ones(box_logits.shape[2]).cumsum(0) - 1  # 0, 1, ..., reg_max - 1
     return (box_logits.softmax(dim=2) * bins.view(1, 1, -1, 1)).sum(dim=2)
 
 
 def decode_predictions(maps: list[Tensor], strides: Tensor, reg_max: int) -> Tensor:
-    """Raw head maps -> detections before NMS.
+    """Raw head maps -> detections before NMS, computed in fp32 whatever the maps' dtype.
+
+    Boxes are pixel coordinates up to the image size: fp16 would round them to 0.25 px above 256 and 0.5 px above
+    512, more than an fp16 network's own error. So fp16 or bf16 maps are decoded in fp32 and the output is fp32.
 
     Args:
-        maps: one [B, 4 * reg_max + nc, H_i, W_i] per level, as the model returns them.
+        maps: one [B, 4 * reg_max + nc, H_i, W_i] per level, as the model returns them (any float dtype).
         strides: [levels] input pixels per cell of each level.
         reg_max: DFL bins per box side.
 
     Returns:
-        [B, N, 4 + nc]: boxes (x1, y1, x2, y2) in input pixels, then per-class sigmoid scores.
+        [B, N, 4 + nc] float32: boxes (x1, y1, x2, y2) in input pixels, then per-class sigmoid scores.
     """
     box_logits, cls_logits = flatten_maps(maps, reg_max)
-    points, point_strides = make_anchor_points([m.shape[2:] for m in maps], strides.to(box_logits.dtype))
+    box_logits, cls_logits = box_logits.float(), cls_logits.float()  # no-ops in fp32
+    points, point_strides = make_anchor_points([m.shape[2:] for m in maps], strides.float())
     lt, rb = dfl_expectation(box_logits).transpose(1, 2).chunk(2, dim=2)  # [B, N, 2] each, grid units
     boxes_xyxy = torch.cat((points - lt, points + rb), dim=2) * point_strides
     return torch.cat((boxes_xyxy, cls_logits.sigmoid().transpose(1, 2)), dim=2)

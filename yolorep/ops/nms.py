@@ -39,7 +39,9 @@ def non_max_suppression(
 
     Returns:
         One float32 tensor [M, 6] per image on the device of ``preds``, rows (x1, y1, x2, y2, score, class),
-        sorted by score, descending.
+        sorted by score, descending. Of equal scores the box earlier in ``preds`` ranks higher, both in the
+        order and in which of two overlapping boxes is kept, so the detections are the same on every device
+        (torchvision's kernels leave that order to an unstable sort).
     """
     if not 0.0 <= conf_thres <= 1.0:
         raise ValueError(f"non_max_suppression: conf_thres={conf_thres} is out of range; use a value in [0, 1]")
@@ -76,19 +78,34 @@ def _suppress(
         keep = (labels[:, None] == wanted[None, :]).any(dim=1)
         boxes_xyxy, scores, labels = boxes_xyxy[keep], scores[keep], labels[keep]
     if scores.numel() > max_candidates:
-        top = scores.topk(max_candidates).indices
+        top = _top_candidates(scores, max_candidates)
         boxes_xyxy, scores, labels = boxes_xyxy[top], scores[top], labels[top]
     keep = _greedy_nms_first(boxes_xyxy, scores, labels if not agnostic else None, iou_thres, max_det)
     return torch.cat([boxes_xyxy[keep], scores[keep, None], labels[keep, None].float()], dim=1)
 
 
+def _top_candidates(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Mask of the ``k`` highest ``scores`` [N]; of those tying with the k-th, the lowest indices (``topk`` leaves
+    that choice to the kernel, which differs between devices)."""
+    floor = scores.topk(k).values[-1]
+    above, tied = scores > floor, scores == floor
+    return above | (tied & (tied.cumsum(0) <= k - above.sum()))
+
+
 def _greedy_nms(
     boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor | None, iou_thres: float
 ) -> torch.Tensor:
-    """Kept indices by decreasing score; equal scores in index order, whatever order the NMS kernel gave them."""
-    keep = nms(boxes, scores, iou_thres) if labels is None else batched_nms(boxes, scores, labels, iou_thres)
-    keep = keep.sort().values
-    return keep[scores[keep].sort(descending=True, stable=True).indices]
+    """Kept indices by decreasing score; of equal scores the lower index ranks higher, on every device.
+
+    torchvision's kernels order boxes by an unstable sort of the scores; on CUDA the order of equal scores varies,
+    and with it which of two overlapping boxes of equal score is kept. The kernels are therefore given distinct
+    ranks instead of the scores: the candidates numbered n..1 in a stable descending sort of the scores.
+    """
+    order = scores.sort(descending=True, stable=True).indices
+    ranks = torch.arange(len(order), 0, -1, device=boxes.device, dtype=boxes.dtype)
+    boxes = boxes[order]
+    keep = nms(boxes, ranks, iou_thres) if labels is None else batched_nms(boxes, ranks, labels[order], iou_thres)
+    return order[keep]  # kernels return kept boxes by decreasing rank
 
 
 def _greedy_nms_first(

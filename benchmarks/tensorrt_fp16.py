@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 import yolorep
-from yolorep.benchmark.paths import Runner, RunOptions, exact_fp32, output_diff
+from yolorep.benchmark.paths import Runner, RunOptions
 from yolorep.benchmark.timing import time_interleaved
+from yolorep.engine.deploy.tolerance import exact_fp32, output_diff
 from yolorep.nn import DecodedModel
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 import yolorep
 from yolorep.api import Metrics
-from yolorep.engine.backends import load_backend
+from yolorep.engine.deploy import load_backend
 from yolorep.engine.results import Boxes, Results
 from yolorep.logs import configure_logging
 

@@ -133,7 +133,7 @@ class YOLO:
 
     def export(self, **kwargs: Any) -> Path:
         """Export the fused model (``format="onnx"`` or ``"torchscript"``) beside the checkpoint."""
-        from yolorep.engine.exporter import export
+        from yolorep.engine.deploy import export
 
         if self.checkpoint is None:
             raise YolorepError(

@@ -65,7 +65,7 @@ COMMANDS = {
         "detect objects in images, folders, globs, videos or a webcam",
     ),
     "export": Command(
-        "yolorep.engine.exporter", "export", (("export", ExportOptions),),
+        "yolorep.engine.deploy.exporter", "export", (("export", ExportOptions),),
         "export the fused model to ONNX, TorchScript or OpenVINO (fp32 or INT8)",
     ),
     "benchmark": Command(

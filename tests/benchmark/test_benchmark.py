@@ -10,13 +10,13 @@ import torch
 
 import yolorep
 from yolorep.benchmark import benchmark
-from yolorep.benchmark import paths as benchmark_paths
 from yolorep.benchmark.paths import RunOptions
 from yolorep.benchmark.sweep import sweep_grid
 from yolorep.benchmark.timing import time_interleaved
 from yolorep.benchmark.train_step import PHASES, benchmark_train, synthetic_batch
 from yolorep.cli import main
 from yolorep.config import resolve_model_path
+from yolorep.engine.deploy import tolerance as benchmark_paths
 from yolorep.errors import YolorepError
 
 CPU = torch.device("cpu")

@@ -11,8 +11,8 @@ import torch
 
 import yolorep
 from yolorep.cli import main
-from yolorep.engine.backends import ONNXBackend, load_backend
-from yolorep.engine.exporter import export
+from yolorep.engine.deploy import export, load_backend
+from yolorep.engine.deploy.onnx import ONNXBackend
 from yolorep.engine.metadata import ModelMetadata
 from yolorep.errors import ArgumentError, YolorepError
 from yolorep.nn import randomize_batchnorm
@@ -130,5 +130,7 @@ def test_int8_without_data_is_refused(weights, caplog):
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--int8"]) == 2
     assert "error: --int8: calibration needs images; add --data DATA.yaml" in caplog.text
     assert not weights.with_name("w_int8.onnx").exists()
-    with pytest.raises(ArgumentError, match="--int8: INT8 export is for --format onnx or openvino, not torchscript"):
+    with pytest.raises(
+        ArgumentError, match="--int8: not available with --format torchscript; use --format onnx or openvino"
+    ):
         export(weights, format="torchscript", int8=True, data="data/shapes.yaml")

@@ -13,9 +13,8 @@ import yolorep
 from yolorep.benchmark.command import randomize_for_check
 from yolorep.cli import main
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine.backends import load_backend
-from yolorep.engine.backends.openvino_ir import find_openvino_xml, read_rt_metadata
-from yolorep.engine.exporter import export
+from yolorep.engine.deploy import export, load_backend
+from yolorep.engine.deploy.openvino import find_openvino_xml, read_rt_metadata
 from yolorep.engine.predictor import Detector
 from yolorep.engine.validator import Validator, build_eval_loader, coco_ground_truth, default_eval_settings, val
 from yolorep.evaluation import COCOEvaluator, MetricsEvaluator

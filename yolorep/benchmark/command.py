@@ -22,9 +22,9 @@ from yolorep.benchmark.paths import RunOptions
 from yolorep.benchmark.report import environment, format_formats_table, format_sweep_table, format_table
 from yolorep.benchmark.sweep import sweep_grid, sweep_shapes
 from yolorep.checks import check_imgsz
-from yolorep.engine.backends.pytorch import imgsz_or_trained
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.device import select_device
+from yolorep.engine.metadata import metadata_of
 from yolorep.errors import YolorepError
 from yolorep.nn.fuse import fused_copy, randomize_batchnorm
 from yolorep.nn.model import DetectionModel, build_model
@@ -68,9 +68,10 @@ def benchmark(options: Options | None = None, /, **kwargs: Any) -> dict[str, Any
     net, randomized = _load_unfused(o.model, o.weights, randomize=not train)
     net.to(dev)
     stride = int(net.stride.max())
-    imgsz = check_imgsz(imgsz_or_trained(o.imgsz, getattr(net, "meta", None)), stride)
+    info = metadata_of(net)
+    imgsz = check_imgsz(o.imgsz or info.imgsz or 640, stride)
     meta = {
-        "model": _model_label(net),
+        "model": info.model,
         "source": str(o.weights or o.model or DEFAULT_MODEL),
         "nc": net.nc,
         **environment(dev),
@@ -189,10 +190,6 @@ def _load_unfused(model: str | None, weights: str | None, randomize: bool) -> tu
     if randomize:
         randomize_for_check(net)
     return net, randomize
-
-
-def _model_label(model: DetectionModel) -> str:
-    return f"{model.spec.name}-{model.spec.scale}" if model.spec.scale else model.spec.name
 
 
 def _benchmark_epochs(o: EpochOptions) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from typing import Any
 
 import torch
 
-from yolorep.benchmark.paths import DTYPE_NAMES, Check, Runner, RunOptions, cudnn_autotune, exact_fp32
+from yolorep.benchmark.paths import Runner, RunOptions
 from yolorep.benchmark.timing import default_iters, default_warmup, time_calls, time_interleaved
+from yolorep.engine.deploy.tolerance import DTYPE_NAMES, Check, exact_fp32
+from yolorep.engine.device import cudnn_autotune
 from yolorep.errors import YolorepError
 from yolorep.nn.model import DecodedModel, DetectionModel
 

@@ -19,30 +19,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from yolorep.benchmark.paths import output_diff
 from yolorep.benchmark.report import environment
 from yolorep.benchmark.timing import default_iters, default_warmup, time_calls, time_interleaved
 from yolorep.checks import check_imgsz
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine.backends import Backend, PyTorchBackend, load_backend, load_fused
 from yolorep.engine.checkpoint import load_checkpoint, save_checkpoint
-from yolorep.engine.exporter import CALIB_IMAGES, export
-from yolorep.engine.quantize import calibration_batches, int8_agreement
+from yolorep.engine.deploy import FORMATS as DEPLOY_FORMATS
+from yolorep.engine.deploy import Backend, PyTorchBackend, export, load_backend, load_fused
+from yolorep.engine.deploy.quantize import calibration_batches, int8_agreement
+from yolorep.engine.deploy.tolerance import output_diff
 from yolorep.engine.validator import build_eval_loader, build_validator, eval_settings
 from yolorep.errors import ArgumentError
 from yolorep.nn.model import DetectionModel
+from yolorep.options import ExportOptions
 
 __all__ = ["FORMATS", "benchmark_formats", "parse_formats"]
 
 LOGGER = logging.getLogger(__name__)
-# --formats name -> (export format, int8); "torch" is the fused PyTorch model every other format is compared with
+# --formats name -> (export format, int8): every deploy format, and its INT8 form where it has one; "torch" is the
+# fused PyTorch model every other format is compared with
 FORMATS: dict[str, tuple[str, bool] | None] = {
     "torch": None,
-    "torchscript": ("torchscript", False),
-    "onnx": ("onnx", False),
-    "openvino": ("openvino", False),
-    "onnx-int8": ("onnx", True),
-    "openvino-int8": ("openvino", True),
+    **{name: (name, False) for name in DEPLOY_FORMATS},
+    **{f"{name}-int8": (name, True) for name, deploy in DEPLOY_FORMATS.items() if deploy.int8},
 }
 ROUNDS = 10
 CHECK_IMAGES = 8  # images the outputs are compared on
@@ -67,7 +66,7 @@ def benchmark_formats(
     weights: str | None,
     random_model: DetectionModel | None,
     data: str | None,
-    calib: int = CALIB_IMAGES,
+    calib: int = ExportOptions.calib,
     imgsz: int | None = None,
     batch: int = 1,
     device: torch.device,
@@ -96,7 +95,7 @@ def benchmark_formats(
     backends: dict[str, Backend] = {"torch": reference}
     for name in names[1:]:
         fmt, int8 = FORMATS[name]
-        path = export(checkpoint, format=fmt, imgsz=imgsz, batch=batch, int8=int8, data=data, calib=calib)
+        path = export(weights=checkpoint, format=fmt, imgsz=imgsz, batch=batch, int8=int8, data=data, calib=calib)
         backends[name] = load_backend(path, device)
     images = _check_images(data, imgsz, batch, reference.stride)
     rows = {name: _agreement(backend, reference, images) for name, backend in backends.items()}

@@ -15,9 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from yolorep.benchmark.paths import DTYPE_NAMES, RunOptions, cudnn_autotune
+from yolorep.benchmark.paths import RunOptions
 from yolorep.benchmark.report import environment_line
 from yolorep.benchmark.timing import Clock, default_iters, default_warmup
+from yolorep.engine.deploy.tolerance import DTYPE_NAMES
+from yolorep.engine.device import cudnn_autotune
 from yolorep.loss import DetectionLoss
 from yolorep.options.hyp import load_hyp
 

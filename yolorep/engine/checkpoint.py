@@ -12,12 +12,14 @@ from __future__ import annotations
 import io
 import pickle
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from yolorep.atomic import atomic_path
+from yolorep.engine.metadata import ModelMetadata, legacy_metadata, metadata_of
 from yolorep.errors import CheckpointError
 from yolorep.nn.model import DetectionModel, build_model
 from yolorep.version import __version__
@@ -61,6 +63,7 @@ def save_checkpoint(model: DetectionModel, path: str | Path, **meta: Any) -> Pat
     model = getattr(model, "module", model)
     checkpoint = {
         "format_version": FORMAT_VERSION,
+        "metadata": _record(model, meta).to_strings(),
         "model_cfg": model.cfg,
         "model_name": model.spec.name,
         "scale": model.spec.scale,
@@ -72,6 +75,21 @@ def save_checkpoint(model: DetectionModel, path: str | Path, **meta: Any) -> Pat
     }
     _check_plain(checkpoint, "checkpoint")
     return write_atomic(checkpoint, path)
+
+
+def _record(model: DetectionModel, meta: dict[str, Any]) -> ModelMetadata:
+    """The model's metadata with what ``meta`` says of its training (image size, data set, evaluation settings)."""
+    train_args = meta.get("train_args") if isinstance(meta.get("train_args"), dict) else {}
+    updates: dict[str, Any] = {"batch": 1, "dynamic": True}
+    if train_args.get("imgsz"):
+        updates["imgsz"] = int(train_args["imgsz"])
+    if train_args.get("data"):
+        updates["data"] = str(train_args["data"])
+    if "single_cls" in train_args:
+        updates["single_cls"] = bool(train_args["single_cls"])
+    if isinstance(meta.get("eval_args"), dict):
+        updates["eval_args"] = dict(meta["eval_args"])
+    return replace(metadata_of(model), **updates)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -115,6 +133,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "train_state": ((dict,), "a mapping"),
     "train_args": ((dict,), "a mapping"),
     "epoch": ((int,), "an integer"),
+    "metadata": ((dict,), "a mapping of strings"),
 }
 _REQUIRED = ("format_version", "model_cfg", "state_dict")
 
@@ -186,7 +205,9 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
 def load_checkpoint(path: str | Path) -> DetectionModel:
     """Rebuild the model in a checkpoint (fused if it was saved fused) on the CPU, in eval mode.
 
-    Everything else the checkpoint holds (epoch, metrics, train_args, ...) is available as ``model.meta``.
+    Its metadata record (names, image size, data, evaluation settings ...) is ``model.metadata`` (read it with
+    ``metadata_of(model)``); everything else the checkpoint holds (epoch, metrics, train_args, ...) is
+    ``model.meta``.
     """
     checkpoint = read_checkpoint(path)
     try:
@@ -200,5 +221,7 @@ def load_checkpoint(path: str | Path) -> DetectionModel:
     if len(names) != model.nc:
         raise CheckpointError(f"{path}: {len(names)} class names for a {model.nc}-class model; the file is corrupt")
     model.names = list(names)
+    stored = checkpoint.get("metadata")
+    model.metadata = ModelMetadata.from_strings(stored, str(path)) if stored else legacy_metadata(checkpoint)
     model.meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "model_cfg")}
     return model.eval()

@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
+from torch import nn
+
 from yolorep.errors import YolorepError
 from yolorep.version import __version__
 
-__all__ = ["PRECISIONS", "ModelMetadata"]
+__all__ = ["PRECISIONS", "ModelMetadata", "legacy_metadata", "metadata_of"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -39,6 +42,9 @@ class ModelMetadata:
         calibration: for INT8, which images calibrated the quantization.
         data: the dataset YAML the model was trained on (``yolorep val`` uses it when no ``--data`` is given).
         single_cls: trained with every class merged into one (``--single-cls``).
+        scale: the model's scale (``n``, ``s``, ...), empty when its YAML has none.
+        family: the architecture family (``yolorep``; an imported model's source family).
+        source: where the weights came from (an imported file and its sha256), empty for yolorep's own.
     """
 
     names: tuple[str, ...]
@@ -55,6 +61,9 @@ class ModelMetadata:
     calibration: str = ""
     data: str = ""
     single_cls: bool = False
+    scale: str = ""
+    family: str = ""
+    source: str = ""
 
     def with_precision(self, precision: str, calibration: str = "") -> ModelMetadata:
         return replace(self, precision=precision, calibration=calibration)
@@ -80,6 +89,7 @@ class ModelMetadata:
             strings["data"] = self.data
         if self.single_cls:
             strings["single_cls"] = "true"
+        strings.update({key: getattr(self, key) for key in ("scale", "family", "source") if getattr(self, key)})
         return strings
 
     @classmethod
@@ -113,6 +123,9 @@ class ModelMetadata:
                 calibration=strings.get("calibration", ""),
                 data=strings.get("data", ""),
                 single_cls=bool(json.loads(strings.get("single_cls", "false"))),
+                scale=strings.get("scale", ""),
+                family=strings.get("family", ""),
+                source=strings.get("source", ""),
             )
         except (KeyError, ValueError, TypeError, IndexError) as err:
             raise YolorepError(
@@ -124,3 +137,44 @@ class ModelMetadata:
                 f"{info.stride}, {len(info.names)} classes); re-export the model with this yolorep ({__version__})"
             )
         return info
+
+
+def metadata_of(model: nn.Module, precision: str = "fp32") -> ModelMetadata:
+    """The metadata of an in-memory detector (a ``DetectionModel`` or a ``DecodedModel`` around one): what a
+    checkpoint recorded (``model.metadata``, set by ``load_checkpoint``), with what the model is now (names,
+    stride, fused) and ``precision``; for a model built from a YAML, what it knows of itself."""
+    inner = getattr(model, "model", model)
+    stored = getattr(inner, "metadata", None)
+    spec = getattr(inner, "spec", None)
+    if not isinstance(stored, ModelMetadata):
+        scale = getattr(spec, "scale", None) or ""
+        name = getattr(spec, "name", "") or ""
+        stored = ModelMetadata(names=(), stride=1, model=f"{name}-{scale}" if scale else name, scale=scale,
+                               family="yolorep")  # fmt: skip
+    return replace(
+        stored,
+        names=tuple(model.names),
+        stride=int(torch.as_tensor(model.stride).max()),
+        fused=bool(getattr(model, "is_fused", False)),
+        precision=precision,
+    )
+
+
+def legacy_metadata(checkpoint: Mapping[str, Any]) -> ModelMetadata:
+    """The record of a checkpoint written before checkpoints stored one (format 1 and 2): read from its
+    ``train_args`` and ``eval_args``; names and stride are filled in from the model it rebuilds."""
+    train_args = checkpoint.get("train_args") if isinstance(checkpoint.get("train_args"), Mapping) else {}
+    eval_args = checkpoint.get("eval_args") if isinstance(checkpoint.get("eval_args"), Mapping) else None
+    imgsz = train_args.get("imgsz")
+    name, scale = str(checkpoint.get("model_name") or ""), str(checkpoint.get("scale") or "")
+    return ModelMetadata(
+        names=(),
+        stride=1,
+        imgsz=imgsz if isinstance(imgsz, int) and not isinstance(imgsz, bool) else None,
+        eval_args=dict(eval_args) if eval_args else None,
+        data=str(train_args.get("data") or ""),
+        single_cls=bool(train_args.get("single_cls")),
+        model=f"{name}-{scale}" if scale else name,
+        scale=scale,
+        family="yolorep",
+    )

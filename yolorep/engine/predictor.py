@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from yolorep.checks import check_at_least, check_batch, check_fraction
 from yolorep.datasets.transforms import letterbox, resize_longest
-from yolorep.engine.backends import load_backend, load_fused
+from yolorep.engine.deploy import load_backend, load_fused
 from yolorep.engine.device import select_device
 from yolorep.engine.prediction_writer import PredictionWriter
 from yolorep.engine.results import Boxes, Results

@@ -21,8 +21,8 @@ from yolorep.atomic import write_text_atomic
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
-from yolorep.engine.backends import Backend, load_backend
 from yolorep.engine.data_summary import format_data_summary
+from yolorep.engine.deploy import Backend, load_backend
 from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import CheckpointError

@@ -1,4 +1,4 @@
-"""Optional dependencies (onnx, onnxruntime, openvino, nncf), imported only by the function that needs one."""
+"""Optional dependencies (onnx, onnxruntime, openvino, nncf ...), imported only by the function that needs one."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ from types import ModuleType
 
 from yolorep.errors import YolorepError
 
-__all__ = ["EXTRAS", "QUIET_ON_IMPORT", "require"]
+__all__ = ["QUIET_ON_IMPORT", "require"]
 
-# package -> the pip extra of yolorep that installs it
-EXTRAS = {"onnx": "export", "onnxruntime": "export", "openvino": "openvino", "nncf": "openvino"}
 # loggers that warn while a package is imported, about nothing yolorep uses: importing nncf probes torch's C++
 # extension toolchain, which warns "No CUDA runtime is found" on every CPU-only machine
 QUIET_ON_IMPORT = {"nncf": ("torch.utils.cpp_extension",)}
 
 
-def require(module: str, purpose: str) -> ModuleType:
+def require(module: str, purpose: str, extra: str) -> ModuleType:
     """Import ``module`` (e.g. ``openvino`` or ``onnxruntime.quantization``), or raise one line naming what needed
-    it and the pip extra that installs its package.
+    it and the pip ``extra`` of yolorep that installs its package.
 
     Raises:
         YolorepError: ``<purpose>: needs the openvino package, which is not installed; pip install
@@ -34,7 +32,7 @@ def require(module: str, purpose: str) -> ModuleType:
     except ImportError:
         package = module.split(".")[0]
         raise YolorepError(
-            f"{purpose}: needs the {package} package, which is not installed; pip install 'yolorep[{EXTRAS[package]}]'"
+            f"{purpose}: needs the {package} package, which is not installed; pip install 'yolorep[{extra}]'"
         ) from None
     finally:
         for logger, level in zip(loggers, levels):

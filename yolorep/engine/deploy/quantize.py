@@ -21,7 +21,7 @@ from torchvision.ops import box_iou
 
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine.optional import require
+from yolorep.engine.deploy.optional import require
 from yolorep.errors import ArgumentError
 
 __all__ = [
@@ -74,8 +74,8 @@ def quantize_onnx(src: Path, dst: Path, batches: list[np.ndarray]) -> Path:
     uint8 activations with int8 weights are what ONNX Runtime's CPU kernels fuse into QLinearConv; int8 activations
     are left as dequantize -> fp32 conv and run slower than the fp32 model. ``src``'s metadata is not carried over.
     """
-    onnx = require("onnx", "--int8 --format onnx")
-    quantization = require("onnxruntime.quantization", "--int8 --format onnx")
+    onnx = require("onnx", "--int8 --format onnx", "export")
+    quantization = require("onnxruntime.quantization", "--int8 --format onnx", "export")
 
     class Reader(quantization.CalibrationDataReader):
         def __init__(self) -> None:
@@ -130,7 +130,7 @@ def quantize_openvino(model: Any, batches: list[np.ndarray]) -> Any:
     Returns:
         The quantized ``openvino.Model``.
     """
-    nncf = require("nncf", "--int8 --format openvino")
+    nncf = require("nncf", "--int8 --format openvino", "openvino")
     logging.getLogger("nncf").setLevel(logging.WARNING)  # its per-step INFO lines and progress bars
     return nncf.quantize(
         model,

@@ -1,9 +1,11 @@
-"""OpenVINO backend: a ``<stem>_openvino_model/`` folder (or its ``.xml``) written by
-``yolorep export --format openvino`` (fp32 or INT8 from NNCF); runs on the CPU."""
+"""The OpenVINO format: the exported ONNX graph converted to OpenVINO IR (``<stem>_openvino_model/`` holding
+``.xml`` + ``.bin``), optionally quantized to INT8 with NNCF, with yolorep's metadata in its ``rt_info``; and
+``OpenVINOBackend``, which runs it on the CPU."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +13,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from yolorep.engine.backends.base import Backend
+from yolorep.engine.deploy.base import Backend
+from yolorep.engine.deploy.format import DeployFormat, ExportJob
+from yolorep.engine.deploy.onnx import write_onnx
+from yolorep.engine.deploy.optional import require
+from yolorep.engine.deploy.quantize import quantize_openvino
 from yolorep.engine.metadata import ModelMetadata
-from yolorep.engine.optional import require
 from yolorep.errors import YolorepError
 
-__all__ = ["RT_INFO_KEY", "OpenVINOBackend", "compile_openvino", "find_openvino_xml", "read_rt_metadata"]
+__all__ = [
+    "OPENVINO",
+    "RT_INFO_KEY",
+    "OpenVINOBackend",
+    "compile_openvino",
+    "export_openvino",
+    "find_openvino_xml",
+    "read_rt_metadata",
+]
 
 LOGGER = logging.getLogger(__name__)
 RT_INFO_KEY = "yolorep"  # metadata lives in rt_info[RT_INFO_KEY][key]
+EXTRA = "openvino"
 
 
 def find_openvino_xml(path: Path) -> Path:
@@ -59,7 +73,7 @@ class OpenVINOBackend(Backend):
     format = "openvino"
 
     def __init__(self, path: Path, device: torch.device) -> None:
-        ov = require("openvino", f"--weights {path}")
+        ov = require("openvino", f"--weights {path}", EXTRA)
         xml = find_openvino_xml(path)
         core = ov.Core()
         try:
@@ -78,3 +92,37 @@ class OpenVINOBackend(Backend):
         self.request.infer({0: x})
         # the request reuses its output buffer on the next call: copy
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
+
+
+def export_openvino(job: ExportJob) -> None:
+    """Convert the model's fp32 ONNX graph, quantize it with NNCF when ``job.calibration`` is given, and save it as
+    ``job.path/<folder stem without _openvino_model>.xml`` (and ``.bin``) with the metadata in ``rt_info``."""
+    ov = require("openvino", "--format openvino", EXTRA)
+    with tempfile.TemporaryDirectory(prefix="yolorep_export_") as tmp:  # the IR is saved before the ONNX goes
+        onnx_path = write_onnx(job.model, job.example, Path(tmp) / "fp32.onnx", job.opset, job.info.dynamic, {})
+        model = ov.convert_model(str(onnx_path))
+        if job.calibration is not None:
+            model = quantize_openvino(model, job.calibration)
+        for key, value in job.info.to_strings().items():
+            model.set_rt_info(value, [RT_INFO_KEY, key])
+        job.path.mkdir(parents=True, exist_ok=True)
+        xml = job.path / (job.path.name.removesuffix("_openvino_model") + ".xml")
+        # compress_to_fp16 defaults to True and would store the fp32 weights as fp16
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+
+
+OPENVINO = DeployFormat(
+    name="openvino",
+    suffix="_openvino_model",
+    export=export_openvino,
+    backend=OpenVINOBackend,
+    extra=EXTRA,
+    packages=("onnx", "openvino"),
+    runtime=("openvino",),
+    int8_packages=("nncf",),
+    int8=True,
+    dynamic=True,
+    uses_opset=True,
+    is_folder=True,
+    file_suffix=".xml",
+)

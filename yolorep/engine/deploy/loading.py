@@ -1,11 +1,7 @@
-"""Inference backends: ``load_backend`` turns a checkpoint, an exported file or a model into a ``Backend``,
-``backend(images [B, 3, H, W] in 0..1) -> [B, N, 4 + nc]``, whatever runs it:
-
-* ``best.pt`` or a model: ``PyTorchBackend`` (fused on load);
-* ``best.torchscript``: ``TorchScriptBackend``;
-* ``best.onnx``: ``ONNXBackend``, onnxruntime (``pip install 'yolorep[export]'``);
-* ``best_openvino_model/`` or its ``.xml``: ``OpenVINOBackend``, OpenVINO on the CPU
-  (``pip install 'yolorep[openvino]'``).
+"""``load_backend`` turns a checkpoint, an exported file or a model into a ``Backend``, ``backend(images [B, 3, H, W]
+in 0..1) -> [B, N, 4 + nc]``, whatever runs it: a ``.pt`` checkpoint or a model runs in ``PyTorchBackend`` (fused on
+load), an exported file in its format's backend (``registry.FORMATS``: ``best.torchscript``, ``best.onnx``,
+``best_openvino_model/`` or its ``.xml``).
 """
 
 from __future__ import annotations
@@ -16,22 +12,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from yolorep.engine.backends.base import Backend
-from yolorep.engine.backends.onnx_runtime import ONNXBackend
-from yolorep.engine.backends.openvino_ir import OpenVINOBackend
-from yolorep.engine.backends.pytorch import PyTorchBackend, TorchScriptBackend, load_fused
+from yolorep.engine.deploy.base import Backend
+from yolorep.engine.deploy.pytorch import PyTorchBackend, load_fused
+from yolorep.engine.deploy.registry import format_of
 from yolorep.engine.device import select_device
 from yolorep.errors import YolorepError
 
-__all__ = [
-    "Backend",
-    "ONNXBackend",
-    "OpenVINOBackend",
-    "PyTorchBackend",
-    "TorchScriptBackend",
-    "load_backend",
-    "load_fused",
-]
+__all__ = ["load_backend"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,14 +48,10 @@ def load_backend(
             f"{path}: not found; pass a .pt checkpoint, a .onnx or .torchscript file, or an OpenVINO model folder "
             "written by yolorep export"
         )
-    if path.is_dir() or path.suffix == ".xml":
-        backend: Backend = OpenVINOBackend(path, device)
-    elif path.suffix == ".onnx":
-        backend = ONNXBackend(path, device)
-    elif path.suffix == ".torchscript":
-        backend = TorchScriptBackend(path, device)
-    else:
+    deploy_format = format_of(path)
+    if deploy_format is None:
         return PyTorchBackend(load_fused(path), device, half, source=str(path))
+    backend: Backend = deploy_format.backend(path, device)
     if half and backend.precision != "fp16":
         LOGGER.warning("--half: %s runs at the precision it was exported with (%s)", path, backend.precision)
     LOGGER.info("%s: %s, %s, input %s", path, backend.format, backend.precision, _input_shape(backend))

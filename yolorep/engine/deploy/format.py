@@ -1,0 +1,90 @@
+"""``DeployFormat``: everything yolorep knows about one deploy format, in one record.
+
+Each format lives in one module (``onnx.py``, ``torchscript.py``, ``openvino.py``) that defines its export
+function, its ``Backend`` and this record; ``registry.py`` lists the records. The exporter, ``load_backend``, the
+CLI's ``--format`` and ``benchmark --formats`` all read them, so adding a format is one new module and one line in
+``registry.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from yolorep.engine.deploy.base import Backend
+    from yolorep.engine.metadata import ModelMetadata
+
+__all__ = ["DeployFormat", "ExportJob"]
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What a format's export function gets.
+
+    Attributes:
+        model: the fused, decoding, eval-mode model on the export device (``DecodedModel``: [B, 3, H, W] in 0..1 ->
+            [B, N, 4 + nc]), in fp32 or (``--half``) fp16.
+        example: an input of the exported shape, [batch, 3, imgsz, imgsz].
+        path: where to write (a file, or a folder for formats that are folders).
+        info: the metadata the file must carry (its ``precision`` says fp32, fp16 or int8).
+        opset: the ONNX opset, for formats converted from ONNX.
+        calibration: for INT8, batches [batch, 3, imgsz, imgsz] float32 in 0..1 of training images; else None.
+    """
+
+    model: nn.Module
+    example: Tensor
+    path: Path
+    info: ModelMetadata
+    opset: int
+    calibration: list[np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class DeployFormat:
+    """One deploy format.
+
+    Attributes:
+        name: the ``--format`` name (``onnx``); ``benchmark --formats`` also takes ``<name>-int8`` when ``int8``.
+        suffix: what follows the weights' stem in the exported name (``.onnx``; ``_openvino_model`` for a folder).
+        export: writes ``job.path`` from ``job.model`` (the exporter then checks it through ``backend``).
+        backend: runs an exported file: ``backend(path, device)``.
+        extra: the pip extra that installs what it needs (``pip install 'yolorep[extra]'``).
+        packages: modules the export needs (checked before minutes of work).
+        runtime: modules the backend needs; without them an export is written but not checked.
+        int8_packages: modules an INT8 export needs besides.
+        int8, half, dynamic: whether ``--int8``, ``--half`` and ``--dynamic`` are supported.
+        uses_opset: the export goes through ONNX, so ``--opset`` applies.
+        is_folder: the export is a folder (``path`` may also be a file inside it, such as OpenVINO's ``.xml``).
+    """
+
+    name: str
+    suffix: str
+    export: Callable[[ExportJob], None]
+    backend: Callable[..., Backend]
+    extra: str
+    packages: tuple[str, ...] = ()
+    runtime: tuple[str, ...] = ()
+    int8_packages: tuple[str, ...] = ()
+    int8: bool = False
+    half: bool = False
+    dynamic: bool = False
+    uses_opset: bool = False
+    is_folder: bool = False
+    file_suffix: str = ""  # the suffix of the file inside a folder format that may be passed instead (.xml)
+
+    def path_for(self, weights: str | Path, int8: bool = False) -> Path:
+        """Where an export of ``weights`` goes: beside it, ``best.onnx``, ``best_int8_openvino_model/`` ..."""
+        weights = Path(weights)
+        return weights.with_name(weights.stem + ("_int8" if int8 else "") + self.suffix)
+
+    def holds(self, path: Path) -> bool:
+        """Whether ``path`` (an existing file or folder) is an export of this format."""
+        if self.is_folder:
+            return path.is_dir() or (bool(self.file_suffix) and path.suffix == self.file_suffix)
+        return path.is_file() and path.name.endswith(self.suffix)

@@ -22,6 +22,8 @@ onnx = pytest.importorskip("onnx")
 def _agrees(expected: torch.Tensor, actual: torch.Tensor) -> bool:
     """Within the fp32 tolerance every export is checked against (``tolerance.TOLERANCES``)."""
     return Check.of("export", actual, expected, "fp32", max(IMGSZ, 128)).ok
+
+
 ort = pytest.importorskip("onnxruntime")
 
 IMGSZ = 64

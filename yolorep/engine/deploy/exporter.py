@@ -179,4 +179,3 @@ def _check_int8(job: ExportJob, backend: Any) -> None:
     )  # fmt: skip
     if not all(np.isfinite(v) for v in agreement.values()):
         raise YolorepError(f"export: {job.path} returns non-finite outputs after INT8 quantization; please report it")
-

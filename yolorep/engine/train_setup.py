@@ -11,16 +11,18 @@ from typing import Any
 import torch
 
 from yolorep.engine import distributed
-from yolorep.engine.callbacks import Callbacks
+from yolorep.engine.callbacks import user_hooks
 from yolorep.engine.checkpoint import load_checkpoint, read_checkpoint
 from yolorep.engine.device import select_device
+from yolorep.engine.hooks import Hook
 from yolorep.engine.run_dir import RunLock
 from yolorep.engine.train_args import TRAIN_DEFAULTS, new_run_args, resumed_run_args
 from yolorep.engine.train_build import build_trainer, initial_weights
 from yolorep.engine.train_checkpoints import restore_best
+from yolorep.engine.train_validation import Validation
 from yolorep.engine.trainer import Trainer
 from yolorep.engine.validator import build_validator, eval_args, log_results
-from yolorep.errors import CheckpointError, YolorepError
+from yolorep.errors import YolorepError
 
 __all__ = ["train"]
 
@@ -39,14 +41,7 @@ def _find_resume_checkpoint(resume: bool | str, project: str | Path) -> Path:
 def _resume_checkpoint(last: Path) -> dict[str, Any]:
     """``last.pt`` read and checked for everything a resumed run needs."""
     checkpoint = read_checkpoint(last)
-    state = checkpoint.get("train_state")
-    keys = ("model", "optimizer", "scheduler", "scaler", "ema_updates", "best_fitness", "history")
-    if not isinstance(state, dict) or any(k not in state for k in keys):
-        raise CheckpointError(f"{last}: has no training state to resume from; use weights/last.pt of a run")
-    if checkpoint.get("fused"):
-        raise CheckpointError(f"{last}: holds a fused model, which cannot be trained; resume from the run's last.pt")
-    if not isinstance(checkpoint.get("train_args"), dict) or not isinstance(checkpoint.get("epoch"), int):
-        raise CheckpointError(f"{last}: train_args or epoch missing or malformed; this last.pt cannot be resumed")
+    Trainer.check_resumable(checkpoint, last)
     return checkpoint
 
 
@@ -73,7 +68,7 @@ def train(
     single_cls: bool | None = None,
     rect: bool | None = None,
     val_period: int | None = None,
-    callbacks: Callbacks | dict[str, list] | None = None,
+    callbacks: dict[str, list] | Hook | list[Hook] | None = None,
     profile: bool = False,
     **hyp_overrides: Any,
 ) -> dict[str, Any]:
@@ -90,12 +85,12 @@ def train(
     first N layers (or the listed ones) at their initial weights; ``single_cls`` trains every object as one
     class; ``rect`` trains on rectangular batches (HSV and flip only, no shuffling); ``val_period`` validates every
     N epochs (and the last); ``callbacks`` maps events of
-    ``yolorep.engine.callbacks`` to functions of the trainer; ``profile`` times phases exactly on a GPU
-    (``yolorep benchmark --epoch``).
+    ``yolorep.engine.callbacks`` to functions of the trainer, or gives ``yolorep.engine.hooks.Hook`` objects;
+    ``profile`` times phases exactly on a GPU (``yolorep benchmark --epoch``).
     """
     started = perf_counter()
     given = {k: v for k, v in locals().items() if k in TRAIN_DEFAULTS and v is not None}
-    extra = callbacks if isinstance(callbacks, Callbacks) else Callbacks(callbacks)
+    extra = user_hooks(callbacks)
     checkpoint = None
     if resume:
         last = _find_resume_checkpoint(resume, given.pop("project", TRAIN_DEFAULTS["project"]))
@@ -120,7 +115,7 @@ def _run(
     args: dict[str, Any],
     save_dir: Path | None,
     checkpoint: dict | None,
-    callbacks: Callbacks,
+    callbacks: list[Hook],
     started: float,
     profile: bool = False,
 ) -> dict[str, Any]:
@@ -146,7 +141,7 @@ def _final_validation(trainer: Trainer, dev: torch.device) -> dict[str, Any]:
     best = trainer.save_dir / "weights" / "best.pt"
     model = load_checkpoint(best).fuse().to(dev)
     LOGGER.info("validating %s (%s)", best, model.fuse_report)
-    per_epoch = trainer.validator
+    per_epoch = trainer.hook(Validation).validator
     settings = eval_args(trainer.hyp)
     validator = build_validator(per_epoch.dataset, per_epoch.loader, settings, save_dir=trainer.save_dir)
     results = validator(model, dev)

@@ -27,7 +27,7 @@ were given (the run's own policies first, then the user's), with the trainer as 
 A hook owns its state: what ``state_dict()`` returns is stored in ``last.pt`` (its keys beside the trainer's own
 in ``train_state``, so keys are unique across hooks) and handed back to ``load_state_dict()`` on ``--resume``.
 Adding a policy is a new ``Hook`` subclass and one line where the run's hooks are listed
-(``yolorep.engine.train_build.build_trainer``); the loop does not change.
+(``_run_hooks`` in ``yolorep.engine.train_build``); the loop does not change.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 import yolorep.plots
-from yolorep.engine import callbacks
-from yolorep.engine.callbacks import PLOT_SHARE, ResultsFiles
+from yolorep.engine import train_results
+from yolorep.engine.train_results import PLOT_SHARE, ResultsFiles
 
 DRAW_SECONDS, EPOCH_SECONDS = 2.0, 10.0
 
@@ -26,7 +26,7 @@ def clock(monkeypatch):
         now[0] += DRAW_SECONDS
         return real_plot(csv_path, png_path)
 
-    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(train_results.time, "perf_counter", lambda: now[0])
     monkeypatch.setattr(yolorep.plots, "plot_results_csv", plot)
     return now, draws
 

@@ -79,14 +79,14 @@ def test_resume_continues_exactly(tiny_shapes_yaml, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module.Trainer, "_train_one_epoch", original)
 
     captured = {}
-    load = trainer_module.Trainer.load_train_state
+    load = trainer_module.Trainer.load_state_dict
 
     def spy(self, checkpoint, where):
         load(self, checkpoint, where)
         captured["optimizer"] = copy.deepcopy(self.optimizer.state_dict())
         captured["start"] = self.state.epoch + 1
 
-    monkeypatch.setattr(trainer_module.Trainer, "load_train_state", spy)
+    monkeypatch.setattr(trainer_module.Trainer, "load_state_dict", spy)
     train(resume=str(last), project=tmp_path)
     assert captured["start"] == 2
     opt_saved = saved["train_state"]["optimizer"]

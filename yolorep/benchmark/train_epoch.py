@@ -13,9 +13,35 @@ import tempfile
 import time
 from typing import Any
 
+from yolorep.engine.hooks import Hook
 from yolorep.engine.phases import PHASES
 
-__all__ = ["benchmark_epochs", "format_epoch_table"]
+__all__ = ["EpochPhases", "benchmark_epochs", "format_epoch_table"]
+
+
+class EpochPhases(Hook):
+    """Collects the trainer's seconds per phase at the end of every epoch, the start-up before the first and when
+    fitting ended.
+
+    Args:
+        started: ``time.perf_counter()`` before training was called.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.startup = self.fit_end = 0.0
+        self.images = 0
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.startup = time.perf_counter() - self.started
+        self.images = len(trainer.train_loader.dataset)
+
+    def on_epoch_complete(self, trainer: Any) -> None:
+        self.epochs.append({**trainer.timer.reset(), "epoch": time.perf_counter() - trainer.this_epoch.started})
+
+    def on_fit_end(self, trainer: Any) -> None:
+        self.fit_end = time.perf_counter()
 
 
 def benchmark_epochs(
@@ -37,34 +63,24 @@ def benchmark_epochs(
     """
     from yolorep.engine.train_setup import train
 
-    captured: dict[str, Any] = {}
-
-    def on_train_start(trainer: Any) -> None:
-        captured["startup"] = time.perf_counter() - trainer.started
-        captured["images"] = len(trainer.train_loader.dataset)
-
-    def on_fit_end(trainer: Any) -> None:
-        captured["phases"] = list(trainer.epoch_phases)
-        captured["fit_end"] = time.perf_counter()
-
     start = time.perf_counter()
+    phases = EpochPhases(start)
     with tempfile.TemporaryDirectory(prefix="yolorep-epoch-") as project:
         results = train(
             model=model, data=data, epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=workers,
-            project=project, name="bench", callbacks={"on_train_start": [on_train_start], "on_fit_end": [on_fit_end]},
-            profile=True, **train_kwargs,
+            project=project, name="bench", callbacks=phases, profile=True, **train_kwargs,
         )  # fmt: skip
     end = time.perf_counter()
     rows = []
-    for phases in captured["phases"]:
-        tracked = sum(v for k, v in phases.items() if k != "epoch")
-        rows.append({**phases, "other": max(phases["epoch"] - tracked, 0.0)})
+    for epoch in phases.epochs:
+        tracked = sum(v for k, v in epoch.items() if k != "epoch")
+        rows.append({**epoch, "other": max(epoch["epoch"] - tracked, 0.0)})
     return {
         "epochs": rows,
-        "startup": captured["startup"],
-        "final_validation": end - captured["fit_end"],
+        "startup": phases.startup,
+        "final_validation": end - phases.fit_end,
         "total": end - start,
-        "images_per_epoch": captured["images"],
+        "images_per_epoch": phases.images,
         "map50_95": results["map50_95"],
     }
 

@@ -4,7 +4,7 @@ Events, in the order they happen::
 
     on_train_start                      once, before the first epoch (resumed runs included)
       on_train_epoch_start              each epoch, before its first batch
-        on_train_batch_end              after each optimizer step (or skipped step)
+        on_train_batch_end              after each batch trained (and its optimizer step, when one was due)
       on_train_epoch_end                the epoch's batches are done (trainer.losses holds its mean losses)
       on_val_end                        the fused EMA model was validated (trainer.metrics)
       on_fit_epoch_end                  the epoch's results row is in trainer.state.history; before saving
@@ -13,27 +13,22 @@ Events, in the order they happen::
 
 A callback may read anything on the trainer (``epoch``, ``state``, ``metrics``, ``losses``, ``schedule``,
 ``save_dir``, ``model``, ``ema``, ``optimizer``) and may set ``trainer.stop = True`` to end training after the
-current epoch (an early-stopping rule). results.csv, results.png and TensorBoard are written by callbacks too.
+current epoch (an early-stopping rule). ``train(callbacks=...)`` also takes ``yolorep.engine.hooks.Hook`` objects,
+which may act at every stage of the loop and keep state across ``--resume``; results.csv, results.png,
+TensorBoard, validation and checkpoints are hooks too.
 """
 
 from __future__ import annotations
 
-import csv
-import logging
-import time
-from collections import defaultdict
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, get_args
 
-from yolorep.atomic import atomic_path
+from yolorep.engine.hooks import Hook
 from yolorep.errors import ArgumentError
 
-__all__ = ["EVENTS", "Callbacks", "default_callbacks"]
+__all__ = ["EVENTS", "Callbacks", "Event", "user_hooks"]
 
-LOGGER = logging.getLogger(__name__)
-PLOT_SHARE = 0.005
-EVENTS = (
+Event = Literal[
     "on_train_start",
     "on_train_epoch_start",
     "on_train_batch_end",
@@ -42,98 +37,72 @@ EVENTS = (
     "on_fit_epoch_end",
     "on_model_save",
     "on_fit_end",
-)
+]
+EVENTS: tuple[Event, ...] = get_args(Event)
 Callback = Callable[[Any], Any]  # called with the running yolorep.engine.trainer.Trainer
 
 
-class Callbacks:
-    """Callbacks by event; ``add`` checks the event name so that a typo fails at once."""
+class Callbacks(Hook):
+    """Functions by event, run as one hook; ``add`` checks the event name so that a typo fails at once."""
 
-    def __init__(self, callbacks: dict[str, list[Callback]] | None = None) -> None:
-        self._callbacks: dict[str, list[Callback]] = defaultdict(list)
+    def __init__(self, callbacks: dict[str, Callback | list[Callback]] | None = None) -> None:
+        self._callbacks: dict[str, list[Callback]] = {event: [] for event in EVENTS}
         for event, functions in (callbacks or {}).items():
             for function in functions if isinstance(functions, (list, tuple)) else [functions]:
                 self.add(event, function)
 
-    def add(self, event: str, callback: Callback) -> None:
+    def add(self, event: Event, callback: Callback) -> None:
         if event not in EVENTS:
             raise ArgumentError(f"callback event {event!r}: unknown; events are {', '.join(EVENTS)}")
         self._callbacks[event].append(callback)
 
-    def run(self, event: str, trainer: Any) -> None:
-        for callback in self._callbacks.get(event, ()):
+    def run(self, event: Event, trainer: Any) -> None:
+        for callback in self._callbacks[event]:
             callback(trainer)
 
+    def on_train_start(self, trainer: Any) -> None:
+        self.run("on_train_start", trainer)
 
-class ResultsFiles:
-    """results.csv after every epoch (every row so far, rewritten whole and atomically) and results.png.
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        self.run("on_train_epoch_start", trainer)
 
-    Drawing results.png costs about 2 s on a 2-core CPU, a tenth of an epoch on a 160-image set at 320 px, so it is
-    redrawn only when that costs at most ``PLOT_SHARE`` of the time since it was last drawn (every epoch when
-    epochs are long), after the first epoch, and always after the last one.
+    def on_train_batch_end(self, trainer: Any) -> None:
+        self.run("on_train_batch_end", trainer)
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self.run("on_train_epoch_end", trainer)
+
+    def on_val_end(self, trainer: Any) -> None:
+        self.run("on_val_end", trainer)
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        self.run("on_fit_epoch_end", trainer)
+
+    def on_model_save(self, trainer: Any) -> None:
+        self.run("on_model_save", trainer)
+
+    def on_fit_end(self, trainer: Any) -> None:
+        self.run("on_fit_end", trainer)
+
+
+def user_hooks(callbacks: dict[str, Callback | list[Callback]] | Hook | Iterable[Hook] | None) -> list[Hook]:
+    """What ``train(callbacks=...)`` accepts, as hooks: a dict of events to functions, one ``Hook`` (a ``Callbacks``
+    included) or several.
+
+    Raises:
+        ArgumentError: an unknown event, or something that is neither a dict nor hooks.
     """
-
-    def __init__(self) -> None:
-        self.drawn_at: float | None = None
-        self.draw_seconds = 0.0
-        self.rows_drawn = 0
-
-    def write(self, trainer: Any) -> None:
-        history = trainer.state.history
-        with atomic_path(self._csv(trainer)) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        if self.drawn_at is None or (time.perf_counter() - self.drawn_at) * PLOT_SHARE >= self.draw_seconds:
-            self.draw(trainer)
-
-    def draw(self, trainer: Any) -> None:
-        from yolorep.plots import plot_results_csv
-
-        rows = len(trainer.state.history)
-        if rows == self.rows_drawn:
-            return
-        start = time.perf_counter()
-        plot_results_csv(self._csv(trainer), trainer.save_dir / "results.png")
-        self.drawn_at = time.perf_counter()
-        self.draw_seconds, self.rows_drawn = self.drawn_at - start, rows
-
-    @staticmethod
-    def _csv(trainer: Any) -> Path:
-        return trainer.save_dir / "results.csv"
-
-
-class TensorBoard:
-    """Scalars of every results row to TensorBoard, when it is installed (``pip install tensorboard``)."""
-
-    def __init__(self) -> None:
-        self.writer: Any = None
-
-    def start(self, trainer: Any) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # optional
-            return
-        self.writer = SummaryWriter(str(trainer.save_dir))
-
-    def log(self, trainer: Any) -> None:
-        if self.writer is not None:
-            row = trainer.state.history[-1]
-            for key, value in row.items():
-                self.writer.add_scalar(key, value, row["epoch"])
-
-    def close(self, trainer: Any) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def default_callbacks() -> Callbacks:
-    """What every run writes on rank 0: results.csv and .png, and TensorBoard scalars."""
-    tensorboard, results = TensorBoard(), ResultsFiles()
-    return Callbacks(
-        {
-            "on_train_start": [tensorboard.start],
-            "on_fit_epoch_end": [results.write, tensorboard.log],
-            "on_fit_end": [results.draw, tensorboard.close],
-        }
-    )
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, dict):
+        return [Callbacks(callbacks)]
+    if isinstance(callbacks, Hook):
+        return [callbacks]
+    hooks = list(callbacks) if isinstance(callbacks, Iterable) and not isinstance(callbacks, str) else [callbacks]
+    wrong = [h for h in hooks if not isinstance(h, Hook)]
+    if wrong:
+        raise ArgumentError(
+            f"callbacks: {wrong[0]!r} is not a hook; pass a dict of events to functions ({{'on_fit_epoch_end': "
+            "[fn]}}) or yolorep.engine.hooks.Hook objects"
+        )
+    return hooks

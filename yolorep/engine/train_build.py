@@ -1,11 +1,13 @@
 """Building a ``Trainer`` from a run's plain options: data, model (initial weights, frozen layers), loss,
-optimizer, schedule, validator and callbacks."""
+optimizer, schedule, validator and the run's hooks."""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,22 @@ from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine import distributed
-from yolorep.engine.callbacks import Callbacks, default_callbacks
 from yolorep.engine.checkpoint import read_checkpoint
 from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.device import available_memory, keep_freed_memory, loader_workers
+from yolorep.engine.hooks import Hook
 from yolorep.engine.optim import build_optimizer, resolve_optimizer
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.schedule import Schedule
-from yolorep.engine.trainer import Trainer
-from yolorep.engine.validator import build_eval_loader, build_validator, eval_args
+from yolorep.engine.train_best import BestModel
+from yolorep.engine.train_budget import TimeBudget
+from yolorep.engine.train_checkpoints import Checkpointer
+from yolorep.engine.train_ema import EMA
+from yolorep.engine.train_mosaic import MosaicClosing
+from yolorep.engine.train_results import Results, TrainBatchPlots
+from yolorep.engine.train_validation import Validation
+from yolorep.engine.trainer import LoopSettings, Trainer
+from yolorep.engine.validator import Validator, build_eval_loader, build_validator, eval_args
 from yolorep.errors import CheckpointError
 from yolorep.loss import DetectionLoss
 from yolorep.nn.model import DetectionModel, build_model
@@ -94,16 +103,12 @@ def build_trainer(
     checkpoint: dict | None,
     dev: torch.device,
     is_distributed: bool,
-    callbacks: Callbacks | None = None,
+    callbacks: Sequence[Hook] | None = None,
     started: float | None = None,
     profile: bool = False,
 ) -> Trainer:
-    """Build model, data, loss, optimizer and validator from ``args`` (the plain options ``train()`` stores) and
-    return a ready ``Trainer``, restored from ``checkpoint`` when resuming. Call after ``distributed.setup``.
-
-    ``callbacks`` run beside the defaults (results.csv/.png, TensorBoard); ``started`` is when the run began, for
-    a time budget.
-    """
+    """A ready ``Trainer`` and the run's hooks built from ``args`` (the plain options ``train()`` stores), restored
+    from ``checkpoint`` when resuming; ``callbacks`` (the user's hooks) act after the run's own. After ``setup``."""
     is_main = distributed.is_main_process()
     hyp, world = args["hyp"], distributed.world_size()
     _seed_everything(args["seed"])
@@ -126,23 +131,12 @@ def build_trainer(
     if dev.type == "cpu" and keep_freed_memory():
         LOGGER.debug("glibc keeps freed memory for reuse (mallopt): no page faults on each step's buffers")
     loader = build_dataloader(dataset, batch, not rect, workers, args["seed"], distributed=is_distributed)
-    accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
-    steps = math.ceil(len(dataset) / max(batch * world, hyp["nbs"])) * args["epochs"]
-    lr0_set = "lr0" in args.get("hyp_set", ())
-    opt_name, lr0 = resolve_optimizer(args["optimizer"], len(spec.names), steps, hyp["lr0"], lr0_set)
-    weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
-    optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
+    optimizer = _optimizer(model, args, len(dataset), batch, len(spec.names))
     if is_main:
-        LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
         chosen = " (auto: cores left by the model's threads; --workers N to choose)" if args["workers"] is None else ""
         LOGGER.info("data loader workers: %d%s", workers, chosen)
     loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
-    if is_distributed:
-        if args["sync_bn"] and dev.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif args["sync_bn"]:
-            LOGGER.warning("--sync-bn: SyncBatchNorm needs CUDA; training on %s with per-process BatchNorm", dev)
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    model = _distributed_model(model, args["sync_bn"], dev) if is_distributed else model
     validator = None
     if is_main:
         val_set, val_loader = build_eval_loader(spec, "val", imgsz, batch * 2, stride, workers, single_cls)
@@ -154,22 +148,60 @@ def build_trainer(
     if save_dir is None and is_main:
         save_dir = increment_run_dir(args["project"], args["name"])
     save_dir = Path(distributed.broadcast_object(str(save_dir)))
-    budget = args.get("time")
     schedule = Schedule(args["epochs"], hyp["lrf"], hyp["cos_lr"], hyp["warmup_epochs"], int(hyp["close_mosaic"]),
-                        time_budget=None if budget is None else budget * 3600)  # fmt: skip
-    everything = default_callbacks() if is_main else Callbacks()
-    for event, functions in (callbacks._callbacks if callbacks else {}).items():
-        for function in functions:
-            everything.add(event, function)
-    trainer = Trainer(
-        model, loss_fn, optimizer, loader, validator, hyp=hyp, schedule=schedule, save_dir=save_dir, device=dev,
-        seed=args["seed"], patience=args["patience"], train_args=args, callbacks=everything, started=started,
-        profile=profile, val_period=int(args.get("val_period", 1)),
-    )  # fmt: skip
+                        time_budget=None if args.get("time") is None else args["time"] * 3600)  # fmt: skip
+    hooks = [*_run_hooks(args, model, validator, save_dir, started), *(callbacks or ())]
+    settings = LoopSettings(hyp=hyp, device=dev, save_dir=save_dir, seed=args["seed"], profile=profile)
+    trainer = Trainer(model, loss_fn, optimizer, loader, schedule, hooks, settings)
     if checkpoint is not None:
-        trainer.load_train_state(checkpoint, str(save_dir / "weights" / "last.pt"))
-        LOGGER.info("resuming %s from epoch %d", save_dir, trainer.state.epoch + 2)
+        trainer.load_state_dict(checkpoint, str(save_dir / "weights" / "last.pt"))
+        LOGGER.info("resuming %s from epoch %d", save_dir, trainer.last_epoch + 2)
     return trainer
+
+
+def _optimizer(model: nn.Module, args: dict[str, Any], n_images: int, batch: int, nc: int) -> torch.optim.Optimizer:
+    """The optimizer ``args`` ask for (``auto`` by the number of steps and classes ``nc``), its weight decay scaled
+    to the nominal batch; ``batch`` is per rank."""
+    hyp, world = args["hyp"], distributed.world_size()
+    accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
+    steps = math.ceil(n_images / max(batch * world, hyp["nbs"])) * args["epochs"]
+    lr0_set = "lr0" in args.get("hyp_set", ())
+    opt_name, lr0 = resolve_optimizer(args["optimizer"], nc, steps, hyp["lr0"], lr0_set)
+    weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
+    optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
+    if distributed.is_main_process():
+        LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
+    return optimizer
+
+
+def _distributed_model(model: nn.Module, sync_bn: bool, dev: torch.device) -> nn.Module:
+    if sync_bn and dev.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif sync_bn:
+        LOGGER.warning("--sync-bn: SyncBatchNorm needs CUDA; training on %s with per-process BatchNorm", dev)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def _run_hooks(
+    args: dict[str, Any], model: nn.Module, validator: Validator | None, save_dir: Path, started: float | None
+) -> list[Hook]:
+    """The run's policies (``yolorep.engine.hooks``), in the order they act: on every rank the EMA and mosaic
+    closing; on rank 0 (the one with a ``validator``: it validates, keeps the best, plans a time budget and writes
+    the run's files while the others wait) also the first batches drawn, validation, best model and patience, the
+    time budget, results and checkpoints. A new policy is one more entry here."""
+    hyp = args["hyp"]
+    hooks: list[Hook] = [EMA(model, hyp["ema_decay"], hyp["ema_tau"]), MosaicClosing()]
+    if validator is not None:
+        evaluation = dict(eval_args(hyp), imgsz=int(args["imgsz"]))
+        hooks += [
+            TrainBatchPlots(),
+            Validation(validator, int(args.get("val_period", 1))),
+            BestModel(args["patience"]),
+            TimeBudget(time.perf_counter() if started is None else started),
+            Results(),
+            Checkpointer(save_dir / "weights", args, evaluation),
+        ]
+    return hooks
 
 
 def cache_images(mode: bool | str, datasets: list[DetectionDataset], processes: int = 1) -> bool:

@@ -1,4 +1,4 @@
-"""What a training run writes after each epoch (``last.pt``, ``best.pt``) and how a stopped run gets back a
+"""Checkpoints as a training policy: ``last.pt`` and ``best.pt`` after each epoch, and how a stopped run gets back a
 ``best.pt`` it did not finish writing.
 
 ``last.pt`` is written first and holds everything ``best.pt`` would (the same EMA weights and metadata, and
@@ -16,58 +16,54 @@ from typing import Any
 import torch
 
 from yolorep.engine.checkpoint import save_checkpoint, write_atomic
+from yolorep.engine.hooks import Hook
+from yolorep.engine.trainer import Trainer
 
-__all__ = ["restore_best", "save_epoch"]
+__all__ = ["Checkpointer", "restore_best"]
 
 LOGGER = logging.getLogger(__name__)
 
 
-def save_epoch(trainer: Any, best: bool) -> None:
-    """Write ``last.pt`` (EMA weights, metadata and the training state to resume from), then ``best.pt``."""
-    hyp, state = trainer.hyp, trainer.state
-    meta = {
-        "epoch": state.epoch,
-        "metrics": {k: v for k, v in trainer.metrics.items() if k != "per_class"},
-        "train_args": trainer.train_args,
-        "eval_args": {
-            "imgsz": int(trainer.train_args.get("imgsz", 640)),
-            "conf": float(hyp["val_conf"]),
-            "iou": float(hyp["val_iou"]),
-            "max_det": int(hyp["max_det"]),
-        },
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    train_state = {
-        "model": {k: v.detach().cpu() for k, v in trainer.raw_model.state_dict().items()},
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict(),
-        "ema_updates": trainer.ema.updates,
-        "best_fitness": state.best_fitness,
-        "best_epoch": state.best_epoch,
-        "epochs_without_improvement": state.epochs_without_improvement,
-        "history": state.history,
-        "elapsed": trainer.elapsed,
-        "cycles": state.cycles,
-    }
-    save_checkpoint(trainer.ema.ema, trainer.weights_dir / "last.pt", **meta, train_state=train_state)
-    if best:
-        save_checkpoint(trainer.ema.ema, trainer.weights_dir / "best.pt", **meta)
+class Checkpointer(Hook):
+    """After every epoch write ``last.pt`` (the model of record, metadata and the trainer's resume record), then
+    ``best.pt`` (model and metadata) when the epoch is the best so far (``trainer.state.best_epoch``).
+
+    Args:
+        weights_dir: where both go (the run's ``weights``).
+        train_args: the run's options, stored for ``--resume``.
+        eval_args: ``imgsz``, ``conf``, ``iou`` and ``max_det``, which ``yolorep val`` reuses.
+    """
+
+    def __init__(self, weights_dir: Path, train_args: dict[str, Any], eval_args: dict[str, Any]) -> None:
+        self.weights_dir, self.train_args, self.eval_args = weights_dir, train_args, eval_args
+
+    def on_save(self, trainer: Any) -> None:
+        meta = {
+            "epoch": trainer.last_epoch,
+            "metrics": {k: v for k, v in trainer.metrics.items() if k != "per_class"},
+            "train_args": self.train_args,
+            "eval_args": self.eval_args,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        model = trainer.eval_model
+        save_checkpoint(model, self.weights_dir / "last.pt", **{**meta, **trainer.state_dict()})
+        if trainer.state.best_epoch == trainer.last_epoch:
+            save_checkpoint(model, self.weights_dir / "best.pt", **meta)
 
 
 def restore_best(last: Path, checkpoint: dict[str, Any]) -> bool:
     """Write ``best.pt`` from ``last.pt`` when the epoch ``last.pt`` holds was the best and ``best.pt`` does not
     hold it (the run stopped between the two writes). Returns whether it did."""
-    best_epoch = checkpoint["train_state"].get("best_epoch")
+    record = Trainer.best_checkpoint(checkpoint)
     best = last.parent / "best.pt"
-    if best_epoch != checkpoint["epoch"]:
+    if record is None:
         return False
     if best.is_file():
         try:
-            if torch.load(best, map_location="cpu", weights_only=True).get("epoch") == best_epoch:
+            if torch.load(best, map_location="cpu", weights_only=True).get("epoch") == record["epoch"]:
                 return False
         except Exception:  # an unreadable best.pt is replaced too
             pass
-    write_atomic({k: v for k, v in checkpoint.items() if k != "train_state"}, best)
+    write_atomic(record, best)
     LOGGER.info("%s: restored from %s (the run stopped before writing it)", best, last.name)
     return True

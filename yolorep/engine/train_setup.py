@@ -11,15 +11,17 @@ from typing import Any
 import torch
 
 from yolorep.engine import distributed
-from yolorep.engine.callbacks import Callbacks
+from yolorep.engine.callbacks import user_hooks
 from yolorep.engine.checkpoint import load_checkpoint, read_checkpoint
 from yolorep.engine.device import select_device
+from yolorep.engine.hooks import Hook
 from yolorep.engine.run_dir import RunLock
 from yolorep.engine.train_build import build_trainer, initial_weights
 from yolorep.engine.train_checkpoints import restore_best
+from yolorep.engine.train_validation import Validation
 from yolorep.engine.trainer import Trainer
 from yolorep.engine.validator import build_validator, eval_args, log_results
-from yolorep.errors import CheckpointError, YolorepError
+from yolorep.errors import YolorepError
 from yolorep.options import TrainOptions
 
 __all__ = ["train"]
@@ -39,14 +41,7 @@ def _find_resume_checkpoint(resume: bool | str, project: str | Path) -> Path:
 def _resume_checkpoint(last: Path) -> dict[str, Any]:
     """``last.pt`` read and checked for everything a resumed run needs."""
     checkpoint = read_checkpoint(last)
-    state = checkpoint.get("train_state")
-    keys = ("model", "optimizer", "scheduler", "scaler", "ema_updates", "best_fitness", "history")
-    if not isinstance(state, dict) or any(k not in state for k in keys):
-        raise CheckpointError(f"{last}: has no training state to resume from; use weights/last.pt of a run")
-    if checkpoint.get("fused"):
-        raise CheckpointError(f"{last}: holds a fused model, which cannot be trained; resume from the run's last.pt")
-    if not isinstance(checkpoint.get("train_args"), dict) or not isinstance(checkpoint.get("epoch"), int):
-        raise CheckpointError(f"{last}: train_args or epoch missing or malformed; this last.pt cannot be resumed")
+    Trainer.check_resumable(checkpoint, last)
     return checkpoint
 
 
@@ -54,7 +49,7 @@ def train(
     options: TrainOptions | None = None,
     /,
     *,
-    callbacks: Callbacks | dict[str, list] | None = None,
+    callbacks: dict[str, list] | Hook | list[Hook] | None = None,
     profile: bool = False,
     **kwargs: Any,
 ) -> dict[str, Any]:
@@ -66,11 +61,11 @@ def train(
     path) the run continues with its own options; only ``data``, ``device``, ``workers`` and ``cache`` may change.
     Under ``torchrun`` each process trains on its shard with DDP; ``batch`` is the total.
 
-    ``callbacks`` maps events of ``yolorep.engine.callbacks`` to functions of the trainer; ``profile`` times phases
-    exactly on a GPU (``yolorep benchmark --epoch``).
+    ``callbacks`` maps events of ``yolorep.engine.callbacks`` to functions of the trainer, or gives
+    ``yolorep.engine.hooks.Hook`` objects; ``profile`` times phases exactly on a GPU (``yolorep benchmark --epoch``).
     """
     started = perf_counter()
-    extra = callbacks if isinstance(callbacks, Callbacks) else Callbacks(callbacks)
+    extra = user_hooks(callbacks)
     given = dict(kwargs) if options is None else {**_changed_fields(options), **kwargs}
     checkpoint = None
     if given.get("resume"):
@@ -104,7 +99,7 @@ def _run(
     args: dict[str, Any],
     save_dir: Path | None,
     checkpoint: dict | None,
-    callbacks: Callbacks,
+    callbacks: list[Hook],
     started: float,
     profile: bool = False,
 ) -> dict[str, Any]:
@@ -130,7 +125,7 @@ def _final_validation(trainer: Trainer, dev: torch.device) -> dict[str, Any]:
     best = trainer.save_dir / "weights" / "best.pt"
     model = load_checkpoint(best).fuse().to(dev)
     LOGGER.info("validating %s (%s)", best, model.fuse_report)
-    per_epoch = trainer.validator
+    per_epoch = trainer.hook(Validation).validator
     settings = eval_args(trainer.hyp)
     validator = build_validator(per_epoch.dataset, per_epoch.loader, settings, save_dir=trainer.save_dir)
     results = validator(model, dev)

@@ -1,77 +1,115 @@
-"""The training loop: multi-branch training, a fused copy of the EMA model validated every epoch.
+"""The training loop: epochs, batches, forward, loss, backward and optimizer steps, and the hooks it calls.
 
-``Trainer`` takes ready objects (model, loss, optimizer, loader, validator, schedule); ``yolorep.engine.
-train_setup.train`` builds them from paths and flags. What is written each epoch (results.csv, plots, TensorBoard)
-is done by callbacks (``yolorep.engine.callbacks``), which users can add to.
+Everything else a run does (the EMA, validation, the best model and patience, the time budget, results files,
+checkpoints, users' callbacks) is a hook (``yolorep.engine.hooks``) that owns its state. ``Trainer.state_dict`` and
+``load_state_dict`` are the one place that knows what ``last.pt`` carries to resume a run exactly;
+``yolorep.engine.train_build.build_trainer`` builds a trainer and its hooks from a run's options.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
-import statistics
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from yolorep.engine import distributed
-from yolorep.engine.callbacks import Callbacks
 from yolorep.engine.checkpoint import load_state_dict_strict
 from yolorep.engine.device import amp_dtype, cudnn_autotune
+from yolorep.engine.hooks import Hook, check_state_keys, stage_methods
 from yolorep.engine.optim import ModelEMA
 from yolorep.engine.phases import PhaseTimer
 from yolorep.engine.schedule import Schedule
-from yolorep.engine.train_checkpoints import save_epoch
-from yolorep.engine.validator import Validator
+from yolorep.engine.train_ema import EMA
 from yolorep.errors import CheckpointError, YolorepError
 from yolorep.logs import progress
-from yolorep.nn.fuse import fused_copy
 
-__all__ = ["TrainState", "Trainer", "fitness"]
+__all__ = ["Batch", "EpochRecord", "LoopSettings", "TrainState", "Trainer"]
 
 LOGGER = logging.getLogger(__name__)
 MAX_BAD_STEPS = 10
-N_PLOTTED_BATCHES = 3
 PROGRESS_SECONDS = 0.5  # the losses shown are read back from a GPU (a sync) at most this often
+LOOP_STATE = ("model", "optimizer", "scheduler", "scaler")  # what the loop itself keeps in last.pt's train_state
+# What every last.pt since format 2 holds in train_state (the hooks' keys among them), checked before resuming.
+RESUME_REQUIRED = (*LOOP_STATE, "ema_updates", "best_fitness", "history")
+H = TypeVar("H", bound=Hook)
 
 
-def fitness(metrics: dict[str, Any]) -> float:
-    """What "best" means: mAP50-95, with a little mAP50 to break ties early in training."""
-    return 0.9 * metrics["map50_95"] + 0.1 * metrics["map50"]
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the loop needs besides its objects.
+
+    Args:
+        hyp: hyperparameters; the loop reads ``amp``, ``nbs``, ``grad_clip`` and the warm-up's ``warmup_bias_lr``,
+            ``warmup_momentum`` and ``momentum``.
+        device: where the model trains.
+        save_dir: the run folder (hooks write into it; only rank 0 writes).
+        seed: the run's seed; each epoch is seeded from it and the epoch.
+        profile: synchronise a GPU at the end of each timed phase, so ``trainer.timer`` attributes exactly.
+    """
+
+    hyp: dict[str, Any]
+    device: torch.device
+    save_dir: Path
+    seed: int
+    profile: bool
 
 
 @dataclass
+class EpochRecord:
+    """What the loop measured of the epoch being trained, for hooks (results rows, the time budget)."""
+
+    started: float  # time.perf_counter() at its start
+    train_seconds: float = 0.0  # its batches and the scheduler step
+    images: int = 0  # training images seen, all ranks
+    validated: bool = False  # set by validation (on_validate)
+    val_seconds: float = 0.0  # validation and on_val_end, when it validated
+
+
+class Batch(NamedTuple):
+    """The batch being trained, as the loader gave it: images [B, 3, H, W] uint8, targets [N, 6] (image, class,
+    box xywh in pixels)."""
+
+    index: int
+    images: torch.Tensor
+    targets: torch.Tensor
+
+
+@dataclass(frozen=True)
 class TrainState:
-    """Everything besides weights that a resumed run needs to continue exactly."""
+    """A read-only summary for callbacks: the last completed epoch and what the hooks keep."""
 
     epoch: int = -1  # last completed epoch (0-based)
     best_fitness: float = -1.0
     best_epoch: int = -1  # the epoch best.pt holds
     epochs_without_improvement: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    elapsed: float = 0.0  # seconds of fitting before this process started (time budgets count them)
+    history: list[dict[str, float]] = field(default_factory=list)  # results rows (the list itself)
+    elapsed: float = 0.0  # seconds of fitting so far, earlier processes of a resumed run included
     cycles: list[float] = field(default_factory=list)  # wall seconds of each epoch: training to saving
 
 
 class Trainer:
-    """Train ``model`` with ``loss_fn`` and ``optimizer`` on ``train_loader``; validate with ``validator``.
+    """Train ``model`` with ``loss_fn`` and ``optimizer`` on ``train_loader`` over the epochs ``schedule`` plans,
+    calling ``hooks`` at the stages of ``yolorep.engine.hooks`` (in the order given).
+
+    Callbacks read ``epoch``, ``state``, ``metrics``, ``losses``, ``schedule``, ``save_dir``, ``model``, ``ema``,
+    ``optimizer`` and may set ``stop``.
 
     Args:
-        model: the multi-branch model on ``device`` (DDP-wrapped when distributed).
-        hyp: hyperparameters (cfg/default.yaml merged with overrides).
+        model: the multi-branch model on the device (DDP-wrapped when distributed).
+        loss_fn: ``(maps, strides, targets) -> (loss, [box, cls, dfl])``.
+        optimizer: over ``model``'s parameters; ``schedule`` drives its learning rate (``LambdaLR``).
+        train_loader: batches of ``(images, targets, paths)``.
         schedule: epochs, learning-rate curve, warm-up, mosaic closing and time budget.
-        save_dir: run folder; weights go to ``save_dir/weights``. Only rank 0 writes.
-        train_args: plain dict of the run's options, stored in checkpoints for ``--resume``.
-        callbacks: run at the events of ``yolorep.engine.callbacks``.
-        started: ``time.perf_counter()`` when the run started (a time budget counts setup too).
-        profile: synchronise a GPU at the end of each timed phase, so ``epoch_phases`` attributes exactly.
-        val_period: validate every this many epochs (and always the last): best.pt is chosen among those.
+        hooks: the run's policies and the user's callbacks.
+        settings: hyperparameters, device, run folder, seed, profiling.
     """
 
     def __init__(
@@ -80,116 +118,170 @@ class Trainer:
         loss_fn: nn.Module,
         optimizer: torch.optim.Optimizer,
         train_loader: torch.utils.data.DataLoader,
-        validator: Validator | None,
-        *,
-        hyp: dict[str, Any],
         schedule: Schedule,
-        save_dir: Path,
-        device: torch.device,
-        seed: int = 0,
-        patience: int = 0,
-        train_args: dict[str, Any] | None = None,
-        callbacks: Callbacks | None = None,
-        started: float | None = None,
-        profile: bool = False,
-        val_period: int = 1,
+        hooks: Sequence[Hook],
+        settings: LoopSettings,
     ) -> None:
-        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
-        self.train_loader, self.validator, self.schedule = train_loader, validator, schedule
-        self.hyp, self.device, self.seed, self.patience, self.val_period = hyp, device, seed, patience, val_period
-        self.save_dir, self.weights_dir = save_dir, save_dir / "weights"
-        self.train_args = train_args or {}
-        self.callbacks = callbacks or Callbacks()
-        self.started = time.perf_counter() if started is None else started
-        self.is_main = distributed.is_main_process()
-        self.raw_model = getattr(model, "module", model)
-        self.ema = ModelEMA(self.raw_model, hyp["ema_decay"], hyp["ema_tau"])
+        self.model, self.loss_fn, self.optimizer, self.train_loader = model, loss_fn, optimizer, train_loader
+        self.schedule, self.settings, self.hooks = schedule, settings, list(hooks)
+        check_state_keys(self.hooks, LOOP_STATE)
+        self._stages = stage_methods(self.hooks)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        self.amp_dtype = amp_dtype(device) if hyp.get("amp", True) else None
+        self.amp_dtype = amp_dtype(settings.device) if settings.hyp.get("amp", True) else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         world_batch = train_loader.batch_size * distributed.world_size()
-        self.accumulate = max(round(hyp["nbs"] / world_batch), 1)
-        self.state = TrainState()
-        self.bad_steps = 0
-        self.epoch, self.stop = -1, False
-        self.metrics: dict[str, Any] = {}
-        self.losses = torch.zeros(3)
-        # What epochs of this process spent after validation (callbacks and plots, then checkpoints); the first
-        # one draws results.png for the first time, the later ones rarely (ResultsFiles), so they set the pace.
-        self._after_val_seconds: list[float] = []
-        self._checkpoint_seconds = 0.0  # the last checkpoint write
-        self._val_seconds = 0.0  # what the last validation took
-        self._slowest_results = 0.0  # the slowest end-of-epoch callbacks (results.png is redrawn at the end too)
-        self.timer = PhaseTimer(device, sync=profile)
-        self.epoch_phases: list[dict[str, float]] = []  # seconds per phase (PHASES) of each epoch of this process
+        self.accumulate = max(round(settings.hyp["nbs"] / world_batch), 1)
+        self.timer = PhaseTimer(settings.device, sync=settings.profile)  # seconds per phase (yolorep.engine.phases)
+        self.epoch, self.last_epoch, self.stop = -1, -1, False  # the epoch training, the last one completed
+        self.this_epoch = EpochRecord(started=time.perf_counter())
+        self.batch: Batch | None = None
+        self.losses = torch.zeros(3)  # the last epoch's mean [box, cls, dfl]
+        self.metrics: dict[str, Any] = {}  # the last validation's
+        self.bad_steps = 0  # consecutive non-finite losses
 
+    # ---- what hooks and callbacks read ----------------------------------------------------------------------
     @property
     def epochs(self) -> int:
         """Epochs planned (with a time budget, re-fitted after every epoch)."""
         return self.schedule.epochs
 
     @property
-    def elapsed(self) -> float:
-        """Seconds of fitting so far, earlier processes of a resumed run included."""
-        return self.state.elapsed + time.perf_counter() - self.started
+    def raw_model(self) -> nn.Module:
+        return getattr(self.model, "module", self.model)
 
-    def load_train_state(self, checkpoint: dict[str, Any], where: str = "last.pt") -> None:
-        """Restore model, optimizer, EMA, scaler, scheduler (with the plan) and counters from a ``last.pt`` dict.
+    @property
+    def is_main(self) -> bool:
+        return distributed.is_main_process()
+
+    @property
+    def device(self) -> torch.device:
+        return self.settings.device
+
+    @property
+    def save_dir(self) -> Path:
+        return self.settings.save_dir
+
+    @property
+    def hyp(self) -> dict[str, Any]:
+        return self.settings.hyp
+
+    @property
+    def ema(self) -> ModelEMA | None:
+        """The moving average of the weights, when an ``EMA`` hook keeps one."""
+        ema = self.hook(EMA)
+        return None if ema is None else ema.average
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model of record, validated and saved: the EMA's when there is one, else the trained one."""
+        return self.raw_model if self.ema is None else self.ema.ema
+
+    @property
+    def state(self) -> TrainState:
+        """The last completed epoch and what the hooks keep (best model, results rows, time), read-only."""
+        kept: dict[str, Any] = {}
+        for hook in self.hooks:
+            kept.update(hook.state_dict())
+        return TrainState(epoch=self.last_epoch, **{f.name: kept[f.name] for f in fields(TrainState) if f.name in kept})
+
+    def hook(self, kind: type[H]) -> H | None:
+        """The first hook of type ``kind``, or None."""
+        return next((hook for hook in self.hooks if isinstance(hook, kind)), None)
+
+    # ---- the resume record ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What ``last.pt`` carries besides the model of record to resume exactly: ``{"epoch": last completed epoch,
+        "train_state": {...}}``. ``train_state`` holds the trained (multi-branch) weights, the optimizer, the
+        scheduler (with the plan) and the scaler, and every hook's state (``ema_updates``, ``best_fitness``,
+        ``best_epoch``, ``epochs_without_improvement``, ``history``, ``elapsed``, ``cycles``, ...); the EMA's
+        weights are the checkpoint's own ``state_dict``."""
+        train_state = {
+            "model": {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+        for hook in self.hooks:
+            train_state.update(hook.state_dict())
+        return {"epoch": self.last_epoch, "train_state": train_state}
+
+    def load_state_dict(self, checkpoint: dict[str, Any], where: str = "last.pt") -> None:
+        """Restore everything ``state_dict`` saved from a ``last.pt`` dict (format 2 or older, by any version).
 
         Raises:
             CheckpointError: the state does not fit this run's model or optimizer (naming ``where``).
         """
         saved = checkpoint["train_state"]
         load_state_dict_strict(self.raw_model, saved["model"], where)
-        load_state_dict_strict(self.ema.ema, checkpoint["state_dict"], where)
+        if self.ema is not None:
+            load_state_dict_strict(self.ema.ema, checkpoint["state_dict"], where)
         try:
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
             if saved["scaler"]:  # empty from a run without fp16 loss scaling (CPU, bf16, --amp false): keep ours
                 self.scaler.load_state_dict(saved["scaler"])
-            self.ema.updates = int(saved["ema_updates"])
-            self.state = TrainState(
-                epoch=int(checkpoint["epoch"]),
-                best_fitness=float(saved["best_fitness"]),
-                best_epoch=int(saved.get("best_epoch", -1)),
-                epochs_without_improvement=int(saved.get("epochs_without_improvement", 0)),
-                history=list(saved["history"]),
-                elapsed=float(saved.get("elapsed", 0.0)),
-                cycles=[float(s) for s in saved.get("cycles", [])],
-            )
+            for hook in self.hooks:
+                hook.load_state_dict({k: saved[k] for k in hook.state_dict() if k in saved})
+            self.last_epoch = int(checkpoint["epoch"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             message = f"{where}: its training state does not fit this run ({err}); start a new run"
             raise CheckpointError(message) from None
 
-    # ---- loop -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def check_resumable(checkpoint: dict[str, Any], where: str | Path) -> None:
+        """Raise ``CheckpointError`` unless ``checkpoint`` (read by ``read_checkpoint``) is a ``last.pt`` a run can
+        continue from."""
+        state = checkpoint.get("train_state")
+        if not isinstance(state, dict) or any(k not in state for k in RESUME_REQUIRED):
+            raise CheckpointError(f"{where}: has no training state to resume from; use weights/last.pt of a run")
+        if checkpoint.get("fused"):
+            raise CheckpointError(
+                f"{where}: holds a fused model, which cannot be trained; resume from the run's last.pt"
+            )
+        if not isinstance(checkpoint.get("train_args"), dict) or not isinstance(checkpoint.get("epoch"), int):
+            raise CheckpointError(f"{where}: train_args or epoch missing or malformed; this last.pt cannot be resumed")
+
+    @staticmethod
+    def best_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+        """``best.pt`` as the run wrote it from this ``last.pt`` dict when the epoch it holds was the best so far
+        (the same checkpoint without the resume record), else None."""
+        if checkpoint["train_state"].get("best_epoch") != checkpoint["epoch"]:
+            return None
+        return {k: v for k, v in checkpoint.items() if k != "train_state"}
+
+    # ---- the loop -----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train from ``state.epoch + 1`` to the planned epochs; returns the last epoch's validation metrics."""
+        """Train from ``last_epoch + 1`` to the planned epochs; returns the last validation's metrics."""
         if self.is_main:
             LOGGER.info("schedule: %s", self.schedule.describe())
-        self.callbacks.run("on_train_start", self)
-        epoch = self.state.epoch + 1
+        self._fire("on_train_start")
+        epoch = self.last_epoch + 1
         while epoch < self.epochs and not self.stop:
-            self.epoch, start = epoch, time.perf_counter()
-            self._prepare_epoch(epoch)
-            self.callbacks.run("on_train_epoch_start", self)
+            self.epoch, self.this_epoch = epoch, EpochRecord(started=time.perf_counter())
+            self._seed_epoch(epoch)
+            self._fire("on_train_epoch_start")
             with cudnn_autotune(not self.train_loader.dataset.rect):  # fixed input sizes: tune once per shape
-                self.losses, images_seen = self._train_one_epoch(epoch)
+                self.losses, self.this_epoch.images = self._train_one_epoch(epoch)
             self.scheduler.step()
-            train_time = time.perf_counter() - start
-            self.callbacks.run("on_train_epoch_end", self)
+            self.this_epoch.train_seconds = time.perf_counter() - self.this_epoch.started
+            self._fire("on_train_epoch_end")
             if self.is_main:
-                self._end_epoch(epoch, images_seen, train_time, start)
-            self.epoch_phases.append({**self.timer.reset(), "epoch": time.perf_counter() - start})
+                self._end_epoch()
+            self._fire("on_epoch_complete")
             self.stop, epochs = distributed.broadcast_object((self.stop, self.epochs))
             self.schedule.epochs = epochs  # every rank follows rank 0's plan
             epoch += 1
-        self.callbacks.run("on_fit_end", self)
+        self._fire("on_fit_end")
         return self.metrics
 
-    def _prepare_epoch(self, epoch: int) -> None:
+    def _fire(self, stage: str) -> None:
+        for method in self._stages[stage]:
+            method(self)
+
+    def _seed_epoch(self, epoch: int) -> None:
         # Seeding from (seed, epoch) makes an epoch's data order and augmentation independent of what ran
         # before it, so a resumed run continues exactly like an uninterrupted one.
-        epoch_seed = self.seed + 1000 * epoch + distributed.rank()
+        epoch_seed = self.settings.seed + 1000 * epoch + distributed.rank()
         random.seed(epoch_seed)
         np.random.seed(epoch_seed % 2**32)
         torch.manual_seed(epoch_seed)
@@ -198,18 +290,9 @@ class Trainer:
         sampler = self.train_loader.sampler
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        updates_per_epoch = math.ceil(len(self.train_loader) / self.accumulate)
-        self.ema.tau = self.schedule.ema_tau(self.hyp["ema_tau"], updates_per_epoch)
-        dataset = self.train_loader.dataset
-        mosaic = dataset.augment and not dataset.rect and not self.schedule.mosaic_closed(epoch)
-        if mosaic != dataset.mosaic_enabled:  # loader workers start anew each epoch, so they pick this up
-            if mosaic:
-                LOGGER.info("mosaic on again: the plan grew to %d epochs", self.epochs)
-            else:
-                LOGGER.info("closing mosaic for the last %d epochs", self.epochs - epoch)
-            dataset.mosaic_enabled = mosaic
 
     def _train_one_epoch(self, epoch: int) -> tuple[torch.Tensor, int]:
+        """Returns the epoch's mean [box, cls, dfl] losses and the images all ranks trained on."""
         self.model.train()
         n_batches = len(self.train_loader)
         warmup_iters = round(self.schedule.warmup_epochs * n_batches)
@@ -223,9 +306,8 @@ class Trainer:
             step = i + n_batches * epoch
             if step < warmup_iters:
                 self._warmup(step, warmup_iters, epoch)
-            if self.is_main and epoch == 0 and i < N_PLOTTED_BATCHES:
-                with timer("plots"):
-                    _plot_batch(images, targets, self.raw_model.names, self.save_dir / f"train_batch{i}.jpg")
+            self.batch = Batch(i, images, targets)
+            self._fire("on_train_batch_start")
             with timer("to_device"):
                 images = images.to(self.device, non_blocking=True).float() / 255
                 targets = targets.to(self.device)
@@ -250,7 +332,7 @@ class Trainer:
                 pending = 0
             mean_losses = (mean_losses * i + items) / (i + 1)
             images_seen += images.shape[0]
-            self.callbacks.run("on_train_batch_end", self)
+            self._fire("on_train_batch_end")
             if bar is not None and (time.perf_counter() - shown >= PROGRESS_SECONDS or i == n_batches - 1):
                 shown = time.perf_counter()
                 speed = images_seen / max(shown - tic, 1e-9)
@@ -262,14 +344,12 @@ class Trainer:
         return mean_losses.cpu(), images_seen * distributed.world_size()
 
     def _warmup(self, step: int, warmup_iters: int, epoch: int) -> None:
-        factor = self.schedule(epoch)
+        factor, hyp = self.schedule(epoch), self.hyp
         for index, group in enumerate(self.optimizer.param_groups):
-            start = self.hyp["warmup_bias_lr"] if index == 2 else 0.0
+            start = hyp["warmup_bias_lr"] if index == 2 else 0.0
             group["lr"] = float(np.interp(step, [0, warmup_iters], [start, group["initial_lr"] * factor]))
             if "momentum" in group:
-                group["momentum"] = float(
-                    np.interp(step, [0, warmup_iters], [self.hyp["warmup_momentum"], self.hyp["momentum"]])
-                )
+                group["momentum"] = float(np.interp(step, [0, warmup_iters], [hyp["warmup_momentum"], hyp["momentum"]]))
 
     def _optimizer_step(self) -> None:
         with self.timer("optimizer"):
@@ -278,8 +358,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-        with self.timer("ema"):
-            self.ema.update(self.model)
+        self._fire("on_optimizer_step")
 
     def _skip_step(self, epoch: int, batch: int, items: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -302,88 +381,22 @@ class Trainer:
         planned = self.epochs if self.schedule.fitted else "?"  # a budget's epochs are known after the first
         return progress(self.train_loader, desc=f"epoch {epoch + 1}/{planned}", total=n_batches, unit="batch")
 
-    # ---- end of epoch: validate the fused EMA, log, save ------------------------------------------------------
-    def _validate(self) -> float:
-        """Validate a fused copy of the EMA model into ``metrics``; returns the seconds it took."""
-        tic = time.perf_counter()
-        if self.validator is not None:
-            with self.timer("fuse"):
-                fused = fused_copy(self.ema.ema)
-            with self.timer("validation"):
-                self.metrics = self.validator(fused, self.device)
-        else:
-            self.metrics = {"map50_95": 0.0, "map50": 0.0}
-        self.callbacks.run("on_val_end", self)
-        return time.perf_counter() - tic
-
-    def _end_epoch(self, epoch: int, images_seen: int, train_time: float, started: float) -> None:
-        validated = (epoch + 1) % self.val_period == 0 or epoch + 1 >= self.epochs
-        val_time = self._validate() if validated else 0.0
-        score = fitness(self.metrics) if validated else -1.0
-        improved = validated and score > self.state.best_fitness
-        if validated:
-            self.state.best_fitness = max(score, self.state.best_fitness)
-            self.state.best_epoch = epoch if improved else self.state.best_epoch
-            self.state.epochs_without_improvement = 0 if improved else self.state.epochs_without_improvement + 1
-        self.state.epoch = epoch
-        if self.patience and self.state.epochs_without_improvement >= self.patience:
-            LOGGER.info("no improvement for %d epochs: stopping early", self.patience)
-            self.stop = True
-        # An epoch costs its training and validation and what follows them (callbacks, checkpoints), the latter
-        # estimated from earlier epochs; the end of training about two validations (the final one loads best.pt
-        # and plots), a checkpoint write and the slowest results callbacks (results.png is drawn once more).
-        self._val_seconds = val_time or self._val_seconds
-        now = time.perf_counter()
-        later = self._after_val_seconds[1:]
-        after_val = statistics.median(later) if later else self._checkpoint_seconds
-        cycles = [*self.state.cycles, now - started + after_val]
-        ending = 2 * (self._val_seconds + self._checkpoint_seconds) + self._slowest_results
-        self.schedule.refit(epoch + 1, self.elapsed, cycles, ending)
-        if not validated and epoch + 1 >= self.epochs:  # the plan ended here: the last epoch is always validated
-            return self._end_epoch(epoch, images_seen, train_time, started)
-        self.state.history.append(self._results_row(epoch, images_seen, train_time, val_time, validated))
+    # ---- end of epoch (rank 0): the stages of yolorep.engine.hooks ------------------------------------------------
+    def _end_epoch(self) -> None:
+        self._review()
+        if not self.this_epoch.validated and self.epoch + 1 >= self.epochs:
+            self._review()  # the re-fitted plan ends here: the last epoch of a run is always validated
+        self.last_epoch = self.epoch
         with self.timer("results"):
-            self.callbacks.run("on_fit_epoch_end", self)
-        saving = time.perf_counter()
-        self._slowest_results = max(self._slowest_results, saving - now)
-        self.state.cycles.append(cycles[-1])  # last.pt carries the estimate; replaced by the measurement below
+            self._fire("on_fit_epoch_end")
         with self.timer("checkpoints"):
-            save_epoch(self, improved)
-        self.callbacks.run("on_model_save", self)
-        saved = time.perf_counter()
-        self._checkpoint_seconds = saved - saving
-        self._after_val_seconds.append(saved - now)
-        self.state.cycles[-1] = saved - started
-        row = self.state.history[-1]
-        LOGGER.info(
-            "epoch %d/%d: mAP50-95 %.4f mAP50 %.4f (%s), %.1f img/s, %.1fs",
-            epoch + 1, self.epochs, row["metrics/mAP50-95(est)"], row["metrics/mAP50(est)"],
-            "fused EMA model, " + self.metrics.get("source", "no validator") if validated else "not validated",
-            row["train_images_per_s"], train_time,
-        )  # fmt: skip
+            self._fire("on_save")
+        self._fire("on_model_save")
 
-    def _results_row(
-        self, epoch: int, images_seen: int, train_time: float, val_time: float, validated: bool
-    ) -> dict[str, float]:
-        box, cls, dfl = self.losses.tolist()
-        metrics = self.metrics if validated else {"map50": math.nan, "map50_95": math.nan, "val_loss": [math.nan] * 3}
-        row = {"epoch": epoch + 1, "train/box_loss": box, "train/cls_loss": cls, "train/dfl_loss": dfl}
-        row.update({f"val/{k}_loss": v for k, v in zip(("box", "cls", "dfl"), metrics.get("val_loss") or [])})
-        row.update({
-            "metrics/precision": metrics.get("precision", math.nan),
-            "metrics/recall": metrics.get("recall", math.nan),
-            "metrics/mAP50(est)": metrics["map50"],
-            "metrics/mAP50-95(est)": metrics["map50_95"],
-            "train_images_per_s": images_seen / max(train_time, 1e-9),
-            "train_time_s": train_time,
-            "val_time_s": val_time,
-            "epoch_time_s": train_time + val_time,
-        })  # fmt: skip
-        row.update({f"lr/pg{i}": group["lr"] for i, group in enumerate(self.optimizer.param_groups)})
-        return row
-
-
-def _plot_batch(images: torch.Tensor, targets: torch.Tensor, names: list[str], path: Path) -> None:
-    from yolorep.plots import plot_training_batch
-
-    plot_training_batch(images, targets, names, path)
+    def _review(self) -> None:
+        started = time.perf_counter()
+        self._fire("on_validate")
+        if self.this_epoch.validated:
+            self._fire("on_val_end")
+            self.this_epoch.val_seconds = time.perf_counter() - started
+        self._fire("on_review")

@@ -7,6 +7,7 @@ evaluate the fused model with pycocotools, then predict on validation images and
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from yolorep.assets import DATA_DIR
+from yolorep.checks import check_at_least
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.device import select_device
 from yolorep.errors import ArgumentError
@@ -83,17 +85,21 @@ def demo(
     from yolorep.engine.train_setup import train
 
     started = perf_counter()
+    if epochs is not None:  # checked before anything starts: --epochs 0 must not mean "use the time budget"
+        check_at_least(epochs, 1, "--epochs")
+    if time is not None and (isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 < time < math.inf):
+        raise ArgumentError(f"--time {time!r}: must be a positive number of minutes, e.g. 9")
     dev = select_device(device)
     defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
     imgsz, batch = imgsz or defaults["imgsz"], batch or defaults["batch"]
     minutes = DEMO_MINUTES if time is None else time
-    plan = f"{epochs} epochs" if epochs else f"a {minutes:g}-minute budget"
+    plan = f"{epochs} epochs" if epochs is not None else f"a {minutes:g}-minute budget"
     LOGGER.info("yolorep demo on %s: yolorep-n at %d px for %s, synthetic shapes (generated if absent)", dev, imgsz,
                 plan)  # fmt: skip
     spec = load_data_spec(data)
 
     LOGGER.info("\n[1/4] training yolorep-n with multi-branch RepVGG blocks")
-    budget = {"epochs": epochs} if epochs else {"time": _training_hours(minutes, perf_counter() - started)}
+    budget = {"epochs": epochs} if epochs is not None else {"time": _training_hours(minutes, perf_counter() - started)}
     results = train(
         model="yolorep-n.yaml", data=data, imgsz=imgsz, batch=batch, device=str(dev), workers=workers,
         project=project, name="exp", hyp=dict(DEMO_HYP), optimizer="AdamW", **budget,

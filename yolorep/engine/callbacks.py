@@ -13,7 +13,8 @@ Events, in the order they happen::
 
 A callback may read anything on the trainer (``epoch``, ``state``, ``metrics``, ``losses``, ``schedule``,
 ``save_dir``, ``model``, ``ema``, ``optimizer``) and may set ``trainer.stop = True`` to end training after the
-current epoch (an early-stopping rule). results.csv, results.png and TensorBoard are written by callbacks too.
+current epoch (an early-stopping rule). args.yaml, results.csv, results.png and TensorBoard are written by
+callbacks too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from yolorep.atomic import atomic_path
+from yolorep.engine.resume import ARGS_FILE
 from yolorep.errors import ArgumentError
 
 __all__ = ["EVENTS", "Callbacks", "default_callbacks"]
@@ -66,7 +70,8 @@ class Callbacks:
 
 
 class ResultsFiles:
-    """results.csv after every epoch (every row so far, rewritten whole and atomically) and results.png.
+    """args.yaml when training starts, results.csv after every epoch (every row so far, rewritten whole and
+    atomically) and results.png.
 
     Drawing results.png costs about 2 s on a 2-core CPU, a tenth of an epoch on a 160-image set at 320 px, so it is
     redrawn only when that costs at most ``PLOT_SHARE`` of the time since it was last drawn (every epoch when
@@ -78,12 +83,16 @@ class ResultsFiles:
         self.draw_seconds = 0.0
         self.rows_drawn = 0
 
+    def start(self, trainer: Any) -> None:
+        """Write ``args.yaml`` (which marks the folder as a run folder for ``--resume``); a resumed run also
+        rewrites ``results.csv`` from the epochs ``last.pt`` holds (it may have been deleted or edited)."""
+        with atomic_path(trainer.save_dir / ARGS_FILE) as tmp:
+            tmp.write_text(yaml.safe_dump(trainer.train_args, sort_keys=False))
+        if trainer.state.history:
+            self._write_csv(trainer)
+
     def write(self, trainer: Any) -> None:
-        history = trainer.state.history
-        with atomic_path(self._csv(trainer)) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
+        self._write_csv(trainer)
         if self.drawn_at is None or (time.perf_counter() - self.drawn_at) * PLOT_SHARE >= self.draw_seconds:
             self.draw(trainer)
 
@@ -97,6 +106,13 @@ class ResultsFiles:
         plot_results_csv(self._csv(trainer), trainer.save_dir / "results.png")
         self.drawn_at = time.perf_counter()
         self.draw_seconds, self.rows_drawn = self.drawn_at - start, rows
+
+    def _write_csv(self, trainer: Any) -> None:
+        history = trainer.state.history
+        with atomic_path(self._csv(trainer)) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
 
     @staticmethod
     def _csv(trainer: Any) -> Path:
@@ -128,11 +144,11 @@ class TensorBoard:
 
 
 def default_callbacks() -> Callbacks:
-    """What every run writes on rank 0: results.csv and .png, and TensorBoard scalars."""
+    """What every run writes on rank 0: args.yaml, results.csv and .png, and TensorBoard scalars."""
     tensorboard, results = TensorBoard(), ResultsFiles()
     return Callbacks(
         {
-            "on_train_start": [tensorboard.start],
+            "on_train_start": [results.start, tensorboard.start],
             "on_fit_epoch_end": [results.write, tensorboard.log],
             "on_fit_end": [results.draw, tensorboard.close],
         }

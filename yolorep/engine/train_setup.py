@@ -14,6 +14,7 @@ from yolorep.engine import distributed
 from yolorep.engine.callbacks import Callbacks
 from yolorep.engine.checkpoint import load_checkpoint, read_checkpoint
 from yolorep.engine.device import select_device
+from yolorep.engine.resume import run_folder_of
 from yolorep.engine.run_dir import RunLock
 from yolorep.engine.train_args import TRAIN_DEFAULTS, new_run_args, resumed_run_args
 from yolorep.engine.train_build import build_trainer, initial_weights
@@ -103,10 +104,10 @@ def train(
         if hyp is not None or hyp_overrides:
             raise YolorepError(f"{last}: --resume keeps the run's hyperparameters; start a new run to change them")
         args = resumed_run_args(checkpoint["train_args"], given, last)
-        restore_best(last, checkpoint)
+        save_dir = run_folder_of(last, checkpoint)  # before anything is written there
+        restore_best(save_dir / "weights" / "last.pt", checkpoint)
         if checkpoint["epoch"] + 1 >= int(args["epochs"]):  # stopped after its last epoch: finish what remains
             LOGGER.info("%s: all %d epochs are trained; validating best.pt", last, args["epochs"])
-        save_dir = last.parent.parent
     else:
         args = new_run_args(given, hyp, hyp_overrides)
         for checkpoint_path in (args["weights"], args["model"]):

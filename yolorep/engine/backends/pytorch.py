@@ -53,20 +53,22 @@ def _model_label(model: nn.Module) -> str:
     return f"{spec.name}-{spec.scale}" if spec.scale else spec.name
 
 
-def model_metadata(model: nn.Module, precision: str = "fp32") -> ModelMetadata:
-    """The metadata of an in-memory decoding model (``names``, ``stride`` and, from a checkpoint, ``meta``)."""
+def model_metadata(model: nn.Module, precision: str = "fp32", where: str = "model") -> ModelMetadata:
+    """The metadata of an in-memory decoding model (``names``, ``stride`` and, from a checkpoint, ``meta``), whose
+    stored values are checked by type and range (``ModelMetadata.checked``)."""
     meta: dict[str, Any] = getattr(model, "meta", None) or {}
     train_args = meta.get("train_args") or {}
-    return ModelMetadata(
+    return ModelMetadata.checked(
+        where,
         names=tuple(model.names),
         stride=int(torch.as_tensor(model.stride).max()),
-        imgsz=int(train_args["imgsz"]) if train_args.get("imgsz") else None,
+        imgsz=train_args.get("imgsz"),
         dynamic=True,
         fused=bool(getattr(model, "is_fused", False)),
         precision=precision,
         model=_model_label(model),
         eval_args=meta.get("eval_args"),
-        data=str(train_args.get("data") or ""),
+        data=train_args.get("data") or "",
         single_cls=bool(train_args.get("single_cls")),
     )
 
@@ -83,11 +85,23 @@ class PyTorchBackend(Backend):
     def __init__(self, model: nn.Module, device: torch.device, half: bool = False, source: str = "model") -> None:
         self.dtype = torch.float16 if half else torch.float32
         self.model = model.to(device, self.dtype).eval()
-        super().__init__(source, model_metadata(model, "fp16" if half else "fp32"), device)
+        super().__init__(source, model_metadata(model, "fp16" if half else "fp32", source), device)
 
     def _forward(self, images: Tensor) -> Tensor:
         with torch.inference_mode():
             return self.model(images.to(self.device, self.dtype))
+
+
+def _config_strings(config: str | bytes, path: Path) -> dict[str, str]:
+    """The metadata mapping stored as ``config.txt`` (JSON text; empty when the file has none)."""
+    try:
+        strings = json.loads(config) if config else {}
+    except ValueError:  # includes UnicodeDecodeError
+        strings = None
+    if not isinstance(strings, dict) or not all(isinstance(v, str) for v in strings.values()):
+        raise YolorepError(f"{path}: malformed yolorep metadata (config.txt: not a JSON mapping of strings); export "
+                           "the model again")  # fmt: skip
+    return strings
 
 
 class TorchScriptBackend(Backend):
@@ -104,8 +118,7 @@ class TorchScriptBackend(Backend):
         except (RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise YolorepError(f"{path}: not a readable TorchScript file ({first}); export it with yolorep") from None
-        strings = json.loads(extra["config.txt"]) if extra["config.txt"] else {}
-        info = ModelMetadata.from_strings(strings, str(path))
+        info = ModelMetadata.from_strings(_config_strings(extra["config.txt"], path), str(path))
         if info.precision == "fp16" and device.type != "cuda":
             raise YolorepError(
                 f"{path}: holds fp16 weights, which run on CUDA; use --device 0 or export without --half"

@@ -85,7 +85,8 @@ class PredictionWriter:
         """The stem of ``source``'s output files: its own, or ``<stem>_2``, ``<stem>_3`` ... when a source of another
         folder had that name (``a/x.jpg`` and ``b/x.jpg`` must not write one ``x.jpg``)."""
         if source not in self._stems:
-            stem = Path(source).stem.strip(".") or "image"
+            stem = Path(source).stem
+            stem = stem if stem not in ("", ".", "..") else "image"
             candidate, n = stem, 1
             while candidate.casefold() in self._taken:
                 n += 1

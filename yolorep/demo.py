@@ -85,10 +85,7 @@ def demo(
     from yolorep.engine.train_setup import train
 
     started = perf_counter()
-    if epochs is not None:  # checked before anything starts: --epochs 0 must not mean "use the time budget"
-        check_at_least(epochs, 1, "--epochs")
-    if time is not None and (isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 < time < math.inf):
-        raise ArgumentError(f"--time {time!r}: must be a positive number of minutes, e.g. 9")
+    _check_budget(time, epochs)
     dev = select_device(device)
     defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
     imgsz, batch = imgsz or defaults["imgsz"], batch or defaults["batch"]
@@ -143,6 +140,14 @@ def demo(
     }
     _log_summary(summary)
     return summary
+
+
+def _check_budget(time: float | None, epochs: int | None) -> None:
+    """Before anything starts: ``--epochs 0`` must not mean "use the time budget", nor ``--time nan`` run one."""
+    if epochs is not None:
+        check_at_least(epochs, 1, "--epochs")
+    if time is not None and (isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 < time < math.inf):
+        raise ArgumentError(f"--time {time!r}: must be a positive number of minutes, e.g. 9")
 
 
 def _training_hours(minutes: float, spent_seconds: float) -> float:

@@ -157,13 +157,10 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
     except yaml.YAMLError as e:
         raise DatasetError(f"{yaml_path}: not valid YAML ({_yaml_problem(e)}); fix the syntax") from None
     if not isinstance(raw, dict):
-        got = type(raw).__name__
-        raise DatasetError(f"{yaml_path}: expected a mapping with keys path, train, val, names; got a {got}")
+        raise DatasetError(f"{yaml_path}: expected a mapping of path, train, val, names; got {type(raw).__name__}")
 
     if not isinstance(raw.get("path", "."), str):
-        raise DatasetError(
-            f"{yaml_path}: path: expected the dataset root folder as a string, got {quoted(raw['path'])}"
-        )
+        raise DatasetError(f"{yaml_path}: path: expected the root folder as a string, got {quoted(raw['path'])}")
     root = (datasets_root() if builtin else yaml_path.parent) / raw.get("path", ".")
     for key in ("train", "val"):
         if not isinstance(raw.get(key), str):

@@ -67,3 +67,11 @@ def trained_tiny(tiny_shapes_yaml, tmp_path_factory) -> Path:
         project=project, name="tiny", hyp=dict(TINY_HYP), optimizer="auto",
     )  # fmt: skip
     return Path(results["save_dir"])
+
+
+@pytest.fixture
+def ctx(tiny_shapes_yaml, trained_tiny, tmp_path):
+    """The fault tests' context (tests/faults.py): a writable copy of the tiny set beside a trained run."""
+    from faults import make_ctx
+
+    return make_ctx(tiny_shapes_yaml, trained_tiny, tmp_path)

@@ -1,5 +1,6 @@
 """Bad inputs and environment faults, one row per case of issue 11: each gives one clear line and exit code 2 (or a
-counted skip), before any run folder is made, and leaves no file that looks complete but is not."""
+counted skip), before any run folder is made, leaves no file that looks complete but is not, and loses no file.
+The rows of issue 23 are in tests/engine/test_faults_run.py and tests/datasets/test_faults_data.py."""
 
 from __future__ import annotations
 
@@ -8,48 +9,21 @@ import json
 import logging
 import os
 import resource
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+from faults import TRAIN, Ctx, assert_one_line
+from faults import with_field as _field
 
 import yolorep
 from yolorep.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@dataclass
-class Ctx:
-    tmp: Path
-    data: Path  # a writable copy of the tiny shapes set (COCO layout)
-    best: Path  # best.pt of a 2-epoch run (unfused)
-    last: Path  # last.pt of that run
-
-    @property
-    def val_json(self) -> Path:
-        return self.data.parent / "shapes" / "annotations" / "instances_val.json"
-
-    def edit_val_json(self, edit: Callable[[dict], None]) -> Path:
-        data = json.loads(self.val_json.read_text())
-        edit(data)
-        self.val_json.write_text(json.dumps(data))
-        return self.data
-
-
-@pytest.fixture
-def ctx(tiny_shapes_yaml, trained_tiny, tmp_path):
-    shutil.copytree(tiny_shapes_yaml.parent / "shapes", tmp_path / "shapes")
-    data = tmp_path / "data.yaml"
-    data.write_text("path: shapes\ntrain: images/train\nval: images/val\ntrain_json: annotations/instances_train.json\n"
-                    "val_json: annotations/instances_val.json\n")  # fmt: skip
-    return Ctx(tmp_path, data, trained_tiny / "weights" / "best.pt", trained_tiny / "weights" / "last.pt")
 
 
 def _fused(ctx: Ctx) -> Path:
@@ -75,14 +49,6 @@ def _garbage(ctx: Ctx, content: bytes) -> Path:
     return path
 
 
-def _field(ctx: Ctx, key: str, value: object) -> Path:
-    raw = torch.load(ctx.best, weights_only=True)
-    raw[key] = value
-    path = ctx.tmp / f"field_{key}.pt"
-    torch.save(raw, path)
-    return path
-
-
 def _fused_last(ctx: Ctx) -> Path:
     raw = torch.load(ctx.last, weights_only=True)
     fused = yolorep.load(ctx.best).fuse()
@@ -101,7 +67,6 @@ def _no_source(ctx: Ctx) -> Path:
 
 
 RANDOM_BYTES = np.random.default_rng(0).bytes(2000)
-TRAIN = ["train", "--device", "cpu", "--workers", "0", "--imgsz", "64", "--batch", "4"]
 # (case, argv from the context, exit code, message fragment); the run folder must stay absent on exit code 2
 CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
     (
@@ -196,16 +161,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
 
 @pytest.mark.parametrize(("case", "argv", "code", "message"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_line_and_exit_code(ctx, caplog, monkeypatch, case, argv, code, message):
-    monkeypatch.chdir(ctx.tmp)
-    before = set(ctx.tmp.rglob("*"))
-    args = argv(ctx)
-    made = set(ctx.tmp.rglob("*")) - before  # files the case itself wrote
-    with caplog.at_level(logging.ERROR, logger="yolorep"):
-        assert main([*args, "--project", str(ctx.tmp / "runs")] if args[0] in ("train", "val") else args) == code
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0], errors
-    assert not (ctx.tmp / "runs").exists() or not any((ctx.tmp / "runs").rglob("*")), "a run folder was left"
-    assert not [p for p in set(ctx.tmp.rglob("*")) - before - made if p.suffix == ".tmp"]
+    assert_one_line(ctx, caplog, monkeypatch, argv, code, message)
 
 
 def test_disk_full_while_training_is_one_line_and_leaves_no_partial_checkpoint(ctx):

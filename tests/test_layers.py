@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parents[1] / "yolorep"
 
 # Lower layers never import higher ones; modules of one layer may import each other (without cycles).
 LAYERS = (
-    ("yolorep.version", "yolorep.errors", "yolorep.atomic", "yolorep.logs"),
+    ("yolorep.version", "yolorep.errors", "yolorep.atomic", "yolorep.logs", "yolorep.confined"),
     ("yolorep.checks", "yolorep.assets", "yolorep.options", "yolorep.config", "yolorep.ops", "yolorep.plots"),
     ("yolorep.nn",),
     ("yolorep.loss", "yolorep.datasets"),

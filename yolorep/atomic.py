@@ -1,15 +1,18 @@
-"""Atomic file writes: a file appears complete or not at all, whatever stops the process or fills the disk; and
-the check that tells an abandoned temporary (its writer died) from one in progress."""
+"""Atomic file writes: a file (or a folder, built in a partial sibling) appears complete or not at all, whatever
+stops the process or fills the disk; and the check that tells an abandoned temporary (its writer died) from one in
+progress."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "process_alive", "write_text_atomic"]
+__all__ = ["atomic_path", "partial_dir", "process_alive", "remove_abandoned_partials", "write_text_atomic"]
 
 
 def _umask() -> int:
@@ -61,3 +64,24 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def partial_dir(target: Path) -> Path:
+    """Create the folder in which ``target`` is built, ``.<name>.partial-<pid>-<id>`` beside it, to be renamed to
+    ``target`` once complete; first delete those of builds whose process died (``remove_abandoned_partials``).
+
+    Not ``tempfile.mkdtemp``: its 0700 mode would stick to the renamed folder.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_partials(target)
+    partial = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    return partial
+
+
+def remove_abandoned_partials(target: Path) -> None:
+    """Delete the partial folders of ``target`` (``partial_dir``) whose process died."""
+    for partial in target.parent.glob(f".{target.name}.partial-*"):
+        pid = partial.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)

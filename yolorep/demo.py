@@ -79,13 +79,13 @@ def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]
     defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
     imgsz, batch = o.imgsz or defaults["imgsz"], o.batch or defaults["batch"]
     minutes = DEMO_MINUTES if time is None else time
-    plan = f"{epochs} epochs" if epochs else f"a {minutes:g}-minute budget"
+    plan = f"{epochs} epochs" if epochs is not None else f"a {minutes:g}-minute budget"
     LOGGER.info("yolorep demo on %s: yolorep-n at %d px for %s, synthetic shapes (generated if absent)", dev, imgsz,
                 plan)  # fmt: skip
     spec = load_data_spec(data)
 
     LOGGER.info("\n[1/4] training yolorep-n with multi-branch RepVGG blocks")
-    budget = {"epochs": epochs} if epochs else {"time": _training_hours(minutes, perf_counter() - started)}
+    budget = {"epochs": epochs} if epochs is not None else {"time": _training_hours(minutes, perf_counter() - started)}
     results = train(
         model="yolorep-n.yaml", data=data, imgsz=imgsz, batch=batch, device=str(dev), workers=o.workers,
         project=project, name="exp", hyp=dict(DEMO_HYP), optimizer="AdamW", **budget,

@@ -27,6 +27,16 @@ ENTITY = '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxxxxxx">]><annotation>
 A = {"JPEGImages/a.jpg": (30, 40)}
 
 
+def utf16_entity(text: str) -> bytes:
+    """An entity declaration in UTF-16 (a byte search for "<!ENTITY" missed it, and ``text`` became a class name)."""
+    head = f'<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a [<!ENTITY c "{text}">]>'
+    return (head + voc_xml(obj("&c;", 1, 1, 5, 5))).encode("utf-16")
+
+
+UTF16_ENTITY = utf16_entity("cat")
+UTF16 = ('<?xml version="1.0" encoding="UTF-16"?>' + voc_xml(obj("dog", 1, 1, 5, 5))).encode("utf-16")
+
+
 def a_xml(*objects: str, **kwargs) -> dict[str, str]:
     return {"Annotations/a.xml": voc_xml(*objects, **kwargs)}
 
@@ -58,6 +68,9 @@ ODDITIES = [
                  id="not-an-annotation-image-skipped"),
     pytest.param({**A, "Annotations/a.xml": ENTITY}, {"bad_labels": 1, "images": 1}, "a.jpg", None,
                  id="entity-declaration-refused"),
+    pytest.param({**A, "Annotations/a.xml": UTF16_ENTITY}, {"bad_labels": 1, "images": 1}, "a.jpg", None,
+                 id="utf16-entity-declaration-refused"),
+    pytest.param({**A, "Annotations/a.xml": UTF16}, {}, "a.jpg", [(0, 0, 5, 5, 1, 0)], id="utf16-read"),
     pytest.param({**A, **a_xml(obj("cat", 1, 1, 5, 5), size=(50, 50))}, {"skipped_images": 1, "images": 1},
                  "a.jpg", None, id="size-mismatch-image-skipped"),
     pytest.param({**A, "Annotations/a.xml": voc_xml(obj("cat", 1, 1, 5, 5), size=None)}, {}, "a.jpg",
@@ -117,6 +130,16 @@ def test_names_are_collected_sorted_when_omitted(tmp_path):
     spec = load_data_spec(write_yaml(root / "voc.yaml", YAML.replace("names: [cat, dog]\n", "")))
     assert spec.names == ("ant", "cat", "zebra") and spec.category_ids == (1, 2, 3)
     assert load_records(spec, "train").records[1].classes.tolist() == [2, 0]
+
+
+def test_an_entity_in_any_encoding_never_becomes_a_class_name(tmp_path, caplog):
+    files = {**BASE, **A, "Annotations/a.xml": utf16_entity("intruder")}
+    root = write_tree(tmp_path / "voc", files, LISTS)
+    spec = load_data_spec(write_yaml(root / "voc.yaml", YAML.replace("names: [cat, dog]\n", "")))
+    assert spec.names == ("cat",)  # collected from ok.xml only
+    with caplog.at_level(logging.WARNING):
+        load_records(spec, "train")
+    assert "a.xml: declares a DTD or XML entities, which annotation files never need (refused as unsafe)" in caplog.text
 
 
 def test_flat_layout_with_split_folders_is_detected(tmp_path):

@@ -150,3 +150,49 @@ def test_available_memory_is_capped_by_a_container_limit(tmp_path, monkeypatch):
     assert device.available_memory() == pytest.approx(system, rel=0.05)  # "max": no limit
     monkeypatch.setattr(device, "_CGROUP_MEMORY_FILES", [(str(limit), str(usage)), (str(tmp_path / "gone"), "")])
     assert device.available_memory() == 600000
+
+
+AS_LIMIT_PROBE = """
+import resource
+from yolorep.engine.device import available_memory
+room = available_memory()
+used = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+print(room, resource.getrlimit(resource.RLIMIT_AS)[0] - used)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+def test_free_memory_counts_the_address_space_limit(tmp_path):
+    """Issue 23, case 11: under ``ulimit -v`` --cache auto read MemAvailable, cached, and failed inside OpenCV."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (12 << 30, resource.RLIM_INFINITY))
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", AS_LIMIT_PROBE], preexec_fn=limit, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    room, left = (int(v) for v in done.stdout.split())
+    assert 0 <= room <= left + (64 << 20)  # the probe's own allocations after available_memory() ran
+
+
+def test_auto_cache_declines_what_the_address_space_limit_cannot_hold(monkeypatch):
+    from yolorep.engine import device
+    from yolorep.engine.train_build import cache_images
+
+    monkeypatch.setattr(device, "_rlimit_room", lambda: [100 << 20])  # 100 MB left under the limit
+
+    class Dataset:
+        cached = False
+
+        def decoded_bytes(self) -> int:
+            return 50 << 20  # fits the machine, not a quarter of what the limit leaves
+
+        def cache_images(self) -> None:
+            self.cached = True
+
+    dataset = Dataset()
+    assert not cache_images("auto", [dataset]) and not dataset.cached

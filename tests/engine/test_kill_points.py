@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,10 +96,20 @@ def test_a_second_process_on_the_same_run_is_refused(reference, tmp_path, caplog
     """Case 15: a run being trained (its lock held by a live process) cannot be resumed a second time."""
     run = tmp_path / "ref"
     shutil.copytree(reference[0], run)
-    (run / ".lock").write_text(str(os.getppid()))  # a live process that is not this one
-    with caplog.at_level(logging.ERROR, logger="yolorep"):
-        assert main(["train", "--resume", str(run / "weights" / "last.pt")]) == 2
-    assert f"another yolorep process (pid {os.getppid()}) is training in this run" in caplog.text
+    ready = tmp_path / "ready"
+    code = (f"from yolorep.engine.run_dir import RunLock\nimport time, pathlib\nwith RunLock({str(run)!r}):\n"
+            f"    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        while not ready.exists():
+            assert holder.poll() is None, "the lock holder died"
+            time.sleep(0.01)
+        with caplog.at_level(logging.ERROR, logger="yolorep"):
+            assert main(["train", "--resume", str(run / "weights" / "last.pt")]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"another yolorep process (pid {holder.pid}) is training in this run" in caplog.text
 
 
 def test_resume_from_elsewhere_with_moved_data(reference, tiny_shapes_yaml, tmp_path, monkeypatch, caplog):

@@ -25,7 +25,7 @@ def _rows(run):
 
 def test_run_folder_holds_weights_results_and_metrics(trained_tiny):
     run = trained_tiny
-    for name in ["weights/last.pt", "weights/best.pt", "results.csv", "results.png", "train_batch0.jpg",
+    for name in ["weights/last.pt", "weights/best.pt", "args.yaml", "results.csv", "results.png", "train_batch0.jpg",
                  "metrics.json", "predictions.json", "confusion_matrix.png", "pr_curve.png"]:  # fmt: skip
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     rows = _rows(run)

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from yolorep.confined import relative_inside
 from yolorep.datasets.images import check_images
-from yolorep.datasets.spec import DataSpec, read_json
+from yolorep.datasets.spec import DataSpec, read_coco_categories, read_json
 from yolorep.datasets.targets import ImageRecord, Problems, clean_boxes
-from yolorep.errors import DatasetError
+from yolorep.errors import DatasetError, quoted
 
 __all__ = ["load_coco"]
 
@@ -25,7 +26,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _image_entries(json_path: Path, image_dir: Path, images: list[Any], problems: Problems) -> dict[int, tuple]:
-    """``{image id: (path, height, width)}``; refuses ids that are not unique integers."""
+    """``{image id: (path, height, width)}``, path None for an image skipped because its ``file_name`` leaves the
+    image folder; refuses ids that are not unique integers."""
     entries: dict[int, tuple] = {}
     first_index: dict[int, int] = {}
     for k, entry in enumerate(images):
@@ -35,17 +37,23 @@ def _image_entries(json_path: Path, image_dir: Path, images: list[Any], problems
         image_id = entry["id"]
         if not _is_int(image_id):
             raise DatasetError(
-                f"{json_path}: images[{k}] ({entry['file_name']}): id {image_id!r} is not an integer; COCO image ids "
-                "must be integers (convert them, and the annotations' image_id, to numbers)"
+                f"{json_path}: images[{k}] ({quoted(entry['file_name'])}): id {quoted(image_id)} is not an integer; "
+                "COCO image ids must be integers (convert them, and the annotations' image_id, to numbers)"
             )
         if image_id in entries:
             first = first_index[image_id]
             raise DatasetError(
-                f"{json_path}: images[{first}] ({entries[image_id][0].name}) and images[{k}] ({entry['file_name']}) "
-                f"share id {image_id}; COCO image ids must be unique (renumber one of them and its annotations)"
+                f"{json_path}: images[{first}] and images[{k}] ({quoted(entry['file_name'])}) share id {image_id}; "
+                "COCO image ids must be unique (renumber one of them and its annotations)"
             )
+        name = relative_inside(entry["file_name"]) if isinstance(entry["file_name"], str) else None
+        if name is None:
+            problems.report(
+                "skipped_images", f"{json_path}: images[{k}]: file_name {quoted(entry['file_name'])} is not a path "
+                f"inside the image folder {image_dir}; skipped (file names are relative to it)",
+            )  # fmt: skip
         first_index[image_id] = k
-        entries[image_id] = (image_dir / str(entry["file_name"]), entry.get("height"), entry.get("width"))
+        entries[image_id] = (name and image_dir / name, entry.get("height"), entry.get("width"))
     return entries
 
 
@@ -66,11 +74,25 @@ def _area(ann: dict[str, Any], bbox: list[float]) -> float:
     return float(area) if isinstance(area, (int, float)) and math.isfinite(area) and area > 0 else bbox[2] * bbox[3]
 
 
+def _check_same_categories(json_path: Path, categories: dict[int, str], val_json: Path) -> None:
+    expected = read_coco_categories(val_json)
+    if categories == expected:
+        return
+    differ = next(i for i in sorted(set(categories) | set(expected)) if categories.get(i) != expected.get(i))
+    here, there = (quoted(c[differ]) if differ in c else "absent" for c in (categories, expected))
+    raise DatasetError(
+        f"{json_path}: categories differ from those of {val_json} (id {differ} is {here} here and {there} there); "
+        "the train and val files must list the same categories"
+    )
+
+
 def load_coco(spec: DataSpec, split: str, problems: Problems) -> list[ImageRecord]:
     json_path, image_dir = spec.split_json(split), spec.split_dir(split)
     data = read_json(json_path)
     if not isinstance(data.get("images"), list) or not isinstance(data.get("annotations", []), list):
         raise DatasetError(f"{json_path}: images/annotations: missing or not lists; not a COCO instances file")
+    if split != "val":  # classes come from the val file: the train file must list the same categories
+        _check_same_categories(json_path, read_coco_categories(json_path, data), spec.val_json)
     category_index = {c: i for i, c in enumerate(spec.category_ids)}
     entries = _image_entries(json_path, image_dir, data["images"], problems)
     # per image: (boxes, classes, areas) of objects, then of crowd regions
@@ -82,7 +104,7 @@ def load_coco(spec: DataSpec, split: str, problems: Problems) -> list[ImageRecor
             shown = ann.get("bbox") if isinstance(ann, dict) else ann
             problems.report(
                 "bad_labels", f"{where}: needs integer image_id and category_id and bbox [x, y, w, h] of 4 finite "
-                f"numbers, got bbox {shown!r}; skipped",
+                f"numbers, got bbox {quoted(shown)}; skipped",
             )  # fmt: skip
             continue
         image_id, category = ann["image_id"], ann["category_id"]
@@ -96,7 +118,7 @@ def load_coco(spec: DataSpec, split: str, problems: Problems) -> list[ImageRecor
         target[crowd + 1].append(category_index[category])
         target[crowd + 2].append(_area(ann, bbox))
 
-    ids = sorted(entries)
+    ids = sorted(i for i, entry in entries.items() if entry[0] is not None)
     records = []
     for image_id, check in zip(ids, check_images([entries[i][0] for i in ids])):
         path, h, w = entries[image_id]
@@ -105,7 +127,7 @@ def load_coco(spec: DataSpec, split: str, problems: Problems) -> list[ImageRecor
             continue
         if (h or check.shape[0], w or check.shape[1]) != check.shape:  # width/height are optional in the JSON
             size = f"{check.shape[1]}x{check.shape[0]}"
-            problems.report("skipped_images", f"{path}: file is {size}, JSON says {w}x{h}; skipped")
+            problems.report("skipped_images", f"{path}: file is {size}, JSON says {quoted(w)}x{quoted(h)}; skipped")
             continue
         problems.stats["exif_rotated"] += check.rotated
         boxes, classes, areas, crowd, crowd_classes, crowd_areas = (np.array(v) for v in targets[image_id])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ import numpy as np
 import yaml
 
 from yolorep.assets import find_builtin_data
+from yolorep.atomic import partial_dir
+from yolorep.confined import confined
 from yolorep.datasets import voc
 from yolorep.datasets.records import IMAGE_SUFFIXES, ImageRecord, load_records
 from yolorep.datasets.spec import SPLITS, DataSpec, ensure_data, load_data_spec, read_json
@@ -73,8 +74,7 @@ def convert(from_format: str, to_format: str, src: str | Path, dst: str | Path) 
         raise DatasetError(f"{dst}: DST exists and is not an empty folder; give a new folder")
     if dst == spec.root or spec.root in dst.parents:
         raise DatasetError(f"{dst}: DST lies inside the source data set {spec.root}; give a folder outside it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))  # renamed to dst once complete
+    work = partial_dir(dst)  # renamed to dst once complete; a killed convert's is removed by the next one
     totals: dict[str, int] = {"images": 0, "boxes": 0, "difficult": 0, "truncated": 0, "crowd": 0}
     try:
         for split in SPLITS:
@@ -173,16 +173,17 @@ def _write_split(
                 )
                 continue
             label_files.add(label)
-            _write_yolo_labels(work / "labels" / split / label, record)
+            _write_yolo_labels(confined(work / "labels" / split, label), record)
         else:
             h, w = record.shape
             images.append({"id": record.image_id, "file_name": file_name, "width": w, "height": h})
             annotations += _coco_annotations(spec, record, difficult, truncated, len(annotations))
             for crowd in crowds.get(record.image_id, []):
                 annotations.append({"id": len(annotations) + 1, **crowd})
-        target = work / "images" / split / file_name
+        target = confined(work / "images" / split, file_name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(record.path, target)  # a copy, not a link: editing the new set must not edit the source
+        if not target.exists():  # two COCO entries may name one file
+            shutil.copy2(record.path, target)  # a copy, not a link: editing the new set must not edit the source
         totals["images"] += 1
         totals["boxes"] += len(record.classes)
     if to_format == "coco":

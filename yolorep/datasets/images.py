@@ -18,6 +18,7 @@ _PIL_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF"}  # MPO: multi-pictu
 _JPEG_FORMATS = {"JPEG", "MPO"}
 _JPEG_TAIL = 4096  # bytes searched for the end-of-image marker (some cameras pad after it)
 _EXIF_ORIENTATION = 0x0112
+_32_BIT_MODES = {"I", "F", "I;32", "I;32B", "I;32S", "F;32", "F;32B", "F;32F"}  # integer and float samples
 _THREADS = 8  # image header checks are I/O bound
 
 
@@ -36,6 +37,13 @@ def _is_truncated_jpeg(path: Path) -> bool:
         return jpeg_tail_is_truncated(f.read())
 
 
+def _opencv_reads(path: Path) -> bool:
+    """TIFF holds many sample formats and compressions: the loader must accept only what training can decode."""
+    import cv2
+
+    return cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) is not None
+
+
 def jpeg_tail_is_truncated(tail: bytes | memoryview) -> bool:
     """A JPEG cut short has no end-of-image marker (FF D9) near its end; inside the scan data FF is always followed
     by 00. ``tail`` is the file's last bytes (or all of them)."""
@@ -43,19 +51,26 @@ def jpeg_tail_is_truncated(tail: bytes | memoryview) -> bool:
 
 
 def check_image(path: Path) -> ImageCheck:
-    """Read ``path``'s header (PIL, without decoding the pixels) and check it is a complete, supported image."""
+    """Read ``path``'s header (PIL, without decoding the pixels; a TIFF is decoded, as its variants are many) and
+    check it is a complete image of a format and sample type that training reads."""
     from PIL import Image  # a torchvision dependency
 
     try:
         with Image.open(path) as image:
-            image_format, (w, h) = image.format, image.size
+            image_format, mode, (w, h) = image.format, image.mode, image.size
             image.verify()  # must come right after open, and leaves the image unusable
         with Image.open(path) as image:
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
         if image_format not in _PIL_FORMATS:
             return ImageCheck(None, f"unsupported format {image_format}")
+        if mode in _32_BIT_MODES:
+            return ImageCheck(
+                None, f"32-bit samples (PIL mode {mode}), which OpenCV does not read; save as 8 or 16 bit"
+            )
         if image_format in _JPEG_FORMATS and _is_truncated_jpeg(path):
             return ImageCheck(None, "truncated JPEG (no end-of-image marker): the file is incomplete")
+        if image_format == "TIFF" and not _opencv_reads(path):
+            return ImageCheck(None, "a TIFF variant OpenCV cannot decode; save it as PNG or JPEG")
     except Exception as e:  # PIL signals corrupt files with many exception types (OSError, SyntaxError, ...)
         return ImageCheck(None, f"{type(e).__name__}: {e}")
     if h <= 0 or w <= 0:

@@ -25,7 +25,7 @@ import yaml
 
 from yolorep.assets import DATA_DIR, datasets_root, find_builtin_data, is_builtin_data
 from yolorep.datasets import voc
-from yolorep.errors import DatasetError
+from yolorep.errors import DatasetError, quoted
 
 __all__ = ["SPLITS", "DataSpec", "ensure_data", "load_data_spec"]
 
@@ -155,12 +155,12 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
     try:
         raw = yaml.safe_load(yaml_path.read_text())
     except yaml.YAMLError as e:
-        raise DatasetError(f"{yaml_path}: not valid YAML ({e}); fix the syntax") from e
+        raise DatasetError(f"{yaml_path}: not valid YAML ({_yaml_problem(e)}); fix the syntax") from None
     if not isinstance(raw, dict):
-        raise DatasetError(f"{yaml_path}: expected a mapping with keys path, train, val, names; got {raw!r}")
+        raise DatasetError(f"{yaml_path}: expected a mapping of path, train, val, names; got {type(raw).__name__}")
 
     if not isinstance(raw.get("path", "."), str):
-        raise DatasetError(f"{yaml_path}: path: expected the dataset root folder as a string, got {raw['path']!r}")
+        raise DatasetError(f"{yaml_path}: path: expected the root folder as a string, got {quoted(raw['path'])}")
     root = (datasets_root() if builtin else yaml_path.parent) / raw.get("path", ".")
     for key in ("train", "val"):
         if not isinstance(raw.get(key), str):
@@ -169,7 +169,7 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
     for key in ("train_json", "val_json"):
         value = raw.get(key)
         if value is not None and not isinstance(value, str):
-            raise DatasetError(f"{yaml_path}: {key}: expected a file path relative to path, got {value!r}")
+            raise DatasetError(f"{yaml_path}: {key}: expected a file path relative to path, got {quoted(value)}")
         jsons[key] = None if value is None else (root / value).resolve()
     if (jsons["train_json"] is None) != (jsons["val_json"] is None):
         raise DatasetError(f"{yaml_path}: train_json/val_json: give both (COCO layout) or neither (YOLO layout)")
@@ -180,7 +180,7 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
     if layout == "voc":
         folders = voc.find_folders(str(yaml_path), root, raw.get("images"), raw.get("annotations"))
     if "nc" in raw and names and raw["nc"] != len(names):
-        raise DatasetError(f"{yaml_path}: nc: {raw['nc']} but names has {len(names)} entries; make them agree")
+        raise DatasetError(f"{yaml_path}: nc: {quoted(raw['nc'])} but names has {len(names)} entries; make them agree")
     spec = DataSpec(
         yaml_path=yaml_path,
         root=root.resolve(),
@@ -205,7 +205,7 @@ def _parse_layout(yaml_path: Path, raw: dict[str, Any], root: Path, has_json: bo
         labels = _yolo_labels_dir(root / raw["train"])
         return "voc" if voc.has_voc_annotations(root) and not (labels and labels.is_dir()) else "yolo"
     if layout not in ("coco", "yolo", "voc"):
-        raise DatasetError(f"{yaml_path}: layout: {layout!r} unknown; use coco, yolo or voc, or leave it out to detect")
+        raise DatasetError(f"{yaml_path}: layout: {quoted(layout)} unknown; use coco, yolo or voc, or leave it out")
     if (layout == "coco") != has_json:
         raise DatasetError(
             f"{yaml_path}: layout: {layout}, but train_json/val_json are {'given' if has_json else 'missing'}; "
@@ -229,8 +229,11 @@ def _parse_names(yaml_path: Path, names: Any, required: bool) -> tuple[str, ...]
             raise DatasetError(f"{yaml_path}: names: missing; the YOLO layout needs a list of class names")
         return ()
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise DatasetError(f"{yaml_path}: names: dict keys must be 0..{len(names) - 1}; got {sorted(names)}")
+        if set(names) != set(range(len(names))) or any(isinstance(k, bool) for k in names):
+            others = [k for k in names if isinstance(k, bool) or k not in range(len(names))]
+            raise DatasetError(
+                f"{yaml_path}: names: dict keys must be 0..{len(names) - 1}; got {quoted(others[0])} among them"
+            )
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise DatasetError(f"{yaml_path}: names: expected a non-empty list of strings or an {{index: name}} dict")
@@ -245,13 +248,14 @@ def _parse_synthetic(yaml_path: Path, raw: dict[str, Any]) -> dict[str, Any] | N
         raise DatasetError(f"{yaml_path}: synthetic: expected a mapping such as {{n_train: 800, n_val: 200}}")
     for key, value in settings.items():
         if key not in _SYNTHETIC_KEYS:
-            raise DatasetError(f"{yaml_path}: synthetic.{key}: unknown setting; valid: {', '.join(_SYNTHETIC_KEYS)}")
+            shown = key if isinstance(key, str) and key.isidentifier() else quoted(key)
+            raise DatasetError(f"{yaml_path}: synthetic.{shown}: unknown setting; valid: {', '.join(_SYNTHETIC_KEYS)}")
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise DatasetError(f"{yaml_path}: synthetic.{key}: expected a non-negative integer, got {value!r}")
+            raise DatasetError(f"{yaml_path}: synthetic.{key}: expected a non-negative integer, got {quoted(value)}")
     for key, expected in _SYNTHETIC_LAYOUT.items():
         if raw.get(key) != expected:
             raise DatasetError(
-                f"{yaml_path}: {key}: a synthetic set is generated as {expected!r}, got {raw.get(key)!r}; "
+                f"{yaml_path}: {key}: a synthetic set is generated as {expected!r}, got {quoted(raw.get(key))}; "
                 f"set {key}: {expected}"
             )
     return dict(settings)
@@ -307,15 +311,38 @@ def ensure_data(spec: DataSpec) -> DataSpec:
     return replace(spec, names=names, category_ids=ids)
 
 
-def read_coco_categories(json_path: Path) -> dict[int, str]:
-    """``{category id: name}`` from a COCO instances file."""
-    data = read_json(json_path)
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What is wrong and where, without the snippet of the file PyYAML's message quotes (the file may not be a
+    data YAML at all: a path from a model's metadata)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or type(err).__name__
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_coco_categories(json_path: Path, data: dict[str, Any] | None = None) -> dict[int, str]:
+    """``{category id: name}`` from a COCO instances file (or its already parsed ``data``), in file order.
+
+    Raises:
+        DatasetError: categories missing, malformed, empty or sharing an id (one would silently rename the other).
+    """
+    data = read_json(json_path) if data is None else data
+    categories: dict[int, str] = {}
     try:
-        categories = {int(c["id"]): str(c["name"]) for c in data["categories"]}
-    except (KeyError, TypeError, ValueError) as e:
+        for k, category in enumerate(data["categories"]):
+            category_id, name = category["id"], category["name"]
+            if isinstance(category_id, bool) or not isinstance(category_id, int) or not isinstance(name, str):
+                raise TypeError("id must be an integer and name a string")
+            if category_id in categories:
+                raise DatasetError(
+                    f"{json_path}: categories[{k}] ({quoted(name)}) has id {category_id}, as an earlier category "
+                    f"({quoted(categories[category_id])}); category ids must be unique"
+                )
+            categories[category_id] = name
+    except (KeyError, TypeError) as e:
         raise DatasetError(
-            f"{json_path}: categories: missing or malformed ({e!r}); expected a list of {{id, name}}"
-        ) from e
+            f"{json_path}: categories: missing or malformed ({type(e).__name__}: {e}); expected a list of {{id, name}} "
+            "with integer ids and string names"
+        ) from None
     if not categories:
         raise DatasetError(f"{json_path}: categories: empty; a COCO instances file lists at least one category")
     return categories

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from yolorep.atomic import process_alive
+from yolorep.atomic import partial_dir
 from yolorep.errors import DatasetError
 
 __all__ = ["SHAPE_CATEGORIES", "generate_shapes"]
@@ -54,11 +53,7 @@ def generate_shapes(
     root = Path(root)
     if _is_complete(root):
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_partials(root)
-    # Not tempfile.mkdtemp: its 0700 mode would stick to the renamed dataset folder.
-    tmp = root.parent / f".{root.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = partial_dir(root)
     try:
         for split_index, (split, n) in enumerate((("train", n_train), ("val", n_val))):
             rng = np.random.default_rng([seed, split_index])
@@ -69,14 +64,6 @@ def generate_shapes(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
-
-
-def _remove_abandoned_partials(root: Path) -> None:
-    """Delete the temporary folders of generations whose process died (``.<name>.partial-<pid>-<id>``)."""
-    for partial in root.parent.glob(f".{root.name}.partial-*"):
-        pid = partial.name.rsplit(".partial-", 1)[1].split("-")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(partial, ignore_errors=True)
 
 
 def _is_complete(root: Path) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolorep.datasets.walk import walk_files
 from yolorep.ops.boxes import clip_boxes
 
 __all__ = ["IMAGE_SUFFIXES", "STAT_KEYS", "ImageRecord", "Problems", "clean_boxes", "scan"]
@@ -121,9 +122,10 @@ def clean_boxes(
 
 
 def scan(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    """``(path relative to folder, size, mtime_ns)`` of the files with ``suffixes`` below ``folder``, sorted."""
+    """``(path relative to folder, size, mtime_ns)`` of the files with ``suffixes`` below ``folder`` (links to
+    folders followed), sorted."""
     found = []
-    for dirpath, _, filenames in os.walk(folder):
+    for dirpath, filenames in walk_files(folder):
         for name in filenames:
             if name.lower().endswith(suffixes):
                 path = os.path.join(dirpath, name)

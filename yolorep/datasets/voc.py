@@ -24,9 +24,9 @@ Rules, applied per object (counts go to the loader's stats under the kind named 
 * ``truncated``: an ordinary object, counted in ``truncated_boxes``;
 * no ``<name>``, no ``<bndbox>``, or a coordinate that is not a finite number: the object is skipped
   (``bad_labels``); a class absent from ``names`` is refused: loading fails with a list of every such name;
-* a file that is not valid XML, declares entities (never needed; refused as unsafe) or is not an ``<annotation>``:
-  the image is skipped (``bad_labels``), as is an image whose size differs from the XML's ``<size>``
-  (``skipped_images``);
+* a file that is not valid XML, declares a DTD or entities (never needed; refused as unsafe, in any encoding) or is
+  not an ``<annotation>``: the image is skipped (``bad_labels``), as is an image whose size differs from the XML's
+  ``<size>`` (``skipped_images``);
 * an image without XML file: kept as a background image (``missing_labels``); an XML file or list entry without
   image: skipped (``missing_images``); a second image of the same name (``a.jpg`` and ``a.png``): skipped
   (``skipped_images``).
@@ -37,14 +37,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-import xml.etree.ElementTree as ET
+import xml.etree.ElementTree as ET  # the element type; parsing is defusedxml's
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import defusedxml.ElementTree as defused
 import numpy as np
+from defusedxml import DefusedXmlException
 
-from yolorep.errors import DatasetError
+from yolorep.datasets.walk import walk_files
+from yolorep.errors import DatasetError, quoted
 
 __all__ = [
     "STAT_KEYS",
@@ -87,7 +90,7 @@ def has_voc_annotations(root: Path) -> bool:
     if (root / "Annotations").is_dir():
         return True
     folder = root / "annotations"
-    return folder.is_dir() and any(name.lower().endswith(".xml") for _, _, files in os.walk(folder) for name in files)
+    return folder.is_dir() and any(name.lower().endswith(".xml") for _, files in walk_files(folder) for name in files)
 
 
 def find_folders(where: str, root: Path, images: str | None, annotations: str | None) -> tuple[Path, Path]:
@@ -97,7 +100,7 @@ def find_folders(where: str, root: Path, images: str | None, annotations: str | 
     found = []
     for key, given in (("images", images), ("annotations", annotations)):
         if given is not None and not isinstance(given, str):
-            raise DatasetError(f"{where}: {key}: expected a folder relative to path, got {given!r}")
+            raise DatasetError(f"{where}: {key}: expected a folder relative to path, got {quoted(given)}")
         candidates = (given,) if given else _FOLDERS[key]
         found.append(next((root / c for c in candidates if (root / c).is_dir()), root / candidates[0]).resolve())
     return found[0], found[1]
@@ -152,7 +155,7 @@ def _stem_key(relative: str, suffixes: Sequence[str]) -> str:
 def _index(folder: Path, base: Path, suffixes: Sequence[str]) -> dict[str, list[str]]:
     """``{key: [paths relative to base, sorted]}`` of the files below ``folder`` with ``suffixes`` (any case)."""
     index: dict[str, list[str]] = {}
-    for dirpath, _, names in os.walk(folder):
+    for dirpath, names in walk_files(folder):
         for name in names:
             if name.lower().endswith(tuple(suffixes)):
                 relative = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
@@ -163,7 +166,7 @@ def _index(folder: Path, base: Path, suffixes: Sequence[str]) -> dict[str, list[
 def _read_list(path: Path) -> list[tuple[int, str]]:
     """``(row, entry)`` of a list file, blank lines and repeated entries left out."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     except OSError as e:
         raise DatasetError(f"{path}: cannot read the list file ({e}); check its permissions") from e
     entries, seen = [], set()
@@ -221,7 +224,7 @@ def list_split(
         for row, entry in _read_list(split_path):
             key = _stem_key(entry, suffixes)
             if key not in image_index:
-                report("missing_images", f"{split_path}:{row}: no image {entry!r} in {images_root}; skipped")
+                report("missing_images", f"{split_path}:{row}: no image {quoted(entry)} in {images_root}; skipped")
             else:
                 wanted.append((key, entry if entry in image_index[key] else None))
     pairs = []
@@ -240,23 +243,24 @@ def list_split(
 
 
 def parse_xml(path: Path) -> ET.Element | str:
-    """The ``<annotation>`` element of a VOC file, or why the file cannot be used. Entity declarations are refused
-    (the stdlib parser never fetches external entities, and expat >= 2.4.1 bounds entity expansion)."""
+    """The ``<annotation>`` element of a VOC file, or why the file cannot be used. Parsed with defusedxml, which
+    refuses a DTD (and so every entity declaration and external reference) in any encoding the file declares:
+    annotation files never need one."""
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_XML_BYTES + 1)
     except OSError as e:
-        return f"unreadable ({e})"
+        return f"unreadable ({e.strerror or e})"
     if len(data) > _MAX_XML_BYTES:
         return f"over {_MAX_XML_BYTES >> 20} MiB, not an annotation file"
-    if b"<!ENTITY" in data:
-        return "declares XML entities, which annotation files never need (refused as unsafe)"
     try:
-        root = ET.fromstring(data)
+        root = defused.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        return "declares a DTD or XML entities, which annotation files never need (refused as unsafe)"
     except (ET.ParseError, ValueError) as e:
         return f"not valid XML ({e})"
     if root.tag != "annotation":
-        return f"root element is <{root.tag}>, expected <annotation>"
+        return f"root element is <{quoted(root.tag)}>, expected <annotation>"
     return root
 
 
@@ -272,7 +276,9 @@ def collect_names(xml_paths: Iterable[Path]) -> tuple[str, ...]:
 
 def unknown_names_error(where: str, names: Sequence[str], unknown: dict[str, tuple[str, int]]) -> DatasetError:
     """The error for object classes absent from ``names``; ``unknown``: ``{name: (first place, count)}``."""
-    listed = ", ".join(f"{n!r} ({count}x, first in {first})" for n, (first, count) in sorted(unknown.items())[:20])
+    listed = ", ".join(
+        f"{quoted(n)} ({count}x, first in {first})" for n, (first, count) in sorted(unknown.items())[:20]
+    )
     more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
     return DatasetError(
         f"{where}: names: {len(unknown)} class(es) in the XML files are not in names {list(names)}: {listed}{more}; "
@@ -287,8 +293,8 @@ def _float(obj: ET.Element, tag: str) -> float | str:
     try:
         value = float(text)
     except ValueError:
-        return f"<{tag}> {text.strip()!r} is not a number"
-    return value if math.isfinite(value) else f"<{tag}> {text.strip()!r} is not finite"
+        return f"<{tag}> {quoted(text.strip())} is not a number"
+    return value if math.isfinite(value) else f"<{tag}> {quoted(text.strip())} is not finite"
 
 
 def _flag(obj: ET.Element, tag: str) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 from yolorep.datasets.images import check_images
 from yolorep.datasets.spec import DataSpec
 from yolorep.datasets.targets import ImageRecord, Problems, clean_boxes
+from yolorep.errors import quoted
 
 __all__ = ["load_yolo", "parse_yolo_labels"]
 
@@ -22,7 +23,7 @@ def parse_yolo_labels(
     h, w = shape
     boxes, classes = [], []
     try:
-        lines = label_path.read_text(errors="replace").splitlines()
+        lines = label_path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # sig: a BOM is no row
     except OSError as e:
         problems.report("bad_labels", f"{label_path}: unreadable ({e}); image kept without boxes")
         lines = []
@@ -34,12 +35,12 @@ def parse_yolo_labels(
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            problems.report("bad_labels", f"{where}: {line.strip()!r} is not numeric; row skipped")
+            problems.report("bad_labels", f"{where}: {quoted(line.strip())} is not numeric; row skipped")
             continue
         if len(values) != 5:
             problems.report("bad_labels", f"{where}: {len(values)} columns, expected 5 (cls cx cy w h); row skipped")
         elif not all(math.isfinite(v) for v in values):
-            problems.report("bad_labels", f"{where}: non-finite value in {line.strip()!r}; row skipped")
+            problems.report("bad_labels", f"{where}: non-finite value in {quoted(line.strip())}; row skipped")
         elif values[0] != int(values[0]) or not 0 <= values[0] < nc:
             problems.report("bad_labels", f"{where}: class {parts[0]} not an integer in 0..{nc - 1}; row skipped")
         else:

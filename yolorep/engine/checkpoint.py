@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from yolorep.atomic import atomic_path
-from yolorep.engine.metadata import ModelMetadata, legacy_metadata, metadata_of
+from yolorep.engine.metadata import ModelMetadata, eval_args_problem, legacy_metadata, metadata_of
 from yolorep.errors import CheckpointError
 from yolorep.nn.model import DetectionModel, build_model
 from yolorep.version import __version__
@@ -134,6 +134,13 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "train_args": ((dict,), "a mapping"),
     "epoch": ((int,), "an integer"),
     "metadata": ((dict,), "a mapping of strings"),
+    "eval_args": ((dict,), "a mapping"),
+}
+# train_args fields read outside training (validation, export), and their types
+_TRAIN_ARGS: dict[str, tuple[tuple[type, ...], str]] = {
+    "imgsz": ((int,), "an integer"),
+    "data": ((str,), "a data YAML path"),
+    "single_cls": ((bool, int), "true or false"),
 }
 _REQUIRED = ("format_version", "model_cfg", "state_dict")
 
@@ -162,6 +169,14 @@ def _check_fields(checkpoint: Any, path: Path) -> None:
     names = checkpoint.get("names")
     if names is not None and not all(isinstance(n, str) for n in names):
         raise CheckpointError(f"{path}: field 'names' should be a list of class names; the file is corrupt")
+    train_args = checkpoint.get("train_args") or {}
+    for key, (types, meaning) in _TRAIN_ARGS.items():
+        value = train_args.get(key)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            raise CheckpointError(f"{path}: field 'train_args.{key}' should be {meaning}; the file is corrupt")
+    problem = eval_args_problem(checkpoint.get("eval_args"))
+    if problem:
+        raise CheckpointError(f"{path}: field {problem}; the file is corrupt")
 
 
 def _upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +237,8 @@ def load_checkpoint(path: str | Path) -> DetectionModel:
         raise CheckpointError(f"{path}: {len(names)} class names for a {model.nc}-class model; the file is corrupt")
     model.names = list(names)
     stored = checkpoint.get("metadata")
-    model.metadata = ModelMetadata.from_strings(stored, str(path)) if stored else legacy_metadata(checkpoint)
+    model.metadata = (
+        ModelMetadata.from_strings(stored, str(path)) if stored else legacy_metadata(checkpoint, model, str(path))
+    )
     model.meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "model_cfg")}
     return model.eval()

@@ -133,7 +133,8 @@ def loader_workers(requested: int | None, device: torch.device) -> int:
 
 def available_memory() -> int | None:
     """Bytes this process can still allocate without swapping: the system's MemAvailable, or less where a
-    container's memory limit (cgroup v2 or v1) leaves less; None where neither can be read (not Linux)."""
+    container's memory limit (cgroup v2 or v1) or the process's address-space limit leaves less; None where none
+    can be read."""
     candidates = []
     try:
         with open("/proc/meminfo") as f:
@@ -151,7 +152,29 @@ def available_memory() -> int | None:
             continue
         if limit.isdigit():  # "max" (v2) means no limit; v1 writes a huge number instead, which min() ignores
             candidates.append(max(int(limit) - usage, 0))
+    candidates += _rlimit_room()
     return min(candidates) if candidates else None
+
+
+def _rlimit_room() -> list[int]:
+    """Bytes left under this process's address-space and data limits (``ulimit -v``, ``ulimit -d``), if any: past
+    them an allocation fails (inside OpenCV or numpy) whatever memory the machine has free."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return []
+    room = []
+    for limit, status_key in (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData")):
+        soft = resource.getrlimit(getattr(resource, limit))[0]
+        if soft == resource.RLIM_INFINITY:
+            continue
+        try:
+            with open("/proc/self/status") as f:
+                used = next(int(line.split()[1]) * 1024 for line in f if line.startswith(f"{status_key}:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            used = 0  # not Linux: the limit alone bounds what is left
+        room.append(max(soft - used, 0))
+    return room
 
 
 _CGROUP_MEMORY_FILES = (

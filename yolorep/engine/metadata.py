@@ -8,7 +8,7 @@ version that wrote the file) marks a yolorep export; a file without it is refuse
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +18,15 @@ from torch import nn
 from yolorep.errors import YolorepError
 from yolorep.version import __version__
 
-__all__ = ["PRECISIONS", "ModelMetadata", "legacy_metadata", "metadata_of"]
+__all__ = [
+    "EVAL_ARGS",
+    "PRECISIONS",
+    "ModelMetadata",
+    "eval_args_problem",
+    "legacy_metadata",
+    "metadata_of",
+    "metadata_problem",
+]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -92,10 +100,31 @@ class ModelMetadata:
         strings.update({key: getattr(self, key) for key in ("scale", "family", "source") if getattr(self, key)})
         return strings
 
+    def __post_init__(self) -> None:
+        problem = metadata_problem(self)
+        if problem:
+            raise ValueError(problem)
+
+    @classmethod
+    def checked(cls, where: str, **fields: Any) -> ModelMetadata:
+        """Build from untrusted values (a file's metadata), checked by type and range.
+
+        Raises:
+            YolorepError: a value is missing, of the wrong type or out of range; the message names the field and
+                what it should hold, never the value itself.
+        """
+        try:
+            return cls(**fields)
+        except (TypeError, ValueError) as err:
+            raise YolorepError(
+                f"{where}: malformed yolorep metadata ({err}); the file was altered or not written by yolorep "
+                f"{__version__}: export or save the model again"
+            ) from None
+
     @classmethod
     def from_strings(cls, strings: Mapping[str, str], where: str) -> ModelMetadata:
         """Parse what ``to_strings`` wrote (files from before ``fused``/``precision`` existed read as fused fp32
-        or fp16 from their ``half`` flag).
+        or fp16 from their ``half`` flag). Every value is untrusted: checked by type and range, never echoed.
 
         Raises:
             YolorepError: ``where`` holds no yolorep metadata, or a value is malformed.
@@ -105,38 +134,98 @@ class ModelMetadata:
                 f"{where}: no yolorep metadata (class names, image size, stride) in this file; it was not written "
                 "by yolorep export. Export the model with `yolorep export --weights best.pt --format ...`"
             )
-        try:
-            imgsz = json.loads(strings.get("imgsz", "null"))
-            half = json.loads(strings.get("half", "false"))
-            info = cls(
-                names=tuple(str(n) for n in json.loads(strings["names"])),
-                stride=int(strings["stride"]),
-                imgsz=int(imgsz[0]) if isinstance(imgsz, list) and imgsz[0] is not None else None,
-                batch=int(strings.get("batch", "1")),
-                dynamic=bool(json.loads(strings.get("dynamic", "false"))),
-                fused=bool(json.loads(strings.get("fused", "true"))),
-                precision=strings.get("precision", "fp16" if half else "fp32"),
-                model=strings.get("model", ""),
-                version=strings["yolorep"],
-                task=strings.get("task", "detect"),
-                eval_args=json.loads(strings.get("eval_args", "{}")) or None,
-                calibration=strings.get("calibration", ""),
-                data=strings.get("data", ""),
-                single_cls=bool(json.loads(strings.get("single_cls", "false"))),
-                scale=strings.get("scale", ""),
-                family=strings.get("family", ""),
-                source=strings.get("source", ""),
-            )
-        except (KeyError, ValueError, TypeError, IndexError) as err:
-            raise YolorepError(
-                f"{where}: malformed yolorep metadata ({type(err).__name__}: {err}); re-export the model"
-            ) from None
-        if info.precision not in PRECISIONS or info.task != "detect" or info.stride < 1 or not info.names:
-            raise YolorepError(
-                f"{where}: unsupported yolorep metadata (task {info.task!r}, precision {info.precision!r}, stride "
-                f"{info.stride}, {len(info.names)} classes); re-export the model with this yolorep ({__version__})"
-            )
-        return info
+        half = _parsed(strings, "half", "false", where)
+        imgsz = _parsed(strings, "imgsz", "null", where)
+        if isinstance(imgsz, list) and len(imgsz) == 2 and imgsz[0] == imgsz[1]:
+            imgsz = imgsz[0]
+        names = _parsed(strings, "names", None, where)
+        return cls.checked(
+            where,
+            names=tuple(names) if isinstance(names, list) else names,
+            stride=_parsed(strings, "stride", None, where),
+            imgsz=imgsz,
+            batch=_parsed(strings, "batch", "1", where),
+            dynamic=_parsed(strings, "dynamic", "false", where),
+            fused=_parsed(strings, "fused", "true", where),
+            precision=strings.get("precision", "fp16" if half is True else "fp32"),
+            model=strings.get("model", ""),
+            version=strings["yolorep"],
+            task=strings.get("task", "detect"),
+            eval_args=_parsed(strings, "eval_args", "{}", where) or None,
+            calibration=strings.get("calibration", ""),
+            data=strings.get("data", ""),
+            single_cls=_parsed(strings, "single_cls", "false", where),
+            scale=strings.get("scale", ""),
+            family=strings.get("family", ""),
+            source=strings.get("source", ""),
+        )
+
+
+def _parsed(strings: Mapping[str, str], key: str, default: str | None, where: str) -> Any:
+    """The JSON value of ``key`` (numbers, lists, booleans and objects are stored as JSON text)."""
+    text = strings.get(key, default)
+    if text is None:
+        raise YolorepError(f"{where}: malformed yolorep metadata ({key}: missing); re-export the model")
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise YolorepError(
+            f"{where}: malformed yolorep metadata ({key}: not a JSON value); re-export the model"
+        ) from None
+
+
+def _is_int(value: Any, least: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
+# eval_args key -> (check, what it should hold)
+EVAL_ARGS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "imgsz": (_is_int, "a positive integer"),
+    "conf": (_is_fraction, "a number in 0..1"),
+    "iou": (_is_fraction, "a number in 0..1"),
+    "max_det": (_is_int, "a positive integer"),
+}
+
+
+def eval_args_problem(eval_args: Any) -> str | None:
+    """What is wrong with stored evaluation settings (``{imgsz, conf, iou, max_det}``, each optional; other keys, of
+    a newer yolorep, are not read), or None."""
+    if eval_args is None:
+        return None
+    if not isinstance(eval_args, dict):
+        return f"eval_args: expected a mapping, got {type(eval_args).__name__}"
+    for key, (check, meaning) in EVAL_ARGS.items():
+        if key in eval_args and not check(eval_args[key]):
+            return f"eval_args.{key}: expected {meaning}"
+    return None
+
+
+def metadata_problem(info: ModelMetadata) -> str | None:
+    """What is wrong with ``info``'s types and ranges (the first problem found), or None."""
+    names = info.names
+    if not isinstance(names, tuple) or not names or not all(isinstance(n, str) for n in names):
+        return f"names: expected a non-empty list of class names, got {type(names).__name__}"
+    checks = (
+        ("stride", _is_int(info.stride), "a positive integer"),
+        ("imgsz", info.imgsz is None or _is_int(info.imgsz), "a positive integer"),
+        ("batch", _is_int(info.batch), "a positive integer"),
+        ("precision", info.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        ("task", info.task == "detect", "detect"),
+    )
+    checks += tuple((key, isinstance(getattr(info, key), bool), "true or false") for key in _FLAGS)
+    checks += tuple((key, isinstance(getattr(info, key), str), "a string") for key in _STRINGS)
+    for key, ok, meaning in checks:
+        if not ok:
+            return f"{key}: expected {meaning}"
+    return eval_args_problem(info.eval_args)
+
+
+_FLAGS = ("dynamic", "fused", "single_cls")
+_STRINGS = ("model", "version", "calibration", "data", "scale", "family", "source")
 
 
 def metadata_of(model: nn.Module, precision: str = "fp32") -> ModelMetadata:
@@ -144,36 +233,34 @@ def metadata_of(model: nn.Module, precision: str = "fp32") -> ModelMetadata:
     checkpoint recorded (``model.metadata``, set by ``load_checkpoint``), with what the model is now (names,
     stride, fused) and ``precision``; for a model built from a YAML, what it knows of itself."""
     inner = getattr(model, "model", model)
+    now = {
+        "names": tuple(model.names),
+        "stride": int(torch.as_tensor(model.stride).max()),
+        "fused": bool(getattr(model, "is_fused", False)),
+        "precision": precision,
+    }
     stored = getattr(inner, "metadata", None)
+    if isinstance(stored, ModelMetadata):
+        return replace(stored, **now)
     spec = getattr(inner, "spec", None)
-    if not isinstance(stored, ModelMetadata):
-        scale = getattr(spec, "scale", None) or ""
-        name = getattr(spec, "name", "") or ""
-        stored = ModelMetadata(names=(), stride=1, model=f"{name}-{scale}" if scale else name, scale=scale,
-                               family="yolorep")  # fmt: skip
-    return replace(
-        stored,
+    name, scale = getattr(spec, "name", "") or "", getattr(spec, "scale", None) or ""
+    return ModelMetadata(**now, model=f"{name}-{scale}" if scale else name, scale=scale, family="yolorep")
+
+
+def legacy_metadata(checkpoint: Mapping[str, Any], model: nn.Module, where: str) -> ModelMetadata:
+    """The record of a checkpoint written before checkpoints stored one (format 1 and 2), read from its
+    ``train_args`` and ``eval_args`` (untrusted: checked by type and range, never echoed)."""
+    train_args = checkpoint.get("train_args") if isinstance(checkpoint.get("train_args"), Mapping) else {}
+    name, scale = str(checkpoint.get("model_name") or ""), str(checkpoint.get("scale") or "")
+    return ModelMetadata.checked(
+        where,
         names=tuple(model.names),
         stride=int(torch.as_tensor(model.stride).max()),
-        fused=bool(getattr(model, "is_fused", False)),
-        precision=precision,
-    )
-
-
-def legacy_metadata(checkpoint: Mapping[str, Any]) -> ModelMetadata:
-    """The record of a checkpoint written before checkpoints stored one (format 1 and 2): read from its
-    ``train_args`` and ``eval_args``; names and stride are filled in from the model it rebuilds."""
-    train_args = checkpoint.get("train_args") if isinstance(checkpoint.get("train_args"), Mapping) else {}
-    eval_args = checkpoint.get("eval_args") if isinstance(checkpoint.get("eval_args"), Mapping) else None
-    imgsz = train_args.get("imgsz")
-    name, scale = str(checkpoint.get("model_name") or ""), str(checkpoint.get("scale") or "")
-    return ModelMetadata(
-        names=(),
-        stride=1,
-        imgsz=imgsz if isinstance(imgsz, int) and not isinstance(imgsz, bool) else None,
-        eval_args=dict(eval_args) if eval_args else None,
-        data=str(train_args.get("data") or ""),
+        imgsz=train_args.get("imgsz"),
+        eval_args=checkpoint.get("eval_args"),
+        data=train_args.get("data") or "",
         single_cls=bool(train_args.get("single_cls")),
+        fused=bool(checkpoint.get("fused")),
         model=f"{name}-{scale}" if scale else name,
         scale=scale,
         family="yolorep",

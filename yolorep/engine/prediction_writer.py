@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from yolorep.atomic import write_text_atomic
+from yolorep.confined import confined
 from yolorep.engine.results import Results
 from yolorep.errors import YolorepError
 
@@ -59,6 +60,8 @@ class PredictionWriter:
         self.predictions: list[dict[str, Any]] = []
         self.saved: list[Path] = []  # annotated images and videos written
         self._video: tuple[str, Any] | None = None  # (source path, cv2.VideoWriter) of the video being written
+        self._stems: dict[str, str] = {}  # source path -> the stem of its output files, unique in the run
+        self._taken: set[str] = set()  # those stems, case-folded (a.jpg and A.jpg are one file on some systems)
 
     def __enter__(self) -> PredictionWriter:
         return self
@@ -73,25 +76,41 @@ class PredictionWriter:
             else:
                 self._video_writer(result).write(result.plot())
         if self.save_txt:
-            stem = Path(result.path).stem + ("" if result.frame is None else f"_{result.frame}")
-            result.save_txt(self.run_dir / "labels" / f"{stem}.txt")
+            stem = self._stem(result.path) + ("" if result.frame is None else f"_{result.frame}")
+            result.save_txt(confined(self.run_dir / "labels", f"{stem}.txt"))
         if self.save_json:
             self.predictions.extend(result.to_json())
+
+    def _stem(self, source: str) -> str:
+        """The stem of ``source``'s output files: its own, or ``<stem>_2``, ``<stem>_3`` ... when a source of another
+        folder had that name (``a/x.jpg`` and ``b/x.jpg`` must not write one ``x.jpg``)."""
+        if source not in self._stems:
+            stem = Path(source).stem
+            stem = stem if stem not in ("", ".", "..") else "image"
+            candidate, n = stem, 1
+            while candidate.casefold() in self._taken:
+                n += 1
+                candidate = f"{stem}_{n}"
+            if n > 1:
+                LOGGER.warning("%s: another source is also named %s; its outputs are named %s", source, stem, candidate)
+            self._stems[source] = candidate
+            self._taken.add(candidate.casefold())
+        return self._stems[source]
 
     def _write_image(self, result: Results) -> None:
         import cv2
 
-        out = self.run_dir / Path(result.path).name
-        if not out.suffix or not cv2.haveImageWriter(out.name):  # in-memory input, or a format OpenCV cannot write
-            out = out.with_name(out.name + ".jpg")
-        self.saved.append(result.save(out))
+        suffix = Path(result.path).suffix
+        if not suffix or not cv2.haveImageWriter(f"x{suffix}"):  # in-memory input, or a format OpenCV cannot write
+            suffix += ".jpg"
+        self.saved.append(result.save(confined(self.run_dir, self._stem(result.path) + suffix)))
 
     def _video_writer(self, result: Results) -> Any:
         if self._video is not None and self._video[0] == result.path:
             return self._video[1]
         self._release_video()
-        source = Path(result.path)
-        path = self.run_dir / (source.stem + (source.suffix if source.suffix.lower() in VIDEO_CODECS else ".mp4"))
+        suffix = Path(result.path).suffix
+        path = confined(self.run_dir, self._stem(result.path) + (suffix if suffix.lower() in VIDEO_CODECS else ".mp4"))
         h, w = result.orig_shape  # the frames' own size: a writer silently drops frames of any other size
         writer, out = open_video_writer(path, result.video.fps, (w, h))
         self._video = (result.path, writer)

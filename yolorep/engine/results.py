@@ -128,12 +128,14 @@ class Results:
 
     def to_json(self) -> list[dict[str, Any]]:
         """COCO-style detections: ``bbox`` [x, y, w, h] (top-left corner, size) in original pixels; ``category_id``
-        is the model's class index. ``json.dumps`` it, or use ``to_json_str``."""
+        is the model's class index; ``image`` is the source's file name and ``path`` the source as given. ``json.dumps``
+        it, or use ``to_json_str``."""
         image = Path(self.path).name
         rows = zip(self.boxes.cls.tolist(), xyxy_to_ltwh(self.boxes.xyxy).tolist(), self.boxes.conf.tolist())
         return [
             {
                 "image": image,
+                "path": self.path,
                 "frame": self.frame,
                 "category_id": c,
                 "name": self.names[c] if 0 <= c < len(self.names) else str(c),

@@ -6,10 +6,10 @@ import logging
 import os
 from pathlib import Path
 
-from yolorep.atomic import process_alive
+from yolorep.engine.file_lock import lock_file
 from yolorep.errors import YolorepError
 
-__all__ = ["RunLock", "increment_run_dir", "remove_stale_temporaries"]
+__all__ = ["RUN_OUTPUTS", "RunLock", "increment_run_dir", "remove_stale_temporaries"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,52 +40,94 @@ def increment_run_dir(project: str | Path, name: str) -> Path:
 
 
 class RunLock:
-    """An exclusive claim on a run folder (``.lock`` holding the owner's pid) for as long as a training writes to it.
+    """An exclusive claim on a run folder for as long as a training writes to it: an OS lock on ``.lock`` (which
+    also holds the owner's pid, for the message), released by the kernel when its holder dies.
 
-    A second process training into the same folder (two ``--resume`` of one ``last.pt``) is refused; a lock left by
-    a process that died is taken over. Entering also deletes the temporary files a killed write left behind.
+    A second process training into the same folder (two ``--resume`` of one ``last.pt``) is refused; after a
+    holder died, the next process simply takes the lock. Entering also deletes the temporary files a killed write
+    of the run left behind.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / ".lock"
+        self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        for _ in range(2):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and owner != os.getpid() and process_alive(owner):
-                    raise YolorepError(
-                        f"{self.run_dir}: another yolorep process (pid {owner}) is training in this run; wait for it "
-                        f"to finish, or delete {self.path} if that process is not yolorep"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # left by a process that died
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            remove_stale_temporaries(self.run_dir)
-            return self
-        raise YolorepError(f"{self.run_dir}: could not take the run's lock {self.path}; try again")
-
-    def _owner(self) -> int | None:
+                locked = lock_file(fd)
+            except OSError as err:  # a file system without locks (some network mounts): train unguarded
+                LOGGER.warning("%s: cannot lock (%s); make sure no other process trains in this run", self.path, err)
+                locked = True
+            if not locked:
+                owner = _read_owner(fd)
+                os.close(fd)
+                raise YolorepError(
+                    f"{self.run_dir}: another yolorep process ({owner}) is training in this run; wait for it to finish"
+                )
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # its holder deleted the file after we opened it: lock the file the path names now
+        self._fd = fd
         try:
-            return int(self.path.read_text().strip())
-        except (OSError, ValueError):
-            return None
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            remove_stale_temporaries(self.run_dir)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._owner() == os.getpid():
+        if self._fd is None:
+            return
+        if os.name != "nt":  # deleted while still locked, so no process can lock the file being removed
             self.path.unlink(missing_ok=True)
+        os.close(self._fd)  # releases the lock
+        self._fd = None
+
+
+def _read_owner(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        pid = os.read(fd, 32).decode().strip()
+    except (OSError, UnicodeDecodeError):
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "pid unknown"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """``fd`` is the file ``path`` names now (on Windows the lock file is never deleted, so it always is)."""
+    if os.name == "nt":
+        return True
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (st.st_dev, st.st_ino)
+
+
+# What a run writes atomically; only the temporaries of these (``.<stem>.<random><suffix>.tmp``) are removed, so a
+# file of the user's that happens to end in ``.tmp`` is never touched.
+RUN_OUTPUTS = (
+    "args.yaml", "results.csv", "results.png", "metrics.json", "predictions.json", "confusion_matrix.png",
+    "pr_curve.png", "train_batch*.jpg", "val_image*_labels_vs_pred.jpg", "weights/last.pt", "weights/best.pt",
+)  # fmt: skip
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files an interrupted atomic write left in ``run_dir`` and ``run_dir/weights``.
+    """Delete the temporaries an interrupted atomic write of one of the ``RUN_OUTPUTS`` left in ``run_dir``.
 
     Only call it while holding the run's lock: then no write of this run is in progress.
     """
-    stale = [p for folder in (run_dir, run_dir / "weights") for p in folder.glob(".*.tmp") if p.is_file()]
+    stale = []
+    for output in RUN_OUTPUTS:
+        folder, name = (run_dir / output).parent, Path(output).name
+        stem, suffix = os.path.splitext(name)
+        stale += [p for p in folder.glob(f".{stem}.*{suffix}.tmp") if p.is_file()]
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:

@@ -194,7 +194,7 @@ def _kind(path: Path) -> str:
 def _from_list_file(path: Path) -> list[Item]:
     """A .txt list: one path per line, relative to the list's folder (or the working directory)."""
     items: list[Item] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             listed = Path(line).expanduser()

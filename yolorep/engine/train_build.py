@@ -21,6 +21,7 @@ from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine import distributed
 from yolorep.engine.checkpoint import read_checkpoint
+from yolorep.engine.class_names import class_rows_by_name, require_same_names
 from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.device import available_memory, keep_freed_memory, loader_workers
 from yolorep.engine.hooks import Hook
@@ -84,10 +85,12 @@ def initial_weights(weights: str | Path) -> dict[str, Any]:
 
 
 def _transfer_weights(model: DetectionModel, weights: str | Path) -> None:
-    """Copy the tensors of ``weights`` whose names and shapes match (a different class count keeps the rest)."""
+    """Copy the tensors of ``weights`` whose names and shapes match, the head's class rows by class name
+    (``class_rows_by_name``)."""
     checkpoint = initial_weights(weights)
     target = model.state_dict()
-    matched = {k: v for k, v in checkpoint["state_dict"].items() if k in target and v.shape == target[k].shape}
+    state_dict = class_rows_by_name(checkpoint["state_dict"], target, checkpoint.get("names"), model.names)
+    matched = {k: v for k, v in state_dict.items() if k in target and v.shape == target[k].shape}
     model.load_state_dict(matched, strict=False)
     LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
     if len(matched) < len(target) / 2:
@@ -116,6 +119,8 @@ def build_trainer(
     spec = distributed.broadcast_object(spec) if is_distributed else spec
     single_cls, rect = bool(args.get("single_cls")), bool(args.get("rect"))
     names = ["object"] if single_cls else list(spec.names)
+    if checkpoint is not None:  # resuming: the run's classes, in its order
+        require_same_names(checkpoint.get("names"), names, str(save_dir / "weights" / "last.pt"), args["data"])
     weights = None if checkpoint else args["weights"]
     model = _initial_model(args["model"], len(names), names, weights, checkpoint).to(dev)
     if args.get("freeze") is not None:
@@ -198,7 +203,7 @@ def _run_hooks(
             Validation(validator, int(args.get("val_period", 1))),
             BestModel(args["patience"]),
             TimeBudget(time.perf_counter() if started is None else started),
-            Results(),
+            Results(args),
             Checkpointer(save_dir / "weights", args, evaluation),
         ]
     return hooks

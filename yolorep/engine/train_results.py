@@ -1,5 +1,5 @@
-"""Results of a training run as a policy: one row per epoch (``trainer.state.history``), results.csv, results.png,
-TensorBoard scalars, the epoch's log line, and the first training batches drawn (train_batch*.jpg)."""
+"""Results of a training run as a policy: args.yaml, one row per epoch (``trainer.state.history``), results.csv,
+results.png, TensorBoard scalars, the epoch's log line, and the first training batches drawn (train_batch*.jpg)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from yolorep.atomic import atomic_path
 from yolorep.engine.hooks import Hook
+from yolorep.engine.resume import ARGS_FILE
 
 __all__ = ["Results", "ResultsFiles", "TensorBoard", "TrainBatchPlots"]
 
@@ -35,11 +38,7 @@ class ResultsFiles:
         self.rows_drawn = 0
 
     def write(self, trainer: Any) -> None:
-        history = trainer.state.history
-        with atomic_path(self._csv(trainer)) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
+        self.write_csv(trainer)
         if self.drawn_at is None or (time.perf_counter() - self.drawn_at) * PLOT_SHARE >= self.draw_seconds:
             self.draw(trainer)
 
@@ -53,6 +52,13 @@ class ResultsFiles:
         plot_results_csv(self._csv(trainer), trainer.save_dir / "results.png")
         self.drawn_at = time.perf_counter()
         self.draw_seconds, self.rows_drawn = self.drawn_at - start, rows
+
+    def write_csv(self, trainer: Any) -> None:
+        history = trainer.state.history
+        with atomic_path(self._csv(trainer)) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
 
     @staticmethod
     def _csv(trainer: Any) -> Path:
@@ -83,14 +89,24 @@ class TensorBoard:
 
 
 class Results(Hook):
-    """The results row of every epoch (losses, validation metrics or NaN, speed, times, learning rates), kept as
-    ``history`` (it travels in last.pt), written to results.csv/.png and TensorBoard, and logged."""
+    """The run's options as args.yaml (which marks the folder as a run folder for ``--resume``), and the results
+    row of every epoch (losses, validation metrics or NaN, speed, times, learning rates), kept as ``history`` (it
+    travels in last.pt), written to results.csv/.png and TensorBoard, and logged.
 
-    def __init__(self) -> None:
+    Args:
+        train_args: the run's stored options (``TrainOptions.to_train_args()``).
+    """
+
+    def __init__(self, train_args: dict[str, Any]) -> None:
+        self.train_args = train_args
         self.history: list[dict[str, float]] = []
         self.files, self.tensorboard = ResultsFiles(), TensorBoard()
 
     def on_train_start(self, trainer: Any) -> None:
+        with atomic_path(trainer.save_dir / ARGS_FILE) as tmp:
+            tmp.write_text(yaml.safe_dump(self.train_args, sort_keys=False))
+        if self.history:  # resumed: results.csv again from what last.pt holds (it may have been deleted or edited)
+            self.files.write_csv(trainer)
         self.tensorboard.start(trainer)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:

@@ -15,6 +15,7 @@ from yolorep.engine.callbacks import user_hooks
 from yolorep.engine.checkpoint import load_checkpoint, read_checkpoint
 from yolorep.engine.device import select_device
 from yolorep.engine.hooks import Hook
+from yolorep.engine.resume import run_folder_of
 from yolorep.engine.run_dir import RunLock
 from yolorep.engine.train_build import build_trainer, initial_weights
 from yolorep.engine.train_checkpoints import restore_best
@@ -72,10 +73,10 @@ def train(
         last = _find_resume_checkpoint(given["resume"], given.get("project") or TrainOptions.project)
         checkpoint = _resume_checkpoint(last)
         args = TrainOptions.from_stored(checkpoint["train_args"]).resumed(given, last)
-        restore_best(last, checkpoint)
+        save_dir = run_folder_of(last, checkpoint)  # before anything is written there
+        restore_best(save_dir / "weights" / "last.pt", checkpoint)
         if checkpoint["epoch"] + 1 >= args.epochs:  # stopped after its last epoch: finish what remains
             LOGGER.info("%s: all %d epochs are trained; validating best.pt", last, args.epochs)
-        save_dir = last.parent.parent
     else:
         args = TrainOptions.create(given)
         for checkpoint_path in (args.weights, args.model):

@@ -21,11 +21,12 @@ from yolorep.atomic import write_text_atomic
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, load_data_spec
+from yolorep.engine.class_names import ReorderedClasses, evaluation_order
 from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.deploy import Backend, load_backend
 from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
-from yolorep.errors import CheckpointError
+from yolorep.errors import CheckpointError, quoted
 from yolorep.evaluation import (
     COCOEvaluator,
     Detections,
@@ -279,11 +280,21 @@ def build_eval_loader(
 
 
 def _data_of(weights: str, stored: str) -> str:
-    """The data set a model was trained on, when it still exists; otherwise what to pass."""
+    """The data set a model was trained on, from its metadata (untrusted: only a data YAML that exists, or a
+    built-in name, is read); otherwise what to pass."""
     if not stored:
         raise CheckpointError(f"{weights}: records no data set; pass --data DATA.yaml")
-    if not Path(stored).is_file() and find_builtin_data(stored) is None:
-        raise CheckpointError(f"{weights}: was trained on {stored}, which does not exist here; pass --data DATA.yaml")
+    if find_builtin_data(stored) is not None and not Path(stored).is_file():
+        return stored
+    if Path(stored).suffix.lower() not in (".yaml", ".yml"):
+        raise CheckpointError(
+            f"{weights}: its metadata names the data set {quoted(stored)}, which is not a data YAML; pass "
+            "--data DATA.yaml"
+        )
+    if not Path(stored).is_file():
+        raise CheckpointError(
+            f"{weights}: was trained on {quoted(stored)}, which does not exist here; pass --data DATA.yaml"
+        )
     return stored
 
 
@@ -311,12 +322,10 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
         data = _data_of(where, model.info.data)
         LOGGER.info("data: %s (the data set %s was trained on)", data, where)
     spec = load_data_spec(data)
-    nc = len(model.names)
-    if (1 if model.info.single_cls else len(spec.names)) != nc:
-        raise CheckpointError(
-            f"{where}: the model predicts {nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
-            f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
-        )
+    if model.info.single_cls and len(model.names) != 1:
+        raise CheckpointError(f"{where}: a single-class model with {len(model.names)} class names; the file is corrupt")
+    order = None if model.info.single_cls else evaluation_order(model.names, spec.names, where, str(spec.yaml_path))
+    model = model if order is None else ReorderedClasses(model, order, spec.names)
     settings = eval_settings(model.info.eval_args, imgsz=o.imgsz, conf=o.conf, iou=o.iou, max_det=o.max_det)
     LOGGER.info("evaluating %s", model.describe())
     size = model.input_size(settings["imgsz"])

@@ -77,7 +77,9 @@ def test_single_class_run_scores_one_class(frozen_single_class_run):
     best = yolorep.load(f"{results['save_dir']}/weights/best.pt")
     assert best.names == ["object"] and best.nc == 1
     assert [c["name"] for c in results["per_class"]] == ["object"] and results["source"] == "pycocotools"
-    again = yolorep.YOLO(f"{results['save_dir']}/weights/best.pt", verbose=False).val(workers=0, batch=4)
+    again = yolorep.YOLO(f"{results['save_dir']}/weights/best.pt", verbose=False).val(
+        workers=0, batch=4, project=str(Path(results["save_dir"]).parent / "val")
+    )
     assert again["map50_95"] == pytest.approx(results["map50_95"], abs=1e-9)
 
 

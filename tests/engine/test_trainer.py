@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TINY_HYP
-from yolorep.engine.train_args import TRAIN_DEFAULTS
 
 import yolorep
 from yolorep.engine import trainer as trainer_module
 from yolorep.engine.callbacks import Callbacks
 from yolorep.engine.train_build import build_trainer
 from yolorep.engine.train_setup import train
-from yolorep.options.hyp import load_hyp
+from yolorep.options import TrainOptions
 
 
 def _rows(run):
@@ -135,13 +134,13 @@ def test_a_cpu_run_resumes_with_fp16_loss_scaling(trained_tiny, tmp_path, monkey
     gradscaler = torch.amp.GradScaler
     monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: gradscaler("cpu", enabled=True))
     loaded = {}
-    load = trainer_module.Trainer.load_train_state
+    load = trainer_module.Trainer.load_state_dict
 
-    def spy(self, checkpoint, where):
+    def spy(self, checkpoint, where="last.pt"):
         load(self, checkpoint, where)
         loaded.update(enabled=self.scaler.is_enabled(), state=self.scaler.state_dict(), epoch=self.state.epoch)
 
-    monkeypatch.setattr(trainer_module.Trainer, "load_train_state", spy)
+    monkeypatch.setattr(trainer_module.Trainer, "load_state_dict", spy)
     results = train(resume=str(last), project=tmp_path)
     assert loaded == {"enabled": True, "state": gradscaler("cpu").state_dict(), "epoch": 1}
     assert results["save_dir"] == str(run)
@@ -169,11 +168,10 @@ def test_training_tunes_cudnn_for_its_fixed_size_and_reads_losses_back_rarely(ti
         "on_train_batch_end": [lambda trainer: tuned["batches"].append(torch.backends.cudnn.benchmark)],
         "on_train_epoch_end": [lambda trainer: tuned["after"].append(torch.backends.cudnn.benchmark)],
     })  # fmt: skip
-    args = dict(TRAIN_DEFAULTS, model="yolorep-n.yaml", data=str(tiny_shapes_yaml), epochs=1, imgsz=64, batch=4,
-                device="cpu", workers=0, project=str(tmp_path), hyp=load_hyp(TINY_HYP), cache=False,
-                optimizer="auto")  # fmt: skip
-    trainer = build_trainer(args, None, None, torch.device("cpu"), False, callbacks)
-    trainer.validator = None  # training batches only
+    options = TrainOptions.create({"model": "yolorep-n.yaml", "data": str(tiny_shapes_yaml), "epochs": 1, "imgsz": 64,
+                                   "batch": 4, "device": "cpu", "workers": 0, "project": str(tmp_path),
+                                   "hyp": dict(TINY_HYP), "cache": False})  # fmt: skip
+    trainer = build_trainer(options.to_train_args(), None, None, torch.device("cpu"), False, [callbacks])
     trainer.fit()
     assert tuned == {"batches": [True] * 3, "after": [False]}
     assert len(shown) == 1 and shown[0].startswith("box ")  # the last of the 3 batches only

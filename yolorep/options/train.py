@@ -80,6 +80,15 @@ def _read_hyp(value: Any) -> Hyperparameters:
     raise ValueError("expected hyperparameters")
 
 
+def _read_model_source(value: Any) -> str | dict[str, Any]:
+    """A model YAML or checkpoint path as a string, or a model config mapping (as ``build_model`` takes)."""
+    if isinstance(value, (str, Path)):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ValueError("expected a model YAML, a .pt checkpoint or a model config mapping")
+
+
 def _check_seed(value: int) -> str | None:
     return None if 0 <= value < 2**32 else "must be an integer from 0 to 4294967295"
 
@@ -90,7 +99,7 @@ class TrainOptions(Options):
 
     command = "train"
 
-    model: str = option("yolorep-n.yaml", "model YAML; yolorep-s.yaml selects scale s")
+    model: Any = option("yolorep-n.yaml", "model YAML; yolorep-s.yaml selects scale s", convert=_read_model_source)
     data: str = option("shapes.yaml", "dataset YAML (built-in: shapes.yaml, coco.yaml)", resume=True)
     epochs: int = option(100, "training epochs", check=at_least(1))
     imgsz: int = option(640, "training image size in pixels, a multiple of 32", check=between(1, MAX_IMGSZ))

@@ -1,4 +1,4 @@
-"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info,convert}``.
+"""Command line: ``yolorep {train,val,predict,track,track-eval,export,benchmark,demo,info,convert}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. Flags
 are written ``--epochs 10`` or ``epochs=10`` (the ultralytics habit); ``train`` also takes every key of
@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from yolorep.cli_track import add_track_eval, add_tracker_flags
 from yolorep.engine.train_args import cache_mode
 from yolorep.errors import ArgumentError, YolorepError
 from yolorep.hyp import describe_hyp, load_hyp
@@ -31,6 +32,8 @@ COMMANDS = {
     "train": ("yolorep.engine.train_setup", "train"),
     "val": ("yolorep.engine.validator", "val"),
     "predict": ("yolorep.engine.predictor", "predict"),
+    "track": ("yolorep.engine.tracking", "track"),
+    "track-eval": ("yolorep.engine.track_eval", "track_eval"),
     "export": ("yolorep.engine.exporter", "export"),
     "benchmark": ("yolorep.benchmark", "benchmark"),
     "demo": ("yolorep.demo", "demo"),
@@ -179,6 +182,16 @@ def _add_val(sub: Any) -> None:
 
 def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="detect objects in images, folders, globs, videos or a webcam")
+    _add_predict_flags(p, "runs/predict")
+
+
+def _add_track(sub: Any) -> None:
+    p = sub.add_parser("track", help="detect and track objects (ByteTrack, BoT-SORT) in videos, frames or a webcam")
+    _add_predict_flags(p, "runs/track")
+    add_tracker_flags(p)
+
+
+def _add_predict_flags(p: argparse.ArgumentParser, project: str) -> None:
     p.add_argument("--weights", required=True, help="checkpoint (.pt)")
     p.add_argument("--source", required=True, help="image, folder, glob, video, webcam index or .txt list of paths")
     p.add_argument("--conf", type=float, default=0.25, help="keep detections scoring above this")
@@ -193,7 +206,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--imgsz", type=int, default=None, help="image size (default: the checkpoint's training size)")
     p.add_argument("--batch", type=int, default=1, help="frames per forward pass")
     _add_device(p)
-    _add_run_folder(p, "runs/predict")
+    _add_run_folder(p, project)
 
 
 def _add_export(sub: Any) -> None:
@@ -293,7 +306,8 @@ def build_parser() -> _Parser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_train, _add_val, _add_predict, _add_export, _add_benchmark, _add_demo, _add_info, _add_convert):
+    for add in (_add_train, _add_val, _add_predict, _add_track, add_track_eval, _add_export, _add_benchmark, _add_demo,
+                _add_info, _add_convert):  # fmt: skip
         add(sub)
     for subparser in sub.choices.values():
         # abbreviations (--epo for --epochs) would hide which flags were given

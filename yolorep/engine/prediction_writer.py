@@ -7,9 +7,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from yolorep.atomic import write_text_atomic
 from yolorep.engine.results import Results
 from yolorep.errors import YolorepError
+from yolorep.plots import write_image
 
 __all__ = ["VIDEO_CODECS", "PredictionWriter", "open_video_writer"]
 
@@ -68,15 +71,23 @@ class PredictionWriter:
 
     def add(self, result: Results) -> None:
         if self.save_media:
-            if result.video is None:
-                self._write_image(result)
-            else:
-                self._video_writer(result).write(result.plot())
+            self.write_media(result)
         if self.save_txt:
             stem = Path(result.path).stem + ("" if result.frame is None else f"_{result.frame}")
             result.save_txt(self.run_dir / "labels" / f"{stem}.txt")
         if self.save_json:
             self.predictions.extend(result.to_json())
+
+    def write_media(self, result: Results) -> None:
+        """Write the annotated image, or the annotated frame into its video."""
+        if result.video is None:
+            self._write_image(result)
+        else:
+            self._video_writer(result).write(self.render(result))
+
+    def render(self, result: Results) -> np.ndarray:
+        """The annotated frame [H, W, 3] uint8 BGR (tracking adds trails)."""
+        return result.plot()
 
     def _write_image(self, result: Results) -> None:
         import cv2
@@ -84,7 +95,7 @@ class PredictionWriter:
         out = self.run_dir / Path(result.path).name
         if not out.suffix or not cv2.haveImageWriter(out.name):  # in-memory input, or a format OpenCV cannot write
             out = out.with_name(out.name + ".jpg")
-        self.saved.append(result.save(out))
+        self.saved.append(write_image(out, self.render(result)))
 
     def _video_writer(self, result: Results) -> Any:
         if self._video is not None and self._video[0] == result.path:

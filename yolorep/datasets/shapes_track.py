@@ -39,6 +39,7 @@ _WORLD = (1.6, 1.4)  # world size in views (width, height): objects and camera h
 _SIZE_RANGE = (0.09, 0.25)  # shape size as a fraction of the view's height ... width
 _SPEED_RANGE = (0.6, 3.5)  # pixels per frame
 _TURN_STD = 0.04  # radians per frame: paths bend
+_PAN_PERIOD = (150, 300)  # frames for the camera to pan across the world and back: at most ~4 px per frame
 _JPEG_QUALITY = 90
 
 
@@ -162,7 +163,7 @@ def _write_sequence(
     world_wh = (round(width * _WORLD[0]), round(height * _WORLD[1]))
     world = textured_background(world_wh[1], world_wh[0], rng)
     shapes = [_spawn(world_wh, view_wh, world.reshape(-1, 3).mean(axis=0), rng) for _ in range(n_objects)]
-    periods = rng.uniform(0.6, 1.2, size=2) * max(frames, 2)
+    periods = rng.uniform(*_PAN_PERIOD, size=2)
     travel = (world_wh[0] - width, world_wh[1] - height)
     noise_bank = rng.standard_normal((height + 64, width + 64, 3), dtype=np.float32)
     (folder / "img1").mkdir(parents=True)

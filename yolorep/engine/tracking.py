@@ -56,8 +56,8 @@ class ObjectTracker:
 
     def __init__(self, detector: Detector, tracker: TrackerSource = "bytetrack.yaml") -> None:
         self.detector = detector
-        self.config = load_tracker_config(tracker)  # a wrong YAML fails here, before any frame is read
-        self.tracker: ByteTracker | None = None
+        self.config = load_tracker_config(tracker)  # a wrong YAML or a missing scipy fails here, before any frame
+        self.tracker: ByteTracker = build_tracker(self.config)
         self.sequences = SequenceCounter()
         self.seconds = 0.0  # spent in the tracker since the last track() call
         self.frames = 0
@@ -85,7 +85,7 @@ class ObjectTracker:
         check_batch(batch)
         source = load_source(resolve_track_source(source), vid_stride)
         if not persist:
-            self.tracker, self.sequences = None, SequenceCounter()
+            self.sequences = SequenceCounter()  # the first frame then starts a new tracker
         self.seconds, self.frames = 0.0, 0
         results = self._stream(source, batch)
         return results if stream else list(results)
@@ -94,7 +94,7 @@ class ObjectTracker:
         with closing(self.detector.predict(source, stream=True, batch=batch)) as results:
             for result in results:
                 place = self.sequences.place(result)
-                if place.is_first or self.tracker is None:
+                if place.is_first:
                     self.tracker = build_tracker(self.config, place.fps)
                 yield self.update(result)
 
@@ -143,6 +143,7 @@ def track(
     """
     check_batch(batch)
     config = load_tracker_config(tracker)  # before the model and the source: a wrong YAML fails at once
+    build_tracker(config)  # and so does a missing scipy
     src = load_source(resolve_track_source(source), vid_stride)
     tracking = ObjectTracker(Detector(weights, device, imgsz, conf, iou, half, classes, max_det), config)
     run_dir = increment_run_dir(project, name) if (not no_save or save_txt or save_json) else None

@@ -15,7 +15,7 @@ import numpy as np
 
 from yolorep.track.config import TrackerConfig
 from yolorep.track.kalman import KalmanBoxFilter
-from yolorep.track.matching import fuse_scores, iou_cost, linear_assignment
+from yolorep.track.matching import assignment_solver, fuse_scores, iou_cost, linear_assignment
 from yolorep.track.tracklet import Track, TrackState
 
 __all__ = ["ByteTracker"]
@@ -35,6 +35,7 @@ class ByteTracker:
     """
 
     def __init__(self, config: TrackerConfig | None = None, frame_rate: float = 30.0) -> None:
+        assignment_solver()  # a missing scipy fails here, before any frame
         self.config = config or TrackerConfig()
         self.filter = self._make_filter()
         self.max_time_lost = max(int(frame_rate / 30.0 * self.config.track_buffer), 1)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.optimize import linear_sum_assignment
+from collections.abc import Callable
 
-__all__ = ["fuse_scores", "iou_cost", "linear_assignment"]
+import numpy as np
+
+from yolorep.errors import YolorepError
+
+__all__ = ["assignment_solver", "fuse_scores", "iou_cost", "linear_assignment"]
 
 
 def iou_cost(boxes_a_xyxy: np.ndarray, boxes_b_xyxy: np.ndarray) -> np.ndarray:
@@ -32,6 +35,19 @@ def fuse_scores(cost: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return 1.0 - (1.0 - cost) * np.asarray(scores)[None, :]
 
 
+def assignment_solver() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """``scipy.optimize.linear_sum_assignment``, or one line saying how to install it.
+
+    Raises:
+        YolorepError: scipy is not installed.
+    """
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:
+        raise YolorepError("tracking needs scipy, which is not installed; pip install 'yolorep[track]'") from None
+    return linear_sum_assignment
+
+
 def linear_assignment(cost: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Minimum-cost matching that leaves a row or column unmatched rather than pair it above ``threshold``.
 
@@ -49,7 +65,7 @@ def linear_assignment(cost: np.ndarray, threshold: float) -> tuple[np.ndarray, n
     """
     if cost.size == 0:
         return np.empty((0, 2), dtype=np.int64), np.arange(cost.shape[0]), np.arange(cost.shape[1])
-    rows, cols = linear_sum_assignment(np.maximum(threshold - cost, 0.0), maximize=True)
+    rows, cols = assignment_solver()(np.maximum(threshold - cost, 0.0), maximize=True)
     keep = cost[rows, cols] <= threshold
     rows, cols = rows[keep], cols[keep]
     free_rows, free_cols = np.ones(cost.shape[0], bool), np.ones(cost.shape[1], bool)

@@ -102,7 +102,7 @@ def test_stream_and_persist_keep_identities_across_calls():
     tracking = ObjectTracker(Detector(ScriptedDetector(frames), device="cpu", imgsz=SIZE), "botsort.yaml")
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     lefts = {}
-    for t in range(12):  # one call per frame, as a webcam loop does
+    for _ in range(12):  # one call per frame, as a webcam loop does
         (result,) = tracking.track(image, persist=True)
         assert result.boxes.xyxy.shape == (2, 4) and result.boxes.cls.tolist() == [0, 0]
         for track_id, box in zip(result.boxes.id.tolist(), result.boxes.xyxy.tolist()):

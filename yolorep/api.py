@@ -139,7 +139,8 @@ class YOLO:
         """Detect and track objects in ``source``: one ``Results`` per frame whose ``boxes.id`` are identities kept
         across frames (ByteTrack or BoT-SORT: ``tracker="botsort.yaml"``, a YAML path or a mapping of its keys).
 
-        ``kwargs`` are ``predict``'s. With ``persist=True`` the tracks (and the detector and tracker settings) of
+        ``kwargs`` are ``predict``'s (``conf`` defaults to 0.1: the tracker's thresholds decide which boxes make
+        tracks). With ``persist=True`` the tracks (and the detector and tracker settings) of
         the previous call carry over, so frames fed one call at a time (``model.track(frame, persist=True)`` in a
         loop) keep their identities.
         """
@@ -147,6 +148,7 @@ class YOLO:
         from yolorep.engine.tracking import ObjectTracker
 
         run_kwargs = {k: kwargs.pop(k) for k in ("batch", "vid_stride") if k in kwargs}
+        kwargs.setdefault("conf", 0.1)
         session = getattr(self, "_tracking", None)
         if not persist or session is None:
             session = self._tracking = ObjectTracker(Detector(self.checkpoint or self.model, **kwargs), tracker)

@@ -27,7 +27,7 @@ class FramePlace:
     """Where a frame sits: its sequence and its MOTChallenge frame number."""
 
     sequence: str  # the video's stem; for still images their folder's name (its parent's for MOTChallenge 'img1')
-    number: int  # 1-based frame number: the video frame index + 1, or the image's numeric stem, or its position
+    number: int  # from 1: the video frame index + 1, the image's number (+ 1 if they start at 0), or its position
     is_first: bool  # the first frame of a new sequence (trackers start afresh)
     fps: float
 
@@ -53,6 +53,7 @@ class SequenceCounter:
     def __init__(self) -> None:
         self._key: str | None = None
         self._position = 0
+        self._offset = 0  # 1 for images numbered from 0 (000000.jpg), 0 for MOTChallenge's numbering from 1
 
     def place(self, result: Results) -> FramePlace:
         key = _sequence_key(result)
@@ -61,8 +62,11 @@ class SequenceCounter:
         stem = Path(result.path).stem
         if result.frame is not None:
             number = result.frame + 1
+        elif stem.isdigit():  # numbered frames keep their numbers, so a skipped unreadable one leaves a gap
+            self._offset = int(int(stem) == 0) if is_first else self._offset
+            number = int(stem) + self._offset
         else:
-            number = int(stem) if stem.isdigit() else self._position
+            number = self._position
         return FramePlace(_sequence_name(result), number, is_first, result.video.fps if result.video else 30.0)
 
 

@@ -115,7 +115,7 @@ def track(
     weights: str | Path | nn.Module,
     source: str | Path,
     tracker: str | Path = "bytetrack.yaml",
-    conf: float = 0.25,
+    conf: float = 0.1,
     iou: float = 0.7,
     classes: Sequence[int] | None = None,
     max_det: int = 300,
@@ -133,7 +133,8 @@ def track(
     """``yolorep track``: detect and track, then write annotated frames or videos (identity colours and trails),
     MOTChallenge label files (``--save-txt``) and ``tracks.json`` (``--save-json``) to a run folder.
 
-    The flags are ``predict``'s (see ``yolorep predict --help``) and ``tracker``, a tracker YAML.
+    The flags are ``predict``'s (see ``yolorep predict --help``), with ``conf`` 0.1 (the tracker's own thresholds
+    decide which boxes make tracks; ByteTrack's second round uses those from 0.1 up), and ``tracker``, a YAML.
 
     Returns:
         The run folder, or None when nothing was to be saved.

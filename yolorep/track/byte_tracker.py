@@ -23,6 +23,7 @@ __all__ = ["ByteTracker"]
 # Thresholds of the second round (low-score detections) and of confirming new tracks, as in the paper's code.
 SECOND_MATCH_THRESH = 0.5
 UNCONFIRMED_MATCH_THRESH = 0.7
+RECOVER_MATCH_THRESH = 0.7  # enlarged boxes of a lost track and a detection must overlap at IoU 0.3
 DUPLICATE_IOU_COST = 0.15  # a tracked and a lost track overlapping more than IoU 0.85 are one object twice
 
 
@@ -78,14 +79,18 @@ class ByteTracker:
         matches, free_pool, free_high = linear_assignment(self._cost(pool_boxes, high), self.config.match_thresh)
         self._follow(pool, high, matches)
         # 2: low-scoring detections against the tracks that were tracked until now
-        free_pool = [i for i in free_pool if pool[i].state == TrackState.TRACKED]
-        waiting = [pool[i] for i in free_pool]
-        matches, free_waiting, _ = linear_assignment(iou_cost(pool_boxes[free_pool], low[:, :4]), SECOND_MATCH_THRESH)
+        waiting_rows = [i for i in free_pool if pool[i].state == TrackState.TRACKED]
+        waiting = [pool[i] for i in waiting_rows]
+        matches, free_waiting, _ = linear_assignment(
+            iou_cost(pool_boxes[waiting_rows], low[:, :4]), SECOND_MATCH_THRESH
+        )
         self._follow(waiting, low, matches)
         for i in free_waiting:
             waiting[i].state = TrackState.LOST
+        # 2b: lost tracks against the confident detections left, with enlarged boxes
+        lost_rows = [i for i in free_pool if pool[i].state == TrackState.LOST and pool[i].frame_id < self.frame_id - 1]
+        high = self._recover([pool[i] for i in lost_rows], pool_boxes[lost_rows], high[free_high])
         # 3: tracks born last frame are confirmed by a confident detection, or dropped
-        high = high[free_high]
         matches, free_new, free_high = linear_assignment(self._cost(unconfirmed_boxes, high), UNCONFIRMED_MATCH_THRESH)
         self._follow(unconfirmed, high, matches)
         for i in free_new:
@@ -101,6 +106,18 @@ class ByteTracker:
         ]
         self._remove_duplicates()
         return self._report([t for t in self.tracked if t.is_activated])
+
+    def _recover(self, lost: list[Track], lost_boxes: np.ndarray, detections: np.ndarray) -> np.ndarray:
+        """Match lost tracks to detection rows by the IoU of their boxes enlarged by ``recover_buffer`` of their
+        width and height on every side (C-BIoU, Yang et al., WACV 2023): after an occlusion the prediction has
+        drifted, and plain boxes of small or fast objects no longer overlap. Returns the detections left."""
+        scale = self.config.recover_buffer
+        if scale <= 0 or not lost or not len(detections):
+            return detections
+        cost = iou_cost(_buffered(lost_boxes, scale), _buffered(detections[:, :4], scale))
+        matches, _, free = linear_assignment(cost, RECOVER_MATCH_THRESH)
+        self._follow(lost, detections, matches)
+        return detections[free]
 
     def _cost(self, track_boxes: np.ndarray, detections: np.ndarray) -> np.ndarray:
         """[T, D] association cost of T track boxes [T, 4] against detection rows [D, 7]."""
@@ -184,3 +201,9 @@ class ByteTracker:
             return np.empty((0, 8))
         rows = [(t.track_id, t.score, t.cls, t.det_index) for t in tracks]
         return np.concatenate([self._track_boxes(tracks), np.array(rows, dtype=np.float64)], axis=1)
+
+
+def _buffered(boxes_xyxy: np.ndarray, scale: float) -> np.ndarray:
+    """[N, 4] boxes grown by ``scale`` times their width and height on each side."""
+    wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
+    return np.concatenate([boxes_xyxy[:, :2] - scale * wh, boxes_xyxy[:, 2:] + scale * wh], axis=1)

@@ -22,7 +22,6 @@ __all__ = ["GMC_METHODS", "TRACKER_TYPES", "TrackerConfig", "load_tracker_config
 TRACKER_TYPES = ("bytetrack", "botsort")
 GMC_METHODS = ("sparseOptFlow", "ecc", "none")
 _REID_KEYS = frozenset({"proximity_thresh", "appearance_thresh", "model"})  # meaningful only with with_reid: true
-_FRACTIONS = ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh")
 
 TrackerSource = Union[str, Path, dict, "TrackerConfig"]
 
@@ -38,6 +37,7 @@ class TrackerConfig:
     track_buffer: int = 30
     match_thresh: float = 0.8
     fuse_score: bool = True
+    recover_buffer: float = 0.3  # 0: lost tracks are matched only in the first round
     gmc_method: str = "none"  # BoT-SORT only
     source: str = "defaults"  # where it was read from, for messages
 

@@ -37,7 +37,7 @@ class TrackerConfig:
     track_buffer: int = 30
     match_thresh: float = 0.8
     fuse_score: bool = True
-    recover_buffer: float = 0.3  # 0: lost tracks are matched only in the first round
+    recover_buffer: float = 0.0  # > 0: a recovery round for lost tracks with boxes grown by this (C-BIoU)
     gmc_method: str = "none"  # BoT-SORT only
     source: str = "defaults"  # where it was read from, for messages
 

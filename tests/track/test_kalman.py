@@ -81,4 +81,5 @@ def test_warp_moves_centres_and_turns_velocities():
     quarter_turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]])
     turned, _ = kf.warp(mean, cov, quarter_turn)
     np.testing.assert_allclose(turned[0, :2], [-20, 10])
+    np.testing.assert_allclose(turned[0, 2:4], [40, 30])  # a 30 x 40 box turned a quarter is 40 x 30
     np.testing.assert_allclose(turned[0, 4:6], [0, 1], atol=1e-12)  # the velocity turns with the image

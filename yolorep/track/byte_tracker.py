@@ -2,7 +2,8 @@
 
 Per frame: predict every track with its Kalman filter; match confident detections to tracked and lost tracks by
 IoU (optionally weighted by the detection score); match the low-scoring detections, which are mostly occluded
-objects, to the tracks still unmatched; confirm or drop the tracks born last frame; start tracks from confident
+objects, to the tracks still unmatched; optionally (``recover_buffer``) match lost tracks to the confident
+detections left by the IoU of enlarged boxes; confirm or drop the tracks born last frame; start tracks from confident
 detections left over; forget tracks lost for longer than the buffer. Only confirmed, currently matched tracks are
 reported.
 """

@@ -108,10 +108,13 @@ class KalmanBoxFilter:
         return mean, covariance
 
     def warp(self, mean: np.ndarray, covariance: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Move states into the next frame's coordinates after the camera moved by ``affine`` [2, 3] (BoT-SORT's
-        camera-motion compensation: the linear part turns every (x, y)-like pair, the translation moves the
-        centre)."""
-        rotation = np.kron(np.eye(_DIM), affine[:, :2])  # [8, 8] block-diagonal
+        """Move (x, y, w, h) states into the next frame's coordinates after the camera moved by ``affine`` [2, 3]
+        (BoT-SORT's camera-motion compensation): the linear part ``A`` turns the centre and its velocity, the
+        translation moves the centre, and the size and its velocity become those of the box enclosing the turned
+        box, ``|A| (w, h)`` (a size never changes sign)."""
+        linear = affine[:, :2]
+        rotation = np.kron(np.eye(_DIM), linear)  # [8, 8] block-diagonal
+        rotation[2:4, 2:4] = rotation[6:8, 6:8] = np.abs(linear)
         mean = mean @ rotation.T
         mean[:, :2] += affine[:, 2]
         return mean, rotation @ covariance @ rotation.T

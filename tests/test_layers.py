@@ -16,10 +16,10 @@ LAYERS = (
     ("yolorep.checks", "yolorep.assets", "yolorep.options", "yolorep.config", "yolorep.ops", "yolorep.plots"),
     ("yolorep.nn",),
     ("yolorep.loss", "yolorep.datasets"),
-    ("yolorep.evaluation",),
+    ("yolorep.evaluation", "yolorep.track"),
     ("yolorep.engine",),
     ("yolorep.benchmark",),
-    ("yolorep.demo", "yolorep.cli", "yolorep.__main__", "yolorep.api"),
+    ("yolorep.demo", "yolorep.cli", "yolorep.cli_track", "yolorep.__main__", "yolorep.api"),
 )
 
 

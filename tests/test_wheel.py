@@ -72,3 +72,6 @@ def test_info_train_predict_val_from_an_empty_folder(installed):
     assert "at shape (1, 3, 64, 64)" in out  # the checkpoint's training size, not 640
     out = _run([yolorep, "val", "--weights", str(best), "--workers", "0", "--device", "cpu"], empty, env)
     assert "the data set" in out and "pycocotools COCOeval" in out and (empty / "runs" / "val" / "exp").is_dir()
+    track = [yolorep, "track", "--weights", str(best), "--source", str(image), "--tracker", "botsort.yaml"]
+    out = _run([*track, "--device", "cpu", "--save-txt"], empty, env)  # the tracker YAMLs ship in the wheel
+    assert "botsort" in out and (empty / "runs" / "track" / "exp" / "labels" / "val.txt").is_file()

@@ -7,6 +7,8 @@
     print(metrics.map50_95, metrics.save_dir)
     for result in model.predict("image.jpg"):      # paths, folders, globs, videos, numpy, PIL, tensors, lists
         print(result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+    for result in model.track("video.mp4", stream=True):  # identities across frames: result.boxes.id
+        print(result.boxes.id, result.boxes.xyxy)
     model.export(format="onnx")
 
 The methods call the same functions as the command line (``yolorep.engine``), print the same progress and
@@ -130,6 +132,27 @@ class YOLO:
         return detector.predict(source, stream=stream, **run_kwargs)
 
     __call__ = predict
+
+    def track(
+        self, source: Any, stream: bool = False, tracker: Any = "bytetrack.yaml", persist: bool = False, **kwargs: Any
+    ) -> list | Iterator:
+        """Detect and track objects in ``source``: one ``Results`` per frame whose ``boxes.id`` are identities kept
+        across frames (ByteTrack or BoT-SORT: ``tracker="botsort.yaml"``, a YAML path or a mapping of its keys).
+
+        ``kwargs`` are ``predict``'s (``conf`` defaults to 0.1: the tracker's thresholds decide which boxes make
+        tracks). With ``persist=True`` the tracks (and the detector and tracker settings) of
+        the previous call carry over, so frames fed one call at a time (``model.track(frame, persist=True)`` in a
+        loop) keep their identities.
+        """
+        from yolorep.engine.predictor import Detector
+        from yolorep.engine.tracking import ObjectTracker
+
+        run_kwargs = {k: kwargs.pop(k) for k in ("batch", "vid_stride") if k in kwargs}
+        kwargs.setdefault("conf", 0.1)
+        session = getattr(self, "_tracking", None)
+        if not persist or session is None:
+            session = self._tracking = ObjectTracker(Detector(self.checkpoint or self.model, **kwargs), tracker)
+        return session.track(source, stream=stream, persist=persist, **run_kwargs)
 
     def export(self, **kwargs: Any) -> Path:
         """Export the fused model (``format="onnx"`` or ``"torchscript"``) beside the checkpoint."""

@@ -1,4 +1,4 @@
-"""Where the built-in YAML files live: model descriptions, default hyperparameters, dataset descriptions.
+"""Where the built-in YAML files live: model descriptions, default hyperparameters, trackers, dataset descriptions.
 
 They sit at the repository's top level (``cfg/``, ``data/``) and ship inside the package: ``yolorep/cfg`` and
 ``yolorep/data`` link to them in the repository and are copied into the wheel, so an installed package finds them
@@ -11,11 +11,20 @@ import os
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["DATA_DIR", "DEFAULT_HYP_YAML", "MODELS_DIR", "datasets_root", "find_builtin_data", "is_builtin_data"]
+__all__ = [
+    "DATA_DIR",
+    "DEFAULT_HYP_YAML",
+    "MODELS_DIR",
+    "TRACKERS_DIR",
+    "datasets_root",
+    "find_builtin_data",
+    "is_builtin_data",
+]
 
 _PACKAGE = Path(str(files("yolorep")))
 MODELS_DIR = _PACKAGE / "cfg" / "models"
 DEFAULT_HYP_YAML = _PACKAGE / "cfg" / "default.yaml"
+TRACKERS_DIR = _PACKAGE / "cfg" / "trackers"
 DATA_DIR = _PACKAGE / "data"
 DATASETS_ENV = "YOLOREP_DATASETS"
 

@@ -1,4 +1,4 @@
-"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info,convert}``.
+"""Command line: ``yolorep {train,val,predict,track,track-eval,export,benchmark,demo,info,convert}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. The flags,
 their help and the defaults shown are generated from the command's options dataclasses (``yolorep.options``).
@@ -31,6 +31,8 @@ from yolorep.options import (
     InfoOptions,
     Options,
     PredictOptions,
+    TrackEvalOptions,
+    TrackOptions,
     TrainOptions,
     ValOptions,
 )
@@ -63,6 +65,14 @@ COMMANDS = {
     "predict": Command(
         "yolorep.engine.predictor", "predict", (("predict", PredictOptions),),
         "detect objects in images, folders, globs, videos or a webcam",
+    ),
+    "track": Command(
+        "yolorep.engine.tracking", "track", (("track", TrackOptions),),
+        "detect and track objects (ByteTrack, BoT-SORT) in videos, frames or a webcam",
+    ),
+    "track-eval": Command(
+        "yolorep.engine.track_eval", "track_eval", (("track-eval", TrackEvalOptions),),
+        "score tracks against MOTChallenge ground truth: HOTA, IDF1, MOTA, IDSW",
     ),
     "export": Command(
         "yolorep.engine.deploy.exporter", "export", (("export", ExportOptions),),

@@ -36,6 +36,30 @@ def class_color(c: int) -> tuple[int, int, int]:
     return int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)
 
 
+def identity_color(track_id: int) -> tuple[int, int, int]:
+    """BGR colour of a track identity: the same on every frame, and neighbouring ids far apart on the palette."""
+    return class_color((int(track_id) * 7) % len(_PALETTE))
+
+
+def draw_trails(image_bgr: np.ndarray, trails: dict[int, Sequence[tuple[float, float]]]) -> np.ndarray:
+    """Draw each identity's recent positions as a polyline in its colour, in place on ``image_bgr`` [H, W, 3].
+
+    Args:
+        trails: track id -> the centres (x, y) of its boxes in pixels, oldest first.
+
+    Returns:
+        ``image_bgr``.
+    """
+    import cv2
+
+    thickness = max(1, round(sum(image_bgr.shape[:2]) / 600))
+    for track_id, points in trails.items():
+        if len(points) > 1:
+            line = np.round(np.asarray(points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(image_bgr, [line], False, identity_color(track_id), thickness, cv2.LINE_AA)
+    return image_bgr
+
+
 def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
     """Encode ``image_bgr`` [H, W, 3] uint8 in the format of ``path``'s suffix and write it atomically (non-ASCII
     paths included).
@@ -179,6 +203,7 @@ def draw_boxes(
     classes: ArrayLike,
     names: Sequence[str],
     scores: ArrayLike | None = None,
+    ids: ArrayLike | None = None,
 ) -> np.ndarray:
     """Draw labelled boxes on a copy of an image.
 
@@ -188,6 +213,7 @@ def draw_boxes(
         classes: [N] class ids; the colour follows the class.
         names: class names.
         scores: [N] confidences appended to the labels, or None.
+        ids: [N] track identities, or None; when given the colour follows the identity and labels start ``id:7``.
 
     Returns:
         The annotated copy, [H, W, 3] uint8 BGR.
@@ -198,13 +224,16 @@ def draw_boxes(
     boxes = _numpy(boxes_xyxy).reshape(-1, 4)
     cls = _numpy(classes).reshape(-1).astype(int)
     conf = None if scores is None else _numpy(scores).reshape(-1)
+    track_ids = None if ids is None else _numpy(ids).reshape(-1).astype(int)
     thickness = max(1, round(sum(image.shape[:2]) / 600))
     font_scale = thickness / 3
     for i, (box, c) in enumerate(zip(boxes, cls)):
-        color = class_color(c)
+        color = class_color(c) if track_ids is None else identity_color(track_ids[i])
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
         label = names[c] if 0 <= c < len(names) else str(c)
+        if track_ids is not None:
+            label = f"id:{track_ids[i]} {label}"
         if conf is not None:
             label = f"{label} {conf[i]:.2f}"
         (tw, th), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness - 1))

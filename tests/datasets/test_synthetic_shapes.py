@@ -47,8 +47,8 @@ def test_box_is_tight_on_the_visible_shape(monkeypatch):
     """With a plain background and one known colour per shape, box and area equal those of the colour's pixels."""
     colours = [(10 * k, 255 - 10 * k, 7 * k) for k in range(1, 20)]  # distinct, none is the grey 128
     unused = iter(colours)
-    monkeypatch.setattr(synthetic, "_background", lambda h, w, rng: np.full((h, w, 3), 128, np.uint8))
-    monkeypatch.setattr(synthetic, "_contrasting_colour", lambda background, rng: np.array(next(unused), np.uint8))
+    monkeypatch.setattr(synthetic, "textured_background", lambda h, w, rng: np.full((h, w, 3), 128, np.uint8))
+    monkeypatch.setattr(synthetic, "contrasting_colour", lambda background, rng: np.array(next(unused), np.uint8))
     image, objects = synthetic._draw_image(120, 110, 8, np.random.default_rng(5))
     assert len(objects) >= 3
     for k, (_, bbox, area) in enumerate(objects):

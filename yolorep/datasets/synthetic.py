@@ -19,7 +19,7 @@ import numpy as np
 from yolorep.atomic import partial_dir
 from yolorep.errors import DatasetError
 
-__all__ = ["SHAPE_CATEGORIES", "generate_shapes"]
+__all__ = ["SHAPE_CATEGORIES", "contrasting_colour", "draw_shape", "generate_shapes", "textured_background"]
 
 SHAPE_CATEGORIES: tuple[tuple[int, str], ...] = (
     (1, "circle"),
@@ -129,7 +129,7 @@ def _draw_image(
     h: int, w: int, max_objects: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[tuple[int, list[float], float]]]:
     """One noise-free BGR image ``[h, w, 3]`` and its objects as ``(category_id, [x, y, w, h], visible area)``."""
-    image = _background(h, w, rng)
+    image = textured_background(h, w, rng)
     masks: list[np.ndarray] = []  # visible part of each placed shape, [h, w] uint8 0/255
     categories: list[int] = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
@@ -137,7 +137,7 @@ def _draw_image(
         if placed is None:
             continue
         category_index, mask = placed
-        colour = _contrasting_colour(np.array(cv2.mean(image, mask)[:3]), rng)
+        colour = contrasting_colour(np.array(cv2.mean(image, mask)[:3]), rng)
         x, y, bw, bh = cv2.boundingRect(mask)  # paint inside the shape's box only: full-image fills were slow
         image[y : y + bh, x : x + bw][mask[y : y + bh, x : x + bw] > 0] = colour
         for prev in masks:
@@ -170,7 +170,7 @@ def _place_shape(
     return None
 
 
-def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+def textured_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """Linear gradient between two random colours plus random lines, BGR uint8 ``[h, w, 3]``."""
     c0, c1 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
@@ -190,7 +190,7 @@ def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
-def _contrasting_colour(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def contrasting_colour(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random colour at least 150 (sum of absolute channel differences) away from ``background``."""
     colour = rng.integers(0, 256, size=3)
     for _ in range(10):
@@ -242,6 +242,14 @@ def _cross(canvas: np.ndarray, cx: float, cy: float, size: float, rng: np.random
     corners = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b],
                         [-a, -b], [-b, -b]])  # fmt: skip
     _fill(canvas, cx, cy, corners, rng.uniform(0, np.pi / 2))
+
+
+def draw_shape(
+    mask: np.ndarray, category_index: int, cx: float, cy: float, size: float, rng: np.random.Generator
+) -> None:
+    """Fill shape ``SHAPE_CATEGORIES[category_index]`` of about ``size`` pixels centred at (cx, cy) with 255 on
+    ``mask`` [H, W] uint8; ``rng`` draws its proportions and rotation (the same seed draws the same shape)."""
+    _DRAWERS[category_index](mask, cx, cy, size, rng)
 
 
 _DRAWERS: tuple[Callable[[np.ndarray, float, float, float, np.random.Generator], None], ...] = (

@@ -7,10 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from yolorep.atomic import write_text_atomic
 from yolorep.confined import confined
 from yolorep.engine.results import Results
 from yolorep.errors import YolorepError
+from yolorep.plots import write_image
 
 __all__ = ["VIDEO_CODECS", "PredictionWriter", "open_video_writer"]
 
@@ -71,10 +74,7 @@ class PredictionWriter:
 
     def add(self, result: Results) -> None:
         if self.save_media:
-            if result.video is None:
-                self._write_image(result)
-            else:
-                self._video_writer(result).write(result.plot())
+            self.write_media(result)
         if self.save_txt:
             stem = self._stem(result.path) + ("" if result.frame is None else f"_{result.frame}")
             result.save_txt(confined(self.run_dir / "labels", f"{stem}.txt"))
@@ -97,13 +97,24 @@ class PredictionWriter:
             self._taken.add(candidate.casefold())
         return self._stems[source]
 
+    def write_media(self, result: Results) -> None:
+        """Write the annotated image, or the annotated frame into its video."""
+        if result.video is None:
+            self._write_image(result)
+        else:
+            self._video_writer(result).write(self.render(result))
+
+    def render(self, result: Results) -> np.ndarray:
+        """The annotated frame [H, W, 3] uint8 BGR (tracking adds trails)."""
+        return result.plot()
+
     def _write_image(self, result: Results) -> None:
         import cv2
 
         suffix = Path(result.path).suffix
         if not suffix or not cv2.haveImageWriter(f"x{suffix}"):  # in-memory input, or a format OpenCV cannot write
             suffix += ".jpg"
-        self.saved.append(result.save(confined(self.run_dir, self._stem(result.path) + suffix)))
+        self.saved.append(write_image(confined(self.run_dir, self._stem(result.path) + suffix), self.render(result)))
 
     def _video_writer(self, result: Results) -> Any:
         if self._video is not None and self._video[0] == result.path:

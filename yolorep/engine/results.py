@@ -25,12 +25,24 @@ class Boxes:
     Args:
         data: [N, 6] float32 rows ``(x1, y1, x2, y2, conf, cls)``, as NMS returns them mapped back to the image.
         orig_shape: ``(height, width)`` of the image, for the normalised forms.
+        ids: [N] int64 track identities when tracking (``YOLO.track``, ``yolorep track``), else None.
     """
 
-    def __init__(self, data: Tensor, orig_shape: tuple[int, int]) -> None:
+    def __init__(self, data: Tensor, orig_shape: tuple[int, int], ids: Tensor | None = None) -> None:
         if data.ndim != 2 or data.shape[1] != 6:
             raise ValueError(f"Boxes: expected [N, 6] rows (x1, y1, x2, y2, conf, cls), got {tuple(data.shape)}")
-        self.data, self.orig_shape = data, tuple(orig_shape)
+        if ids is not None and tuple(ids.shape) != (data.shape[0],):
+            raise ValueError(f"Boxes: expected one id per box, [{data.shape[0]}], got {tuple(ids.shape)}")
+        self.data, self.orig_shape, self._ids = data, tuple(orig_shape), ids
+
+    @property
+    def id(self) -> Tensor | None:
+        """[N] int64 track identities, or None when the boxes come from ``predict`` (no tracking)."""
+        return self._ids
+
+    @property
+    def is_track(self) -> bool:
+        return self._ids is not None
 
     @property
     def xyxy(self) -> Tensor:
@@ -72,10 +84,12 @@ class Boxes:
 
     def __getitem__(self, index: Any) -> Boxes:
         data = self.data[index]
-        return Boxes(data.reshape(-1, 6), self.orig_shape)
+        ids = None if self._ids is None else self._ids[index].reshape(-1)
+        return Boxes(data.reshape(-1, 6), self.orig_shape, ids)
 
     def __repr__(self) -> str:
-        return f"Boxes({len(self)} detections, orig_shape={self.orig_shape})"
+        tracked = ", tracked" if self.is_track else ""
+        return f"Boxes({len(self)} detections{tracked}, orig_shape={self.orig_shape})"
 
 
 @dataclass
@@ -104,12 +118,14 @@ class Results:
         return len(self.boxes)
 
     def plot(self) -> np.ndarray:
-        """The original image with boxes, class names and scores drawn on a copy: [H, W, 3] uint8 BGR."""
+        """The original image with boxes, class names and scores drawn on a copy: [H, W, 3] uint8 BGR. Tracked
+        boxes are coloured by identity and labelled ``id:7 name score``."""
         from yolorep.plots import draw_boxes
 
         if self.orig_image is None:
             raise ValueError(f"{self.path}: this result holds no image to draw on")
-        return draw_boxes(self.orig_image, self.boxes.xyxy, self.boxes.cls, self.names, self.boxes.conf)
+        ids = self.boxes.id
+        return draw_boxes(self.orig_image, self.boxes.xyxy, self.boxes.cls, self.names, self.boxes.conf, ids=ids)
 
     def save(self, path: str | Path) -> Path:
         """Write the annotated image to ``path`` (format from its suffix, e.g. ``.jpg``, ``.png``)."""
@@ -128,11 +144,11 @@ class Results:
 
     def to_json(self) -> list[dict[str, Any]]:
         """COCO-style detections: ``bbox`` [x, y, w, h] (top-left corner, size) in original pixels; ``category_id``
-        is the model's class index; ``image`` is the source's file name and ``path`` the source as given. ``json.dumps``
-        it, or use ``to_json_str``."""
+        is the model's class index; ``id`` the track identity when tracking; ``image`` is the source's file name and
+        ``path`` the source as given. ``json.dumps`` it, or use ``to_json_str``."""
         image = Path(self.path).name
         rows = zip(self.boxes.cls.tolist(), xyxy_to_ltwh(self.boxes.xyxy).tolist(), self.boxes.conf.tolist())
-        return [
+        records = [
             {
                 "image": image,
                 "path": self.path,
@@ -144,6 +160,10 @@ class Results:
             }
             for c, box, s in rows
         ]
+        if self.boxes.id is not None:  # tracking: each record also names its identity
+            for record, track_id in zip(records, self.boxes.id.tolist()):
+                record["id"] = track_id
+        return records
 
     def to_json_str(self) -> str:
         return json.dumps(self.to_json())

@@ -2,7 +2,8 @@
 
 The command line, the Python keyword arguments, the checks and their messages, and what checkpoints store are
 generated from these classes: ``TrainOptions`` (with ``Hyperparameters``), ``ValOptions``, ``PredictOptions``,
-``ExportOptions``, one class per benchmark mode, ``DemoOptions``, ``InfoOptions`` and ``ConvertOptions``.
+``TrackOptions``, ``TrackEvalOptions``, ``ExportOptions``, one class per benchmark mode, ``DemoOptions``,
+``InfoOptions`` and ``ConvertOptions``.
 """
 
 from yolorep.options.benchmark import (
@@ -18,6 +19,7 @@ from yolorep.options.fields import Options, OptionSpec, option
 from yolorep.options.hyp import Hyperparameters, describe_hyp, load_hyp
 from yolorep.options.inference import ExportOptions, PredictOptions, ValOptions
 from yolorep.options.tools import ConvertOptions, DemoOptions, InfoOptions
+from yolorep.options.track import TrackEvalOptions, TrackOptions
 from yolorep.options.train import TrainOptions
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "Options",
     "PredictOptions",
     "SweepOptions",
+    "TrackEvalOptions",
+    "TrackOptions",
     "TrainOptions",
     "TrainStepOptions",
     "ValOptions",

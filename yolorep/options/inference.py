@@ -9,7 +9,7 @@ from typing import Any
 from yolorep.options.fields import Options, at_least, between, fraction, one_of, option
 from yolorep.options.train import MAX_IMGSZ
 
-__all__ = ["ExportOptions", "PredictOptions", "ValOptions", "read_classes", "read_model"]
+__all__ = ["ExportOptions", "PredictOptions", "ValOptions", "read_classes", "read_model", "read_source"]
 
 DEVICE_HELP = "cpu, cuda, 0, 0,1 ... (default: the first GPU if any, else cpu)"
 WORKERS_HELP = "data loader worker processes (default: on a CPU the cores torch's threads leave free, on a GPU up to 8)"
@@ -22,6 +22,13 @@ def read_model(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, list, tuple, dict)):
         raise ValueError("expected a checkpoint or exported model file, or a model")
     return value
+
+
+def read_source(value: Any) -> Any:
+    """A path as a string; anything else predict reads (a webcam index, arrays, images, lists) as it is."""
+    if value is None:
+        raise ValueError("expected an image, folder, glob, video, webcam index or list")
+    return str(value) if isinstance(value, Path) else value
 
 
 def read_classes(value: Any) -> tuple[int, ...]:
@@ -76,7 +83,7 @@ class PredictOptions(Options):
     weights: Any = option(
         help="checkpoint or exported model (.pt, .onnx, .torchscript, OpenVINO folder)", convert=read_model
     )
-    source: str = option(help="image, folder, glob, video, webcam index or .txt list of paths")
+    source: Any = option(help="image, folder, glob, video, webcam index or .txt list of paths", convert=read_source)
     conf: float = option(0.25, "keep detections scoring above this", check=fraction)
     iou: float = option(0.7, "NMS IoU threshold", check=fraction)
     classes: tuple[int, ...] | None = option(

@@ -34,8 +34,12 @@ def _outside_run(ctx: Ctx, *, results_csv: bool) -> Path:
 
 
 def _train_args(ctx: Ctx, **changes: object) -> Path:
+    """best.pt with ``changes`` in its train_args and, for ``data``, in its metadata record too (which is what a
+    checkpoint's data set is read from)."""
     raw = torch.load(ctx.best, weights_only=True)
     raw["train_args"] = {**raw["train_args"], **changes}
+    if "data" in changes and "metadata" in raw:
+        raw["metadata"] = {**raw["metadata"], "data": changes["data"]}
     path = ctx.tmp / "train_args.pt"
     torch.save(raw, path)
     return path

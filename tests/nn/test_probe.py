@@ -51,6 +51,7 @@ def test_probe_agrees_with_the_analytic_fuse(block_cls, k, stride, groups):
     probed = probe_conv(block)
     for attribute in ("kernel_size", "stride", "padding", "groups", "in_channels", "out_channels"):
         assert getattr(probed, attribute) == getattr(analytic, attribute), attribute
+    assert probed.weight.dtype == torch.float32  # probed on a float64 copy, returned in the block's dtype
     assert relative_error(probed.weight, analytic.weight) <= 1e-5
     assert relative_error(probed.bias, analytic.bias) <= 1e-5
 

@@ -12,9 +12,13 @@ what a zero-padded convolution computes, it is that convolution, and the convolu
 3. Values, in one batched forward pass: the bias is the response to a zero image, the kernel the responses to
    unit impulses (one per input channel and stride phase) minus that bias.
 4. Verification: on random inputs of two sizes, where the border is a large part of the image, the convolution
-   must match ``linear`` and ``act`` of it must match ``forward``, every value to ``TOLERANCE`` of the output's
-   largest magnitude. Otherwise the block is refused (:class:`FuseRefused`), with the reason: it is not linear,
-   or its border behaviour is one no zero-padded convolution has, or its output depends on position.
+   must match ``linear`` and ``act`` of it must match ``forward``, every value to ``TOLERANCE`` (of the block's
+   dtype) of the output's largest magnitude. Otherwise the block is refused (:class:`FuseRefused`), with the
+   reason: it is not linear, or its border behaviour is one no zero-padded convolution has, or its output depends
+   on position.
+
+All of it runs on a float64 copy of the block on the CPU, where structural zeros are exact, and the kernel is cast
+to the block's dtype and device at the end.
 
 The walk (:func:`yolorep.nn.fuse.fuse_modules`) leaves a refused block exactly as it is.
 """
@@ -24,7 +28,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,6 +43,7 @@ T = TypeVar("T", bound=type)
 Linear = Callable[[Tensor], Tensor]
 
 SHAPE_PROBE = (12, 13)  # rows, columns: strides 1-6 give distinct output sizes
+PROBE_DTYPE = torch.float64  # the probe runs on a float64 CPU copy of the block
 IMPULSE = 256.0  # a power of two: exact scaling, and the bias cancels with 1/256 of its rounding
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 PROBE_BYTES = 256 * 2**20  # impulse images per forward pass are capped to about this much memory
@@ -76,11 +80,9 @@ def linear_then_activation(
             raise TypeError(f"{klass.__qualname__} already defines fused(); the generic fuse would replace it")
 
         def fused(self: nn.Module) -> FusedConv:
+            conv = probe_conv(self, linear, act=act, max_kernel_size=max_kernel_size)
             activation = make_activation(getattr(self, act)) if act else nn.Identity()
-            conv = probe_conv(self, linear, max_kernel_size=max_kernel_size)
-            replacement = FusedConv(conv, copy.deepcopy(activation)).eval()
-            _verify_forward(self, replacement, conv)
-            return replacement
+            return FusedConv(conv, copy.deepcopy(activation)).eval()
 
         fused.__doc__ = "The equivalent FusedConv, found by probing the linear part (yolorep.nn.probe)."
         klass.fused = fused
@@ -89,28 +91,38 @@ def linear_then_activation(
     return decorate(cls) if cls is not None else decorate
 
 
-def probe_conv(block: nn.Module, linear: str | None = None, *, max_kernel_size: int | None = None) -> nn.Conv2d:
-    """The biased ``nn.Conv2d`` equal to ``block.<linear>`` (default: ``block`` itself) in eval mode, verified.
+def probe_conv(
+    block: nn.Module, linear: str | None = None, *, act: str | None = None, max_kernel_size: int | None = None
+) -> nn.Conv2d:
+    """The biased ``nn.Conv2d`` equal to ``block.<linear>`` (default: ``block`` itself) in eval mode, verified, in
+    the block's dtype and on its device.
 
-    ``block`` is run in eval mode and restored to its mode afterwards; it is not modified.
+    The probing runs on a float64 copy of ``block`` on the CPU: structural zeros come out exactly zero there (no
+    Winograd or FFT convolution, no TF32), and ``block`` itself is neither run nor changed. With ``act`` (the name
+    of an activation attribute), ``block.forward(x)`` must also equal ``act(linear(x))``. The check holds every
+    value to ``TOLERANCE`` of the block's dtype.
 
     Raises:
         FuseRefused: ``linear`` is not one zero-padded convolution; the message says why.
     """
     name = type(block).__name__
-    like = next((t for t in (*block.parameters(), *block.buffers()) if t.is_floating_point()), torch.zeros(()))
+    reference = next((t for t in (*block.parameters(), *block.buffers()) if t.is_floating_point()), torch.zeros(()))
+    tolerance = TOLERANCE.get(reference.dtype, 1e-5)
     in_channels = _in_channels(block, name)
-    with _eval_mode(block), torch.no_grad():
-        function = getattr(block, linear) if linear else block
-        out_channels, stride = _shape(function, in_channels, like, name)
-        bound = _radius_bound(block, stride, max_kernel_size)
-        twin = _random_twin(block)
+    probe = copy.deepcopy(block).to("cpu", PROBE_DTYPE).eval()
+    with torch.no_grad():
+        function = getattr(probe, linear) if linear else probe
+        out_channels, stride = _shape(function, in_channels, name)
+        bound = _radius_bound(probe, stride, max_kernel_size)
+        twin = _random_twin(probe)
         twin_function = getattr(twin, linear) if linear else twin
-        geometry = _structure(twin_function, in_channels, out_channels, stride, bound, like, name)
-        kernel, bias = _impulse_response(function, geometry, bound, like, name)
+        geometry = _structure(twin_function, in_channels, out_channels, stride, bound, name)
+        kernel, bias = _impulse_response(function, geometry, bound, name)
         conv = _as_conv(geometry, kernel, bias)
-        _verify(function, conv, geometry, name, like)
-    return conv
+        _verify(function, conv, geometry, name, tolerance)
+        if act is not None:
+            _verify_forward(probe, FusedConv(conv, make_activation(getattr(probe, act))), geometry, tolerance)
+    return conv.to(reference.device, reference.dtype)
 
 
 def _in_channels(block: nn.Module, name: str) -> int:
@@ -123,18 +135,6 @@ def _in_channels(block: nn.Module, name: str) -> int:
     return first.in_channels
 
 
-@contextmanager
-def _eval_mode(block: nn.Module):
-    """Eval mode for the probe (BatchNorm reads its running statistics and updates nothing), then the old modes."""
-    modes = [(m, m.training) for m in block.modules()]
-    block.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
-
-
 def _run(linear: Linear, x: Tensor, name: str) -> Tensor:
     try:
         y = linear(x)
@@ -145,10 +145,10 @@ def _run(linear: Linear, x: Tensor, name: str) -> Tensor:
     return y
 
 
-def _shape(linear: Linear, in_channels: int, like: Tensor, name: str) -> tuple[int, int]:
+def _shape(linear: Linear, in_channels: int, name: str) -> tuple[int, int]:
     """Output channels and stride, from the output size of a 12 x 13 zero input."""
     rows, cols = SHAPE_PROBE
-    y = _run(linear, like.new_zeros(1, in_channels, rows, cols), name)
+    y = _run(linear, torch.zeros(1, in_channels, rows, cols, dtype=PROBE_DTYPE), name)
     for stride in range(1, rows + 1):
         if y.shape[-2:] == (math.ceil(rows / stride), math.ceil(cols / stride)):
             return y.shape[1], stride
@@ -173,24 +173,24 @@ def _radius_bound(block: nn.Module, stride: int, max_kernel_size: int | None) ->
     return stride * total + 1
 
 
-def _impulse_images(in_channels: int, stride: int, bound: int, like: Tensor) -> tuple[Tensor, int]:
+def _impulse_images(in_channels: int, stride: int, bound: int) -> tuple[Tensor, int]:
     """One image per (input channel, row phase, column phase) with ``IMPULSE`` at (s m + dy, s m + dx), then a
     zero image. Returns the images [C s^2 + 1, C, P, P] and m (the output index of the centre)."""
     m = math.ceil(bound / stride)
     size = stride * (2 * m + 1)
     phases = stride * stride
-    images = like.new_zeros(in_channels * phases + 1, in_channels, size, size)
+    images = torch.zeros(in_channels * phases + 1, in_channels, size, size, dtype=PROBE_DTYPE)
     index = torch.arange(in_channels * phases)
     channel, phase = index // phases, index % phases
     images[index, channel, stride * m + phase // stride, stride * m + phase % stride] = IMPULSE
     return images, m
 
 
-def _probe(linear: Linear, in_channels: int, stride: int, bound: int, like: Tensor, name: str) -> tuple[Tensor, Tensor]:
+def _probe(linear: Linear, in_channels: int, stride: int, bound: int, name: str) -> tuple[Tensor, Tensor]:
     """Responses to impulses as a full kernel [C_out, C_in, 2 R + 1, 2 R + 1] (R = ``bound``, cross-correlation
     order: entry (R + a, R + b) weighs input offset (a, b) from the output pixel's centre) and the bias map
     [C_out, O, O] of the zero image."""
-    images, m = _impulse_images(in_channels, stride, bound, like)
+    images, m = _impulse_images(in_channels, stride, bound)
     zero = images[-1:]
     per_image = images[0].numel() * images.element_size()
     chunk = max(1, PROBE_BYTES // per_image)
@@ -210,9 +210,9 @@ def _probe(linear: Linear, in_channels: int, stride: int, bound: int, like: Tens
 
 
 def _random_twin(block: nn.Module) -> nn.Module:
-    """A copy of ``block`` (in eval mode) whose floating parameters and buffers are random numbers in [0.5, 1.5):
-    no weight is zero, no variance negative, so its impulse responses are zero only where the structure is."""
-    twin = copy.deepcopy(block).eval()
+    """A copy of ``block`` whose floating parameters and buffers are random numbers in [0.5, 1.5): no weight is
+    zero, no variance negative, so its impulse responses are zero only where the structure is."""
+    twin = copy.deepcopy(block)
     generator = torch.Generator().manual_seed(0)
     for tensor in (*twin.parameters(), *twin.buffers()):
         if tensor.is_floating_point():
@@ -220,11 +220,9 @@ def _random_twin(block: nn.Module) -> nn.Module:
     return twin
 
 
-def _structure(
-    twin: Linear, in_channels: int, out_channels: int, stride: int, bound: int, like: Tensor, name: str
-) -> Geometry:
+def _structure(twin: Linear, in_channels: int, out_channels: int, stride: int, bound: int, name: str) -> Geometry:
     """Radius and groups from the impulse responses of the random twin."""
-    kernel, _ = _probe(twin, in_channels, stride, bound, like, name)
+    kernel, _ = _probe(twin, in_channels, stride, bound, name)
     used = kernel != 0  # structural zeros are exact: nothing is added there
     ring = used.any(dim=(0, 1))
     if ring[0].any() or ring[-1].any() or ring[:, 0].any() or ring[:, -1].any():
@@ -252,10 +250,10 @@ def _groups(used: Tensor) -> int:
     return 1
 
 
-def _impulse_response(linear: Linear, geometry: Geometry, bound: int, like: Tensor, name: str) -> tuple[Tensor, Tensor]:
+def _impulse_response(linear: Linear, geometry: Geometry, bound: int, name: str) -> tuple[Tensor, Tensor]:
     """The kernel [C_out, C_in / g, k, k] and bias [C_out] of the real block."""
     g, r = geometry.groups, geometry.radius
-    full, bias_map = _probe(linear, geometry.in_channels, geometry.stride, bound, like, name)
+    full, bias_map = _probe(linear, geometry.in_channels, geometry.stride, bound, name)
     full = full[:, :, bound - r : bound + r + 1, bound - r : bound + r + 1]
     c_out, c_in, k, _ = full.shape
     blocks = full.reshape(g, c_out // g, g, c_in // g, k, k).diagonal(dim1=0, dim2=2)  # [C_out/g, C_in/g, k, k, g]
@@ -275,17 +273,16 @@ def _as_conv(geometry: Geometry, kernel: Tensor, bias: Tensor) -> nn.Conv2d:
     return conv
 
 
-def _check_inputs(geometry: Geometry, like: Tensor) -> list[Tensor]:
+def _check_inputs(geometry: Geometry) -> list[Tensor]:
     """Random inputs where the border is a large share: tiny, and a few kernels wide (odd by even)."""
     generator = torch.Generator().manual_seed(1)
     span = geometry.stride * (2 * geometry.radius + 1)
     sizes = [(2 * span + 3, 2 * span + 2), (3, 2)]  # the larger first: it has an interior, for the diagnosis
-    return [torch.randn(2, geometry.in_channels, *size, generator=generator).to(like) for size in sizes]
+    return [torch.randn(2, geometry.in_channels, *size, generator=generator, dtype=PROBE_DTYPE) for size in sizes]
 
 
-def _verify(linear: Linear, conv: nn.Conv2d, geometry: Geometry, name: str, like: Tensor) -> None:
-    tolerance = TOLERANCE.get(like.dtype, 1e-5)
-    for x in _check_inputs(geometry, like):
+def _verify(linear: Linear, conv: nn.Conv2d, geometry: Geometry, name: str, tolerance: float) -> None:
+    for x in _check_inputs(geometry):
         expected, got = _run(linear, x, name), conv(x)
         if expected.shape != got.shape:
             raise FuseRefused(
@@ -321,17 +318,13 @@ def _diagnose(linear: Linear, x: Tensor, error: Tensor, geometry: Geometry, scal
     return f"linear, but no convolution computes it: away from the border it differs by {worst:.2g} of its output"
 
 
-def _verify_forward(block: nn.Module, replacement: FusedConv, conv: nn.Conv2d) -> None:
+def _verify_forward(block: nn.Module, replacement: FusedConv, geometry: Geometry, tolerance: float) -> None:
     """``forward`` must be the activation of the linear part, as the decorator declares."""
-    name = type(block).__name__
-    like = conv.weight
-    geometry = Geometry(conv.in_channels, conv.out_channels, conv.stride[0], conv.padding[0], conv.groups)
-    with _eval_mode(block), torch.no_grad():
-        for x in _check_inputs(geometry, like):
-            expected, got = block(x), replacement(x)
-            scale = expected.abs().max().clamp_min(torch.finfo(expected.dtype).tiny)
-            if expected.shape != got.shape or (got - expected).abs().max() > TOLERANCE.get(like.dtype, 1e-5) * scale:
-                raise FuseRefused(
-                    f"{name}: forward(x) is not the activation of its linear part, as @linear_then_activation "
-                    "declares; left unfused"
-                )
+    for x in _check_inputs(geometry):
+        expected, got = block(x), replacement(x)
+        scale = expected.abs().max().clamp_min(torch.finfo(expected.dtype).tiny)
+        if expected.shape != got.shape or (got - expected).abs().max() > tolerance * scale:
+            raise FuseRefused(
+                f"{type(block).__name__}: forward(x) is not the activation of its linear part, as "
+                "@linear_then_activation declares; left unfused"
+            )

@@ -22,6 +22,7 @@ from yolorep.atomic import atomic_path
 from yolorep.engine.metadata import ModelMetadata, eval_args_problem, legacy_metadata, metadata_of
 from yolorep.errors import CheckpointError
 from yolorep.nn.model import DetectionModel, build_model
+from yolorep.nn.modules.timm_backbone import without_pretrained_weights
 from yolorep.version import __version__
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_atomic"]
@@ -225,8 +226,10 @@ def load_checkpoint(path: str | Path) -> DetectionModel:
     ``model.meta``.
     """
     checkpoint = read_checkpoint(path)
+    cfg, scale, name = checkpoint["model_cfg"], checkpoint.get("scale"), checkpoint.get("model_name")
     try:
-        model = build_model(checkpoint["model_cfg"], scale=checkpoint.get("scale"), name=checkpoint.get("model_name"))
+        with without_pretrained_weights():  # the checkpoint holds the weights: nothing to download
+            model = build_model(cfg, scale=scale, name=name)
     except Exception as err:
         raise CheckpointError(f"{path}: cannot rebuild the model from the stored config: {err}") from None
     if checkpoint.get("fused"):

@@ -40,6 +40,7 @@ from yolorep.engine.validator import Validator, build_eval_loader, build_validat
 from yolorep.errors import CheckpointError
 from yolorep.loss import DetectionLoss
 from yolorep.nn.model import DetectionModel, build_model
+from yolorep.nn.modules.timm_backbone import without_pretrained_weights
 
 __all__ = ["build_trainer", "cache_images", "freeze_layers", "initial_weights"]
 
@@ -64,7 +65,8 @@ def _initial_model(
         checkpoint, weights = initial_weights(model_cfg), weights or model_cfg  # a .pt's architecture and weights
     if checkpoint is not None:  # the architecture a checkpoint stores
         cfg, scale, name = checkpoint["model_cfg"], checkpoint.get("scale"), checkpoint.get("model_name")
-        model = build_model(cfg, nc=nc, scale=scale, name=name)
+        with without_pretrained_weights():  # the checkpoint's weights replace any download
+            model = build_model(cfg, nc=nc, scale=scale, name=name)
     else:
         model = build_model(model_cfg, nc=nc)
     model.names = list(names)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 from yolorep.config import ModelSpec, load_model_spec
 from yolorep.errors import ConfigError
 from yolorep.nn.builder import build_layers
-from yolorep.nn.fuse import fuse_modules, is_fusable
+from yolorep.nn.fuse import fuse_modules, unfused_modules
 from yolorep.nn.modules.head import Detect
 from yolorep.ops.decode import decode_predictions
 
@@ -77,9 +78,10 @@ class DetectionModel(nn.Module):
 
     @property
     def is_fused(self) -> bool:
-        """True when every fusable module has been replaced by its fused form (read from the modules)."""
+        """True when every fusable module has been replaced by its fused form, or kept because its fuse was refused
+        (read from the modules)."""
         modules = [m for m in self.modules() if m is not self]
-        return any(getattr(m, "is_fused", False) for m in modules) and not any(is_fusable(m) for m in modules)
+        return any(getattr(m, "is_fused", False) for m in modules) and not unfused_modules(self)
 
     def head_inputs(self, x: Tensor) -> list[Tensor]:
         outputs = self._run(x, len(self.layers) - 1)
@@ -110,12 +112,13 @@ class DetectionModel(nn.Module):
         """Fuse every re-parameterizable block and conv+BN in place; eval mode; idempotent. Returns self.
 
         What was fused is kept in ``fuse_report`` (and logged at debug level); a fused model refuses ``train()``.
+        A block whose generic fuse is refused (``yolorep.nn.probe``) stays as it is, with a warning saying why.
         """
         self.eval()
         with torch.no_grad():
             _, counts = fuse_modules(self)
         if counts:
-            self.fuse_report = "fused " + ", ".join(f"{n} {name}" for name, n in counts.most_common())
+            self.fuse_report = _fuse_report(counts)
         elif not self.fuse_report:
             self.fuse_report = "nothing to fuse"
         LOGGER.debug("%s: %s", self.spec.name, self.fuse_report)
@@ -151,6 +154,15 @@ class DetectionModel(nn.Module):
                 self.spec.name, state, summary["layers"], f"{params:,}", summary["gflops"], imgsz,
             )  # fmt: skip
         return summary
+
+
+def _fuse_report(counts: Counter) -> str:
+    """``"fused 20 RepVGGBlock, 15 Conv"``, then ``"; refused 1 MyBlock"`` for blocks left unfused."""
+    refused_tag = " (refused)"
+    fused = [f"{n} {name}" for name, n in counts.most_common() if not name.endswith(refused_tag)]
+    refused = [f"{n} {name[: -len(refused_tag)]}" for name, n in counts.most_common() if name.endswith(refused_tag)]
+    parts = (["fused " + ", ".join(fused)] if fused else []) + (["refused " + ", ".join(refused)] if refused else [])
+    return "; ".join(parts)
 
 
 class DecodedModel(nn.Module):

@@ -2,23 +2,36 @@
 
 from torch import nn
 
-from yolorep.nn.modules.conv import Conv, FusedConv, make_activation
+from yolorep.nn.modules.acb import ACBlock
+from yolorep.nn.modules.conv import Conv, ConvBN, FusedConv, make_activation
+from yolorep.nn.modules.dbb import DBBlock
 from yolorep.nn.modules.head import Detect
+from yolorep.nn.modules.mobileone import MobileOneBlock, MobileOneUnit
 from yolorep.nn.modules.neck import SPPF, Concat
 from yolorep.nn.modules.repvgg import QARepVGGBlock, RepBlock, RepCSP, RepVGGBlock
+from yolorep.nn.modules.timm_backbone import FusedTimmBackbone, Select, TimmBackbone, without_pretrained_weights
 from yolorep.nn.registry import register_alias
 
 __all__ = [
     "SPPF",
+    "ACBlock",
     "Concat",
     "Conv",
+    "ConvBN",
+    "DBBlock",
     "Detect",
     "FusedConv",
+    "FusedTimmBackbone",
+    "MobileOneBlock",
+    "MobileOneUnit",
     "QARepVGGBlock",
     "RepBlock",
     "RepCSP",
     "RepVGGBlock",
+    "Select",
+    "TimmBackbone",
     "make_activation",
+    "without_pretrained_weights",
 ]
 
 register_alias("nn.Upsample", nn.Upsample)

@@ -15,7 +15,7 @@ LAYERS = (
     ("yolorep.version", "yolorep.errors", "yolorep.atomic", "yolorep.logs"),
     ("yolorep.checks", "yolorep.assets", "yolorep.hyp", "yolorep.config", "yolorep.ops", "yolorep.plots"),
     ("yolorep.nn",),
-    ("yolorep.loss", "yolorep.datasets"),
+    ("yolorep.loss", "yolorep.datasets", "yolorep.foreign"),
     ("yolorep.evaluation",),
     ("yolorep.engine",),
     ("yolorep.benchmark",),

@@ -1,4 +1,4 @@
-"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info,convert}``.
+"""Command line: ``yolorep {train,val,predict,export,benchmark,demo,info,convert,import}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. Flags
 are written ``--epochs 10`` or ``epochs=10`` (the ultralytics habit); ``train`` also takes every key of
@@ -36,6 +36,7 @@ COMMANDS = {
     "demo": ("yolorep.demo", "demo"),
     "info": ("yolorep.engine.summary", "info"),
     "convert": ("yolorep.datasets.convert", "convert"),
+    "import": ("yolorep.engine.importing", "import_weights"),
 }
 # Hyperparameters that are flags of their own (their cfg/default.yaml key is the flag's fallback).
 _HYP_FLAGS = {"optimizer"}
@@ -282,6 +283,12 @@ def _add_convert(sub: Any) -> None:
     p.add_argument("dst", help="new folder to write (with its data.yaml)")
 
 
+def _add_import(sub: Any) -> None:
+    p = sub.add_parser("import", help="read a YOLOv6 or ultralytics .pt (no code runs) and write a yolorep checkpoint")
+    p.add_argument("src", help="YOLOv6 v3.0 (N/S/M/L), YOLOv8 or YOLO11 detection checkpoint")
+    p.add_argument("--out", default=None, help="where to write it (default: SRC's stem + -yolorep.pt, beside it)")
+
+
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="yolorep",
@@ -293,7 +300,8 @@ def build_parser() -> _Parser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_train, _add_val, _add_predict, _add_export, _add_benchmark, _add_demo, _add_info, _add_convert):
+    adders = (_add_train, _add_val, _add_predict, _add_export, _add_benchmark, _add_demo, _add_info, _add_convert)
+    for add in (*adders, _add_import):
         add(sub)
     for subparser in sub.choices.values():
         # abbreviations (--epo for --epochs) would hide which flags were given

@@ -49,10 +49,19 @@ class DetectionModel(nn.Module):
                 f"{spec.layers[-1].where}: the last row must be a detection head (Detect, YOLOv8Detect) reading a "
                 "list of layers"
             )
+        self._set_batchnorm(spec.cfg.get("bn_eps"), spec.cfg.get("bn_momentum"))
         self.names = [f"class{i}" for i in range(spec.nc)]
         self.fuse_report = ""
         self.register_buffer("stride", self._measure_strides(in_channels, stride_probe), persistent=False)
         self.head.initialize_biases(self.stride)
+
+    def _set_batchnorm(self, eps: float | None, momentum: float | None) -> None:
+        """The YAML's ``bn_eps`` / ``bn_momentum`` for every BatchNorm (YOLOv6 and ultralytics train with 1e-3 and
+        0.03 instead of torch's 1e-5 and 0.1; eps changes what a trained model computes)."""
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eps = float(eps) if eps is not None else module.eps
+                module.momentum = float(momentum) if momentum is not None else module.momentum
 
     def _measure_strides(self, in_channels: int, size: int) -> Tensor:
         """Input pixels per cell of each head input, from the shapes of one forward pass on a blank image."""

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import yaml
 
-from yolorep.assets import DATA_DIR, MODELS_DIR
+from yolorep.assets import MODELS_DIR
 from yolorep.config import load_model_spec
 from yolorep.errors import CheckpointError
 from yolorep.foreign import ultralytics, yolov6
@@ -67,11 +67,6 @@ def _model_record(content: Any, path: Path) -> PickledObject:
         f"{path}: refused: not a weights-only yolorep checkpoint, nor a YOLOv6 or ultralytics one (it holds "
         f"{found}); yolorep reads its own checkpoints and imports YOLOv6 v3.0, YOLOv8 and YOLO11 detection files"
     )
-
-
-def _coco_names() -> list[str]:
-    names = yaml.safe_load((DATA_DIR / "coco.yaml").read_text())["names"]
-    return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
 
 
 def _candidates(model: PickledObject) -> tuple[str, list[tuple[str, str | None, dict[str, Any]]]]:
@@ -166,7 +161,7 @@ def _convert(model: PickledObject, path: Path) -> dict[str, Any]:
         if not k.endswith(ACT_KEY)
     }
     nc = spec.nc
-    names = yolov6.names(nc, _coco_names()) if family == "yolov6" else ultralytics.names(model, nc)
+    names = yolov6.names(nc) if family == "yolov6" else ultralytics.names(model, nc)
     return {
         "format_version": _FORMAT_VERSION,
         "model_cfg": cfg,

@@ -180,6 +180,13 @@ def _path(*parts: Any) -> str:
     return str(PurePosixPath(*parts)) if parts else "."
 
 
+def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``_codecs.encode``: how protocol 2 writes ``bytes`` (a latin-1 string), for plain strings only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
+        raise UnsafePickle("_codecs.encode of something other than a string")
+    return text.encode(encoding)
+
+
 def _device(kind: Any, index: Any = None) -> str:
     """A pickled ``torch.device`` is kept as its name; every tensor here is read to the CPU anyway."""
     if not isinstance(kind, str) or not (index is None or type(index) is int):
@@ -222,6 +229,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("torch.nn.parameter", "Parameter"): _TensorClass,
         ("torch", "Size"): torch.Size,
         ("torch", "device"): _device,
+        ("_codecs", "encode"): _encode,
         ("collections", "OrderedDict"): OrderedDict,
         ("collections", "Counter"): Counter,
         ("builtins", "set"): set,

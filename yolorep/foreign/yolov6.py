@@ -131,6 +131,18 @@ def head_settings(model: Any) -> dict[str, int]:
     return {"nc": nc, "reg_max": bins}
 
 
-def names(nc: int, coco_names: list[str]) -> list[str]:
+# The 80 COCO detection classes in the order of their category ids (YOLOv6's data/coco.yaml order).
+COCO_NAMES = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
+    "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
+    "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle wine_glass "
+    "cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair couch "
+    "potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster sink "
+    "refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
+)
+
+
+def names(nc: int) -> list[str]:
     """YOLOv6 files store no class names: COCO's for an 80-class model, else ``class0`` ..."""
-    return list(coco_names) if nc == len(coco_names) else [f"class{i}" for i in range(nc)]
+    coco = [name.replace("_", " ") for name in COCO_NAMES.split()]
+    return coco if nc == len(coco) else [f"class{i}" for i in range(nc)]

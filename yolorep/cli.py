@@ -174,6 +174,8 @@ def _add_val(sub: Any) -> None:
     p.add_argument("--max-det", type=int, default=None, help="detections per image (default: the checkpoint's, 300)")
     p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA)")
+    p.add_argument("--protocol", choices=["yolov6", "ultralytics"], default=None,
+                   help="the settings behind that project's published COCO numbers (docs/PRETRAINED.md)")  # fmt: skip
     _add_workers(p)
     _add_run_folder(p, "runs/val")
 

@@ -67,8 +67,9 @@ U = "ultralytics.nn.modules."
 
 
 def u_conv(c1: int, c2: int, k: int = 1, s: int = 1, groups: int = 1, act: bool = True) -> nn.Module:
-    return node(U + "conv.Conv", ("conv", nn.Conv2d(c1, c2, k, s, k // 2, groups=groups, bias=False)),
-                ("bn", nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)), ("act", nn.SiLU() if act else nn.Identity()))  # fmt: skip
+    conv = nn.Conv2d(c1, c2, k, s, k // 2, groups=groups, bias=False)
+    bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
+    return node(U + "conv.Conv", ("conv", conv), ("bn", bn), ("act", nn.SiLU() if act else nn.Identity()))
 
 
 def u_bottleneck(c1: int, c2: int, shortcut: bool, e: float) -> nn.Module:
@@ -161,8 +162,8 @@ def v6_cspsppf(c1: int, c2: int) -> nn.Module:
 
 def v6_bifusion(c_same: int, c_finer: int, out: int) -> nn.Module:
     up = node(C + "Transpose", ("upsample_transpose", nn.ConvTranspose2d(out, out, 2, 2, bias=True)))
-    return node(C + "BiFusion", ("cv1", v6_conv(c_same, out, 1)), ("cv2", v6_conv(c_finer, out, 1)),
-                ("cv3", v6_conv(3 * out, out, 1)), ("upsample", up), ("downsample", v6_conv(out, out, 3, 2)))  # fmt: skip
+    convs = (("cv1", v6_conv(c_same, out, 1)), ("cv2", v6_conv(c_finer, out, 1)), ("cv3", v6_conv(3 * out, out, 1)))
+    return node(C + "BiFusion", *convs, ("upsample", up), ("downsample", v6_conv(out, out, 3, 2)))
 
 
 def v6_head(nc: int, ch: list[int], kind: str) -> nn.Module:

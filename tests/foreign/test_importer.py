@@ -122,3 +122,53 @@ def test_import_command_writes_a_weights_only_checkpoint(v8_file, tmp_path, capl
     with torch.no_grad():
         assert torch.equal(original.decode(original(x)), imported.decode(imported(x)))
     assert main(["import", str(tmp_path / "absent.pt")]) == 2
+
+
+@pytest.mark.parametrize("family", ["yolov6", pytest.param("ultralytics", marks=pytest.mark.slow)])
+def test_fine_tuning_keeps_all_but_the_class_predictions(family, v6_files, v8_file, tiny_shapes_yaml, tmp_path,
+                                                         caplog):  # fmt: skip
+    """--weights FOREIGN.pt with another class count trains the file's own architecture, starts from every tensor
+    but the class predictors, says so, and --freeze keeps the first layers at the imported weights."""
+    from yolorep.engine.train_setup import train
+
+    path = v6_files["plain"][0] if family == "yolov6" else v8_file[0]
+    caplog.set_level("INFO", logger="yolorep")
+    results = train(weights=str(path), data=tiny_shapes_yaml, epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
+                    project=tmp_path, freeze=4, seed=0)  # fmt: skip
+    log = caplog.text
+    imported = import_checkpoint(path)["state_dict"]
+    trained = torch.load(f"{results['save_dir']}/weights/last.pt", map_location="cpu", weights_only=True)
+    assert trained["model_name"] == ("yolov6" if family == "yolov6" else "yolov8")
+    left = log.split("kept every tensor of")[1].split("\n")[0]
+    predictor = "cls_pred" if family == "yolov6" else "cls_branches.0.2"
+    assert predictor in left and all(("cls_pred" in k or ".2." in k) for k in left.split(" except ")[1].split(", ")[:6])
+    for key, value in trained["state_dict"].items():
+        if key.startswith(("layers.0.", "layers.3.")) and key.endswith("conv.weight"):  # frozen layers
+            # last.pt holds the EMA of the weights: d * w + (1 - d) * w is w up to rounding
+            assert torch.allclose(value, imported[key], rtol=0, atol=1e-6), key
+
+
+@pytest.mark.parametrize(
+    ("family", "fmt", "int8"),
+    [
+        ("yolov6", "onnx", False),
+        ("ultralytics", "onnx", False),
+        ("yolov6", "openvino", True),
+        pytest.param("yolov6", "onnx", True, marks=pytest.mark.slow),
+        pytest.param("ultralytics", "openvino", True, marks=pytest.mark.slow),
+    ],
+)
+def test_imported_models_export_fused(family, fmt, int8, v6_files, v8_file, tiny_shapes_yaml):
+    """The fused imported model exports (the exporter checks the file's outputs against PyTorch) and the export
+    runs as a backend with the file's class names."""
+    from yolorep.engine.backends import load_backend
+    from yolorep.engine.exporter import export
+
+    path = v6_files["distill_ns"][0] if family == "yolov6" else v8_file[0]
+    data = {"int8": True, "data": tiny_shapes_yaml, "calib": 4} if int8 else {}
+    exported = export(path, format=fmt, imgsz=64, **data)
+    backend = load_backend(exported, torch.device("cpu"))
+    assert backend.names[0] == ("person" if family == "yolov6" else "thing0")
+    with torch.no_grad():
+        out = backend(torch.rand(1, 3, 64, 64))
+    assert out.shape == (1, 84, 84)  # [B, anchors at 64 px, 4 + 80 classes]

@@ -109,6 +109,8 @@ def train(
         save_dir = last.parent.parent
     else:
         args = new_run_args(given, hyp, hyp_overrides)
+        if args["weights"] and "model" not in given and "source" in initial_weights(args["weights"]):
+            args["model"] = args["weights"]  # an imported YOLOv6/ultralytics file trains its own architecture
         for checkpoint_path in (args["weights"], args["model"]):
             if isinstance(checkpoint_path, str) and checkpoint_path.endswith(".pt"):
                 initial_weights(checkpoint_path)  # a wrong checkpoint fails now, not after the data set is read

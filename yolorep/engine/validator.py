@@ -26,8 +26,9 @@ from yolorep.engine.backends import Backend, load_backend
 from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
-from yolorep.errors import CheckpointError
+from yolorep.errors import ArgumentError, CheckpointError
 from yolorep.evaluation import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages, build_coco_gt
+from yolorep.foreign import EVAL_PROTOCOLS
 from yolorep.hyp import load_hyp
 from yolorep.logs import progress
 from yolorep.nn.model import DetectionModel
@@ -289,6 +290,7 @@ def val(
     workers: int | None = None,
     project: str | Path = "runs/val",
     name: str = "exp",
+    protocol: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint or a model (fused; a model passed in is left unchanged) or an exported model
     (``.onnx``, ``.torchscript``, OpenVINO folder: see ``load_backend``) on a dataset split; writes a run folder
@@ -298,6 +300,10 @@ def val(
     its evaluation settings. A fixed-shape export runs on square ``imgsz x imgsz`` letterboxed batches at its
     exported size (split and padded to its exported batch size); a checkpoint or a ``--dynamic`` export on
     rectangular batches. ``workers`` defaults to the cores the model leaves free (``loader_workers``).
+
+    ``protocol`` (``yolov6``, ``ultralytics``) evaluates with the settings behind that project's published COCO
+    numbers (thresholds, detections, image size, square or rectangular batches: ``yolorep.foreign.EVAL_PROTOCOLS``);
+    flags given beside it still win.
     """
     check_batch(batch)
     for flag, value in (("--conf", conf), ("--iou", iou)):
@@ -324,11 +330,18 @@ def val(
             f"{where}: the model predicts {nc} classes ({', '.join(model.names[:6])}...) but {spec.yaml_path} "
             f"has {len(spec.names)} ({', '.join(spec.names[:6])}...); evaluate on the dataset it was trained on"
         )
-    settings = eval_settings(model.info.eval_args, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)
+    stored, rect = model.info.eval_args, True
+    if protocol is not None:
+        if protocol not in EVAL_PROTOCOLS:
+            raise ArgumentError(f"--protocol {protocol}: unknown; use one of {', '.join(EVAL_PROTOCOLS)}")
+        stored = {k: v for k, v in EVAL_PROTOCOLS[protocol].items() if k != "rect"}
+        rect = EVAL_PROTOCOLS[protocol]["rect"]
+        LOGGER.info("protocol %s: %s", protocol, ", ".join(f"{k} {v}" for k, v in stored.items()))
+    settings = eval_settings(stored, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det)
     LOGGER.info("evaluating %s", model.describe())
     size = model.input_size(settings["imgsz"])
     dataset, loader = build_eval_loader(
-        spec, split, size, batch, model.stride, workers, model.info.single_cls, rect=model.dynamic
+        spec, split, size, batch, model.stride, workers, model.info.single_cls, rect=model.dynamic and rect
     )
     LOGGER.info("%s", format_data_summary(spec, {split: dataset}))
     save_dir = increment_run_dir(project, name)

@@ -41,10 +41,11 @@ __all__ = ["EVAL_PROTOCOLS", "import_checkpoint"]
 LOGGER = logging.getLogger(__name__)
 _FORMAT_VERSION = 2  # of the yolorep checkpoint dict this returns (yolorep.engine.checkpoint.FORMAT_VERSION)
 
-# The evaluation settings behind each family's published COCO numbers (see docs/PRETRAINED.md).
+# The evaluation settings behind each family's published COCO numbers (docs/PRETRAINED.md): YOLOv6's
+# tools/eval.py --reproduce_640_eval (square 640 x 640 letterbox) and ultralytics' `yolo val` (rectangular batches).
 EVAL_PROTOCOLS: dict[str, dict[str, Any]] = {
-    "yolov6": {"imgsz": 640, "conf": 0.03, "iou": 0.65, "max_det": 300},
-    "ultralytics": {"imgsz": 640, "conf": 0.001, "iou": 0.7, "max_det": 300},
+    "yolov6": {"imgsz": 640, "conf": 0.03, "iou": 0.65, "max_det": 300, "rect": False},
+    "ultralytics": {"imgsz": 640, "conf": 0.001, "iou": 0.7, "max_det": 300, "rect": True},
 }
 
 
@@ -171,7 +172,7 @@ def _convert(model: PickledObject, path: Path) -> dict[str, Any]:
         "fused": False,
         "state_dict": state,
         "versions": {"yolorep": __version__, "torch": str(torch.__version__)},
-        "eval_args": dict(EVAL_PROTOCOLS[family]),
+        "eval_args": {k: v for k, v in EVAL_PROTOCOLS[family].items() if k != "rect"},
         "source": {"family": family, "architecture": spec.name + (f"-{spec.scale}" if spec.scale else "")},
     }
 

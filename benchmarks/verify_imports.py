@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=Path(__file__).parents[2] / "shared/data/raccoon/images")
     parser.add_argument("--count", type=int, default=4, help="photos compared")
     parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--keep", type=Path, help="also keep the release-style files here (to time imports)")
     args = parser.parse_args()
     torch.manual_seed(0)
     images = load_images(args.images, args.count, args.imgsz)
@@ -239,10 +240,12 @@ def main() -> None:
     print("| model | boxes rel. diff (unfused / fused) | scores rel. diff (unfused / fused) | detections after NMS |")
     print("|---|---|---|---|")
     failed = False
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for seed, (name, model) in enumerate(models):
             randomize(model, seed)
-            path = Path(tmp) / f"{name.split()[0]}.pt"
+            path = (args.keep or Path(tmp)) / f"{name.split()[0]}{'_ab' if 'fuse_ab' in name else ''}.pt"
             save(model.eval(), path)
             original = torch.load(path, map_location="cpu", weights_only=False)["model"].float().eval()
             row = compare(name, path, original, run, nms, images, args.family)

@@ -13,7 +13,7 @@ import torch
 
 from yolorep.errors import CheckpointError
 from yolorep.foreign.mapping import Rules, row_with_args
-from yolorep.foreign.unpickler import PickledObject
+from yolorep.foreign.records import PickledObject
 
 __all__ = ["RULES", "configure", "family_yaml", "image_size", "is_ultralytics", "names", "rule_key", "scales"]
 

@@ -229,6 +229,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4, help="photos compared")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--keep", type=Path, help="also keep the release-style files here (to time imports)")
+    parser.add_argument("--models", default="", help="comma-separated names to run (yolo11m,YOLOv6-L); default all")
     args = parser.parse_args()
     torch.manual_seed(0)
     images = load_images(args.images, args.count, args.imgsz)
@@ -243,7 +244,10 @@ def main() -> None:
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        wanted = [w for w in args.models.split(",") if w]
         for seed, (name, model) in enumerate(models):
+            if wanted and not any(name.startswith(w) for w in wanted):
+                continue
             randomize(model, seed)
             path = (args.keep or Path(tmp)) / f"{name.split()[0]}{'_ab' if 'fuse_ab' in name else ''}.pt"
             save(model.eval(), path)

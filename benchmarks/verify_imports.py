@@ -140,7 +140,7 @@ def compare(name: str, path: Path, original: torch.nn.Module, run_original, nms_
 
 
 def yolov6_models(code: Path, deps: Path | None):
-    """(name, model) for YOLOv6 v3.0 N, S (distillation head, as released), M, L (plain head) and N with the
+    """(name, builder) for YOLOv6 v3.0 N, S (distillation head, as released), M, L (plain head) and N with the
     anchor-aided training head, built by the YOLOv6 code."""
     for extra in (deps, code):
         if extra is not None:
@@ -160,8 +160,9 @@ def yolov6_models(code: Path, deps: Path | None):
             cfg.training_mode = "repvgg"
         if head == "distill_ns":  # the self-distilled release: DFL branch for the teacher's targets, distances used
             cfg.model.head.reg_max, cfg.model.head.use_dfl = 16, True
-        model = build_model(cfg, 80, "cpu", fuse_ab=head == "fuse_ab", distill_ns=head == "distill_ns")
-        yield f"YOLOv6-{scale.upper()} ({head} head)", model
+        build = lambda cfg=cfg, head=head: build_model(cfg, 80, "cpu", fuse_ab=head == "fuse_ab",  # noqa: E731
+                                                        distill_ns=head == "distill_ns")  # fmt: skip
+        yield f"YOLOv6-{scale.upper()} ({head} head)", build
 
 
 def yolov6_run(model, images):
@@ -191,7 +192,7 @@ def ultralytics_models():
 
     for family, scales in (("yolov8", "nsmlx"), ("yolo11", "nsmlx")):
         for scale in scales:
-            yield f"{family}{scale}", DetectionModel(f"{family}{scale}.yaml", verbose=False)
+            yield f"{family}{scale}", lambda name=f"{family}{scale}.yaml": DetectionModel(name, verbose=False)
 
 
 def ultralytics_run(model, images):
@@ -245,9 +246,10 @@ def main() -> None:
         args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         wanted = [w for w in args.models.split(",") if w]
-        for seed, (name, model) in enumerate(models):
+        for seed, (name, build) in enumerate(models):
             if wanted and not any(name.startswith(w) for w in wanted):
                 continue
+            model = build()
             randomize(model, seed)
             path = (args.keep or Path(tmp)) / f"{name.split()[0]}{'_ab' if 'fuse_ab' in name else ''}.pt"
             save(model.eval(), path)

@@ -107,7 +107,7 @@ def same_detections(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> tup
     return worst < 1e-2, total, worst
 
 
-def compare(name: str, path: Path, original: torch.nn.Module, run_original, nms_original, images, family) -> dict:
+def compare(name: str, path: Path, original, run_original, nms_original, images, family, random: bool) -> dict:
     """Import ``path`` and compare it with ``original`` (the file's model, fp32, eval)."""
     started = time.perf_counter()
     ours = load_checkpoint(path).float().eval()
@@ -118,12 +118,13 @@ def compare(name: str, path: Path, original: torch.nn.Module, run_original, nms_
         unfused_out = ours.decode(ours(images))
         fused_out = fused.decode(fused(images))
     conf, iou = NMS[family]
-    # Random weights score thousands of boxes alike: raise conf to between the 100th and 101st best score of an
-    # image, so NMS keeps under max-det boxes and no score sits on the threshold (which one NMS keeps at >= and
-    # the other drops at >)
-    best = theirs[..., 4:].amax(-1).flatten().sort(descending=True).values
-    cut = min(100 * len(images), len(best) - 1)
-    conf = max(conf, float(best[cut - 1] + best[cut]) / 2)
+    if random:
+        # Random weights score boxes unlike a trained model: put conf between the 100th and 101st best score per
+        # image, so about 100 boxes per image reach NMS and no score sits on the threshold (which one NMS keeps at
+        # >= and the other drops at >)
+        best = theirs[..., 4:].amax(-1).flatten().sort(descending=True).values
+        cut = min(100 * len(images), len(best) - 1)
+        conf = float(best[cut - 1] + best[cut]) / 2
     row = {
         "model": name,
         "boxes_rel": relative(unfused_out[..., :4], theirs[..., :4]),
@@ -231,6 +232,7 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--keep", type=Path, help="also keep the release-style files here (to time imports)")
     parser.add_argument("--models", default="", help="comma-separated names to run (yolo11m,YOLOv6-L); default all")
+    parser.add_argument("--file", type=Path, help="compare this checkpoint (a real release) instead of random ones")
     args = parser.parse_args()
     torch.manual_seed(0)
     images = load_images(args.images, args.count, args.imgsz)
@@ -246,15 +248,18 @@ def main() -> None:
         args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         wanted = [w for w in args.models.split(",") if w]
+        if args.file:  # the original code loads it (a file you trust), yolorep imports it
+            models = [(args.file.name, None)]
         for seed, (name, build) in enumerate(models):
             if wanted and not any(name.startswith(w) for w in wanted):
                 continue
-            model = build()
-            randomize(model, seed)
-            path = (args.keep or Path(tmp)) / f"{name.split()[0]}{'_ab' if 'fuse_ab' in name else ''}.pt"
-            save(model.eval(), path)
+            path = args.file or (args.keep or Path(tmp)) / f"{name.split()[0]}{'_ab' if 'fuse_ab' in name else ''}.pt"
+            if build is not None:
+                model = build()
+                randomize(model, seed)
+                save(model.eval(), path)
             original = torch.load(path, map_location="cpu", weights_only=False)["model"].float().eval()
-            row = compare(name, path, original, run, nms, images, args.family)
+            row = compare(name, path, original, run, nms, images, args.family, random=build is not None)
             ok = row["nms_identical"] and max(v for k, v in row.items() if k.endswith("_rel")) < 1e-4
             failed |= not ok
             verdict = "identical" if row["nms_identical"] else "DIFFER"

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 import yaml
 
+import yolorep.foreign.ultralytics as ultralytics
+import yolorep.foreign.yolov6 as yolov6
 from yolorep.assets import MODELS_DIR
 from yolorep.config import load_model_spec
 from yolorep.errors import CheckpointError
-from yolorep.foreign import ultralytics, yolov6
 from yolorep.foreign.mapping import (
     ACT_KEY,
     expected_entries,

@@ -133,8 +133,10 @@ def compare(name: str, path: Path, original, run_original, nms_original, images,
         "fused_scores_rel": relative(fused_out[..., 4:], theirs[..., 4:]),
         "import_s": seconds,
     }
-    dets_ours = non_max_suppression(fused_out, conf, iou, 300, multi_label=True)
     dets_theirs = nms_original(original, images, conf, iou)
+    dets_unfused = non_max_suppression(unfused_out, conf, iou, 300, multi_label=True)
+    row["unfused_nms_identical"] = same_detections(dets_unfused, dets_theirs)[0]
+    dets_ours = non_max_suppression(fused_out, conf, iou, 300, multi_label=True)
     row["nms_identical"], row["detections"], row["nms_max_diff"] = same_detections(dets_ours, dets_theirs)
     row["conf"] = conf
     return row
@@ -263,6 +265,7 @@ def main() -> None:
             ok = row["nms_identical"] and max(v for k, v in row.items() if k.endswith("_rel")) < 1e-4
             failed |= not ok
             verdict = "identical" if row["nms_identical"] else "DIFFER"
+            verdict += "" if row["unfused_nms_identical"] else " (unfused: DIFFER)"
             print(f"| {name} | {row['boxes_rel']:.1e} / {row['fused_boxes_rel']:.1e} | {row['scores_rel']:.1e} / "
                   f"{row['fused_scores_rel']:.1e} | {row['detections']} {verdict} (max diff {row['nms_max_diff']:.1e}, "
                   f"conf {row['conf']:.3f}) |", flush=True)  # fmt: skip

@@ -32,9 +32,8 @@ import torch
 
 from yolorep.benchmark.report import environment, environment_line
 from yolorep.benchmark.timing import default_iters, time_calls, time_interleaved
-from yolorep.engine.backends import load_backend
 from yolorep.engine.checkpoint import load_checkpoint
-from yolorep.engine.exporter import export
+from yolorep.engine.deploy import export, load_backend
 from yolorep.engine.validator import val
 from yolorep.logs import configure_logging
 

@@ -8,7 +8,8 @@ from helpers import TINY_HYP
 from torch import nn
 
 import yolorep
-from yolorep.engine.exporter import export, max_difference
+from yolorep.engine.deploy import export
+from yolorep.engine.deploy.tolerance import Check
 from yolorep.engine.train_setup import train
 from yolorep.nn import MobileOneBlock
 from yolorep.nn.modules.conv import Conv
@@ -35,4 +36,4 @@ def test_mobileone_model_trains_fuses_and_exports(tiny_shapes_yaml, tmp_path):
     x = torch.rand(1, 3, 64, 64)
     (actual,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})
     with torch.no_grad():
-        assert max_difference(model.decode(model(x)), torch.from_numpy(actual))[0] < 1e-3
+        assert Check.of("onnx", torch.from_numpy(actual), model.decode(model(x)), "fp32", max(x.shape[2:])).ok

@@ -95,6 +95,10 @@ def _transfer_weights(model: DetectionModel, weights: str | Path) -> None:
     matched = {k: v for k, v in state_dict.items() if k in target and v.shape == target[k].shape}
     model.load_state_dict(matched, strict=False)
     LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
+    left = [k for k in target if k not in matched]
+    if left and len(matched) >= len(target) / 2:  # say which ones start afresh (another class count: the predictors)
+        shown = ", ".join(left[:8]) + (f" ... ({len(left)} in all)" if len(left) > 8 else "")
+        LOGGER.info("kept every tensor of %s except %s (another shape or absent there)", weights, shown)
     if len(matched) < len(target) / 2:
         LOGGER.warning(
             "--weights %s: only %d of the model's %d tensors matched by name and shape; most of the model starts "

@@ -15,8 +15,7 @@ from yolorep.config import ModelSpec, load_model_spec
 from yolorep.errors import ConfigError
 from yolorep.nn.builder import build_layers
 from yolorep.nn.fuse import fuse_modules, unfused_modules
-from yolorep.nn.modules.head import Detect
-from yolorep.ops.decode import decode_predictions
+from yolorep.nn.modules.head import DetectionHead
 
 __all__ = ["DecodedModel", "DetectionModel", "build_model"]
 
@@ -24,7 +23,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 class DetectionModel(nn.Module):
-    """A detector described by a ``ModelSpec``; the last layer is the ``Detect`` head.
+    """A detector described by a ``ModelSpec``; the last layer is a ``DetectionHead`` (``Detect``, ...).
 
     Routing (which earlier outputs each layer reads) lives here rather than on the modules, so fusing may replace
     any layer by a module of another type.
@@ -46,12 +45,24 @@ class DetectionModel(nn.Module):
         self.layers = built.layers
         self.inputs = built.inputs
         self.saved = built.saved
-        if not isinstance(self.layers[-1], Detect) or not isinstance(self.inputs[-1], tuple):
-            raise ConfigError(f"{spec.layers[-1].where}: the last row must be a Detect head reading a list of layers")
+        if not isinstance(self.layers[-1], DetectionHead) or not isinstance(self.inputs[-1], tuple):
+            raise ConfigError(
+                f"{spec.layers[-1].where}: the last row must be a detection head (Detect, YOLOv8Detect) reading a "
+                "list of layers"
+            )
+        self._set_batchnorm(spec.cfg.get("bn_eps"), spec.cfg.get("bn_momentum"))
         self.names = [f"class{i}" for i in range(spec.nc)]
         self.fuse_report = ""
         self.register_buffer("stride", self._measure_strides(in_channels, stride_probe), persistent=False)
         self.head.initialize_biases(self.stride)
+
+    def _set_batchnorm(self, eps: float | None, momentum: float | None) -> None:
+        """The YAML's ``bn_eps`` / ``bn_momentum`` for every BatchNorm (YOLOv6 and ultralytics train with 1e-3 and
+        0.03 instead of torch's 1e-5 and 0.1; eps changes what a trained model computes)."""
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eps = float(eps) if eps is not None else module.eps
+                module.momentum = float(momentum) if momentum is not None else module.momentum
 
     def _measure_strides(self, in_channels: int, size: int) -> Tensor:
         """Input pixels per cell of each head input, from the shapes of one forward pass on a blank image."""
@@ -60,7 +71,7 @@ class DetectionModel(nn.Module):
         return torch.tensor([size / f.shape[-1] for f in features])
 
     @property
-    def head(self) -> Detect:
+    def head(self) -> DetectionHead:
         return self.layers[-1]
 
     @property
@@ -92,7 +103,7 @@ class DetectionModel(nn.Module):
 
     def decode(self, maps: list[Tensor]) -> Tensor:
         """Raw maps -> [B, N, 4 + nc]: boxes (x1, y1, x2, y2) in input pixels, then class probabilities."""
-        return decode_predictions(maps, self.stride, self.reg_max)
+        return self.head.decode(maps, self.stride)
 
     def _run(self, x: Tensor, stop: int) -> dict[int, Tensor]:
         """Run layers [0, stop) and return the outputs a later layer (the head included) reads, by index."""

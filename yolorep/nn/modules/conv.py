@@ -12,18 +12,25 @@ from yolorep.errors import YolorepError
 from yolorep.nn.fuse import bn_kernel_bias, fuse_conv_bn
 from yolorep.nn.registry import register
 
-__all__ = ["Conv", "ConvBN", "FusedConv", "apply_conv", "check_kernel_size", "make_activation"]
+__all__ = ["ACTIVATIONS", "Conv", "ConvBN", "FusedConv", "apply_conv", "check_kernel_size", "make_activation"]
 
 
-def make_activation(act: bool | nn.Module | None) -> nn.Module:
-    """``True`` -> SiLU, ``False``/``None`` -> identity, a module -> that module."""
+# Activations a model YAML names (YOLOv6 uses ReLU in its RepVGG blocks and necks).
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "hardswish": nn.Hardswish, "identity": nn.Identity}
+
+
+def make_activation(act: bool | str | nn.Module | None) -> nn.Module:
+    """``True`` -> SiLU, ``False``/``None`` -> identity, a name of :data:`ACTIVATIONS` (``"relu"``) -> that
+    activation, a module -> that module."""
     if act is True:
         return nn.SiLU()
     if act is False or act is None:
         return nn.Identity()
+    if isinstance(act, str) and act in ACTIVATIONS:
+        return ACTIVATIONS[act]()
     if isinstance(act, nn.Module):
         return act
-    raise TypeError(f"act must be True, False, None or an nn.Module, got {act!r}")
+    raise ValueError(f"act must be true, false, one of {', '.join(ACTIVATIONS)} or an nn.Module; got {act!r}")
 
 
 def check_kernel_size(kernel_size: int, block: str) -> None:
@@ -110,7 +117,7 @@ class Conv(nn.Module):
         kernel_size: int = 1,
         stride: int = 1,
         groups: int = 1,
-        act: bool | nn.Module | None = True,
+        act: bool | str | nn.Module | None = True,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(

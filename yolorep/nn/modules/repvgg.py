@@ -32,7 +32,7 @@ class RepVGGBlock(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         groups: int = 1,
-        act: bool | nn.Module | None = True,
+        act: bool | str | nn.Module | None = True,
     ) -> None:
         super().__init__()
         check_kernel_size(kernel_size, type(self).__name__)
@@ -76,7 +76,7 @@ class QARepVGGBlock(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         groups: int = 1,
-        act: bool | nn.Module | None = True,
+        act: bool | str | nn.Module | None = True,
     ) -> None:
         super().__init__()
         check_kernel_size(kernel_size, type(self).__name__)
@@ -129,14 +129,17 @@ def _stage_block(block: str, stage: str) -> type[nn.Module]:
 @register(repeats="n")
 class RepBlock(nn.Module):
     """``n`` stacked RepVGGBlocks (or another of ``STAGE_BLOCKS``: ``block: QARepVGGBlock``, ``ACBlock``,
-    ``DBBlock``, ``MobileOneBlock``, ``MobileOneUnit``); the first maps ``in_channels`` to ``out_channels``."""
+    ``DBBlock``, ``MobileOneBlock``, ``MobileOneUnit``); the first maps ``in_channels`` to ``out_channels``.
+    ``act`` is the blocks' activation (``relu`` in YOLOv6)."""
 
-    def __init__(self, in_channels: int, out_channels: int, n: int = 1, block: str = "RepVGGBlock") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, n: int = 1, block: str = "RepVGGBlock", act: bool | str = True
+    ) -> None:
         super().__init__()
         cls = _stage_block(block, type(self).__name__)
         self.out_channels = out_channels
         self.blocks = nn.Sequential(
-            *(cls(in_channels if i == 0 else out_channels, out_channels) for i in range(max(n, 1)))
+            *(cls(in_channels if i == 0 else out_channels, out_channels, act=act) for i in range(max(n, 1)))
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -96,9 +96,13 @@ def _transfer_weights(model: DetectionModel, weights: str | Path) -> None:
     model.load_state_dict(matched, strict=False)
     LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
     left = [k for k in target if k not in matched]
+    absent = [n for n in model.names if n not in (checkpoint.get("names") or model.names)]
+    if absent and len(matched) >= len(target) / 2:  # a class the checkpoint lacks starts from initial class rows
+        left += [k for k in matched if state_dict[k] is not checkpoint["state_dict"].get(k)]
     if left and len(matched) >= len(target) / 2:  # say which ones start afresh (another class count: the predictors)
         shown = ", ".join(left[:8]) + (f" ... ({len(left)} in all)" if len(left) > 8 else "")
-        LOGGER.info("kept every tensor of %s except %s (another shape or absent there)", weights, shown)
+        LOGGER.info("kept every tensor of %s except %s (another shape, absent there, or rows of classes it lacks)",
+                    weights, shown)  # fmt: skip
     if len(matched) < len(target) / 2:
         LOGGER.warning(
             "--weights %s: only %d of the model's %d tensors matched by name and shape; most of the model starts "

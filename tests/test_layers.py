@@ -15,7 +15,7 @@ LAYERS = (
     ("yolorep.version", "yolorep.errors", "yolorep.atomic", "yolorep.logs", "yolorep.confined"),
     ("yolorep.checks", "yolorep.assets", "yolorep.options", "yolorep.config", "yolorep.ops", "yolorep.plots"),
     ("yolorep.nn",),
-    ("yolorep.loss", "yolorep.datasets"),
+    ("yolorep.loss", "yolorep.datasets", "yolorep.foreign"),
     ("yolorep.evaluation", "yolorep.track"),
     ("yolorep.engine",),
     ("yolorep.benchmark",),

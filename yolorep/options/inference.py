@@ -72,6 +72,11 @@ class ValOptions(Options):
     workers: int | None = option(None, WORKERS_HELP, check=at_least(0))
     project: str = option("runs/val", "parent folder of the run")
     name: str = option("exp", "run name; exp, exp2, ... are never overwritten")
+    protocol: str | None = option(
+        None,
+        "evaluate with the settings behind a project's published COCO numbers: yolov6 or ultralytics (flags given "
+        "beside it still win)",
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from yolorep.options.fields import Options, at_least, between, greater_than, opt
 from yolorep.options.inference import read_model
 from yolorep.options.train import MAX_IMGSZ
 
-__all__ = ["ConvertOptions", "DemoOptions", "InfoOptions"]
+__all__ = ["ConvertOptions", "DemoOptions", "ImportOptions", "InfoOptions"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,13 @@ class ConvertOptions(Options):
     to_format: str = option(help="layout to write", flag="--to", metavar="{coco,yolo}")
     src: str = option(help="data YAML, or a data set folder (holding data.yaml, or in VOC layout)", flag="")
     dst: str = option(help="new folder to write (with its data.yaml)", flag="")
+
+
+@dataclass(frozen=True)
+class ImportOptions(Options):
+    """``yolorep import``: a YOLOv6 or ultralytics checkpoint read without running it, written as yolorep's."""
+
+    command = "import"
+
+    src: str = option(help="YOLOv6 v3.0 (N/S/M/L), YOLOv8 or YOLO11 detection checkpoint", flag="")
+    out: str | None = option(None, "where to write it (default: SRC's stem + -yolorep.pt, beside it)")

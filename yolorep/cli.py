@@ -98,7 +98,7 @@ COMMANDS = {
     ),
     "convert": Command(
         "yolorep.datasets.convert", "convert", (("convert", ConvertOptions),),
-        "rewrite a data set from the VOC, COCO or YOLO layout as COCO or YOLO",
+        "rewrite a data set in another layout: read with one, write with another",
     ),
 }  # fmt: skip
 

@@ -43,12 +43,13 @@ class InfoOptions(Options):
 
 @dataclass(frozen=True)
 class ConvertOptions(Options):
-    """``yolorep convert``: a data set from the VOC, COCO or YOLO layout into COCO or YOLO."""
+    """``yolorep convert``: a data set read with one layout and written with another. The layouts are those of
+    ``yolorep.datasets.layouts`` (which the options layer does not import: ``convert`` checks the names)."""
 
     command = "convert"
 
-    from_format: str = option(help="layout of SRC", flag="--from", metavar="{voc,coco,yolo}")
-    to_format: str = option(help="layout to write", flag="--to", metavar="{coco,yolo}")
+    from_format: str = option(help="layout of SRC (one yolorep reads)", flag="--from", metavar="LAYOUT")
+    to_format: str = option(help="layout to write (one yolorep writes)", flag="--to", metavar="LAYOUT")
     src: str = option(help="data YAML, or a data set folder (holding data.yaml, or in VOC layout)", flag="")
     dst: str = option(help="new folder to write (with its data.yaml)", flag="")
 

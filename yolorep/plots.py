@@ -179,6 +179,8 @@ def draw_boxes(
     classes: ArrayLike,
     names: Sequence[str],
     scores: ArrayLike | None = None,
+    line_width: int | None = None,
+    labels: bool = True,
 ) -> np.ndarray:
     """Draw labelled boxes on a copy of an image.
 
@@ -188,6 +190,8 @@ def draw_boxes(
         classes: [N] class ids; the colour follows the class.
         names: class names.
         scores: [N] confidences appended to the labels, or None.
+        line_width: box line width in pixels (default: scaled to the image size).
+        labels: draw the class name (and score) above each box.
 
     Returns:
         The annotated copy, [H, W, 3] uint8 BGR.
@@ -198,12 +202,14 @@ def draw_boxes(
     boxes = _numpy(boxes_xyxy).reshape(-1, 4)
     cls = _numpy(classes).reshape(-1).astype(int)
     conf = None if scores is None else _numpy(scores).reshape(-1)
-    thickness = max(1, round(sum(image.shape[:2]) / 600))
+    thickness = line_width or max(1, round(sum(image.shape[:2]) / 600))
     font_scale = thickness / 3
     for i, (box, c) in enumerate(zip(boxes, cls)):
         color = class_color(c)
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+        if not labels:
+            continue
         label = names[c] if 0 <= c < len(names) else str(c)
         if conf is not None:
             label = f"{label} {conf[i]:.2f}"

@@ -112,8 +112,8 @@ def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]
     listing.write_text("\n".join(str(p) for p in val_images[:N_PREDICTED_IMAGES]) + "\n")
     predict_dir = predict(weights=best, source=str(listing), imgsz=imgsz, device=str(dev), project=run, name="predict")
     video = write_demo_video(val_images[-6:], run / "shapes_pan.mp4", frames=VIDEO_FRAMES)
-    video_dir = predict(
-        weights=best, source=str(video), imgsz=imgsz, device=str(dev), project=run, name="predict_video"
+    video_dir = predict(  # its 48 frames without a line each: the images above showed what a line says
+        weights=best, source=str(video), imgsz=imgsz, device=str(dev), project=run, name="predict_video", verbose=False
     )
 
     summary = {

@@ -26,6 +26,7 @@ from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.deploy import Backend, load_backend
 from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
+from yolorep.engine.tta import AugmentedBackend
 from yolorep.errors import ArgumentError, CheckpointError, quoted
 from yolorep.evaluation import (
     COCOEvaluator,
@@ -204,13 +205,21 @@ def _synchronize(device: torch.device) -> None:
 def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any]:
     """The ground truth pycocotools scores against, built from the records the loader accepted (whatever layout
     the data set has): boxes it dropped or clipped are scored as it kept them, COCO crowd regions and object areas
-    included, VOC difficult objects as crowd regions, with the data set's image and category ids."""
+    included, VOC difficult objects as crowd regions, with the data set's image and category ids. ``file_name`` is
+    the image's path relative to the data set root (``path:`` in its YAML)."""
+    root = dataset.spec.root
     images = [
-        {"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]}
+        {"id": r.image_id, "file_name": _relative(r.path, root), "width": r.shape[1], "height": r.shape[0]}
         for r in dataset.records
     ]
     annotations = [r.evaluated for r in dataset.records]
     return build_coco_gt(images, annotations, dataset.category_ids, list(dataset.names))
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (posix), or absolute when it lies elsewhere."""
+    path = Path(path)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
 def build_validator(
@@ -333,6 +342,8 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
     model = model if order is None else ReorderedClasses(model, order, spec.names)
     stored, rect = _protocol_settings(o.protocol, model.info.eval_args)
     settings = eval_settings(stored, imgsz=o.imgsz, conf=o.conf, iou=o.iou, max_det=o.max_det)
+    if o.augment:
+        model = AugmentedBackend(model)
     LOGGER.info("evaluating %s", model.describe())
     size = model.input_size(settings["imgsz"])
     dataset, loader = build_eval_loader(

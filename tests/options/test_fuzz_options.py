@@ -19,8 +19,12 @@ from yolorep.options.fields import flag_of
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))  # fmt: skip
 # every option a user can set on `yolorep train` (hyperparameters included), but the file-valued ones
-FIELDS = {f.name: (f, spec) for cls in (TrainOptions, Hyperparameters) for f, spec in cls.specs()
-          if spec.cli and f.name not in ("hyp", "resume", "model", "data", "weights", "project", "name", "device")}
+FIELDS = {
+    f.name: (f, spec)
+    for cls in (TrainOptions, Hyperparameters)
+    for f, spec in cls.specs()
+    if spec.cli and f.name not in ("hyp", "resume", "model", "data", "weights", "project", "name", "device")
+}
 VALUES = st.one_of(
     st.integers(min_value=-(2**40), max_value=2**40),
     st.floats(allow_nan=True, allow_infinity=True),

@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         LOGGER.error("error: %s", message)
         return 2
-    except KeyboardInterrupt:
-        LOGGER.error("interrupted")
+    except KeyboardInterrupt as err:  # a training run says how to resume it
+        LOGGER.error("interrupted%s", f"; {err}" if str(err) else "")
         return 130
     return 0

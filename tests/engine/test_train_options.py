@@ -70,6 +70,21 @@ def test_frozen_layers_keep_their_initial_weights(frozen_single_class_run):
     frozen = [k for k in weights if int(k.split(".")[1]) < 3]
     assert frozen and all(torch.equal(trained[k], initial[k]) for k in frozen)
     assert sum(not torch.equal(trained[k], initial[k]) for k in weights if k not in frozen) > len(weights) // 2
+    # BatchNorm statistics of frozen layers stay fixed too (eval mode through every model.train()); the others move
+    statistics = [k for k in initial if k.endswith(("running_mean", "running_var"))]
+    frozen_statistics = [k for k in statistics if int(k.split(".")[1]) < 3]
+    assert frozen_statistics and all(torch.equal(trained[k], initial[k]) for k in frozen_statistics)
+    assert all(not torch.equal(trained[k], initial[k]) for k in statistics if k not in frozen_statistics)
+
+
+def test_frozen_batchnorms_stay_in_eval_mode_through_train():
+    model = yolorep.build_model("yolorep-n.yaml", nc=2)
+    train_build.freeze_layers(model, [0, 2])
+    model.eval().train()
+    modes = {i: {m.training for m in layer.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+             for i, layer in enumerate(model.layers)}  # fmt: skip
+    assert modes[0] == modes[2] == {False} and modes[1] == {True} and model.training
+    assert not any(p.requires_grad for p in model.layers[0].parameters())
 
 
 def test_single_class_run_scores_one_class(frozen_single_class_run):

@@ -246,17 +246,13 @@ def _gigabytes(size: float) -> str:
 
 
 def freeze_layers(model: DetectionModel, freeze: int | list[int]) -> list[int]:
-    """Keep the parameters of the first ``freeze`` layers (or of the layer indices listed) at their initial values
-    (``requires_grad`` off, so the optimizer leaves them out); BatchNorm statistics still update, as in
-    ultralytics. Returns the frozen layer indices."""
+    """Keep the first ``freeze`` layers (or the layer indices listed) as they are: parameters at their initial values
+    (``requires_grad`` off, so the optimizer leaves them out) and BatchNorm statistics fixed (eval mode, kept through
+    ``model.train()``: ``DetectionModel.freeze``). Returns the frozen layer indices."""
     layers = list(range(freeze)) if isinstance(freeze, int) else sorted(set(freeze))
     bad = [i for i in layers if i >= len(model.layers)]
     if bad:
         raise CheckpointError(f"--freeze {freeze}: the model has layers 0..{len(model.layers) - 1}; got {bad}")
-    count = 0
-    for index in layers:
-        for param in model.layers[index].parameters():
-            param.requires_grad_(False)
-            count += param.numel()
-    LOGGER.info("froze layers %s (%s parameters)", layers, f"{count:,}")
+    count = model.freeze(layers)
+    LOGGER.info("froze layers %s (%s parameters, BatchNorm statistics fixed)", layers, f"{count:,}")
     return layers

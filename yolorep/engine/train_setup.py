@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from contextlib import ExitStack
 from pathlib import Path
 from time import perf_counter
@@ -106,6 +107,7 @@ def _run(
 ) -> dict[str, Any]:
     dev = select_device(args["device"])
     is_distributed = distributed.setup(dev)
+    trainer = None
     try:
         with ExitStack() as stack:
             if save_dir is not None and distributed.is_main_process():  # resuming: refuse a second process at once
@@ -117,6 +119,11 @@ def _run(
             if not distributed.is_main_process():
                 return {}
             return _final_validation(trainer, dev)
+    except KeyboardInterrupt:
+        last = (trainer.save_dir if trainer is not None else save_dir or Path(".")) / "weights" / "last.pt"
+        if distributed.is_main_process() and last.is_file():  # say how to continue (the CLI prints the message)
+            raise KeyboardInterrupt(f"continue with: yolorep train --resume {shlex.quote(str(last))}") from None
+        raise
     finally:
         distributed.cleanup()
 

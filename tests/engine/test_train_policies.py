@@ -12,6 +12,7 @@ import torch
 from helpers import TINY_HYP
 
 from yolorep.cli import main
+from yolorep.engine.train_setup import train
 from yolorep.engine.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,3 +43,15 @@ def test_ctrl_c_says_how_to_resume(tiny_shapes_yaml, tmp_path, monkeypatch, capl
     monkeypatch.setattr(Trainer, "_train_one_epoch", trained)
     assert main(["train", "--resume", str(last)]) == 0 and len(_rows(tmp_path / "exp")) == 3
     assert torch.load(last, weights_only=True)["epoch"] == 2
+
+
+def test_logged_learning_rates_are_the_ones_used(tiny_shapes_yaml, tmp_path):
+    """3 batches an epoch, 2 epochs: warm-up takes a third of the plan, 2 batches; the groups are (BatchNorm weights,
+    conv weights, biases), the biases' rate falls from warmup_bias_lr to lr0 while the others rise from 0."""
+    train(data=tiny_shapes_yaml, epochs=2, project=tmp_path, name="lr", optimizer="SGD", lr0=0.01,
+          hyp=dict(TINY_HYP, warmup_epochs=1.0), **RUN)  # fmt: skip
+    first, second = ({k: float(v) for k, v in row.items() if k.startswith("lr/")} for row in _rows(tmp_path / "lr"))
+    # epoch 1 ended on its warm-up's last step (1 of 0..2): halfway from the start values to lr0 * factor(0) = lr0
+    assert first == pytest.approx({"lr/pg0": 0.005, "lr/pg1": 0.005, "lr/pg2": 0.1 + (0.01 - 0.1) / 2})
+    linear = 1 - 1 / 2 * (1 - 0.01)  # epoch 2 trains at lr0 * factor(1) of the linear decay to lrf
+    assert second == pytest.approx(dict.fromkeys(("lr/pg0", "lr/pg1", "lr/pg2"), 0.01 * linear))

@@ -151,7 +151,7 @@ def results_row(trainer: Any) -> dict[str, float]:
         "val_time_s": stats.val_seconds,
         "epoch_time_s": stats.train_seconds + stats.val_seconds,
     })  # fmt: skip
-    row.update({f"lr/pg{i}": group["lr"] for i, group in enumerate(trainer.optimizer.param_groups)})
+    row.update({f"lr/pg{i}": lr for i, lr in enumerate(stats.lr)})  # as used by the epoch's last batch
     return row
 
 

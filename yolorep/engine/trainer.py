@@ -71,6 +71,7 @@ class EpochRecord:
     images: int = 0  # training images seen, all ranks
     validated: bool = False  # set by validation (on_validate)
     val_seconds: float = 0.0  # validation and on_val_end, when it validated
+    lr: list[float] = field(default_factory=list)  # each parameter group's learning rate at its last batch
 
 
 class Batch(NamedTuple):
@@ -262,6 +263,7 @@ class Trainer:
             self._fire("on_train_epoch_start")
             with cudnn_autotune(not self.train_loader.dataset.rect):  # fixed input sizes: tune once per shape
                 self.losses, self.this_epoch.images = self._train_one_epoch(epoch)
+            self.this_epoch.lr = [group["lr"] for group in self.optimizer.param_groups]  # what was used, warm-up too
             self.scheduler.step()
             self.this_epoch.train_seconds = time.perf_counter() - self.this_epoch.started
             self._fire("on_train_epoch_end")

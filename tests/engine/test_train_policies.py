@@ -11,7 +11,9 @@ import pytest
 import torch
 from helpers import TINY_HYP
 
+import yolorep
 from yolorep.cli import main
+from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_setup import train
 from yolorep.engine.trainer import Trainer
 
@@ -55,3 +57,38 @@ def test_logged_learning_rates_are_the_ones_used(tiny_shapes_yaml, tmp_path):
     assert first == pytest.approx({"lr/pg0": 0.005, "lr/pg1": 0.005, "lr/pg2": 0.1 + (0.01 - 0.1) / 2})
     linear = 1 - 1 / 2 * (1 - 0.01)  # epoch 2 trains at lr0 * factor(1) of the linear decay to lrf
     assert second == pytest.approx(dict.fromkeys(("lr/pg0", "lr/pg1", "lr/pg2"), 0.01 * linear))
+
+
+def _optimizer_of(last):
+    """(name, lr0) of the optimizer a last.pt's run trained with, read from the optimizer's own state."""
+    group = torch.load(last, weights_only=True)["train_state"]["optimizer"]["param_groups"][0]
+    return ("AdamW" if "betas" in group else "SGD"), group["initial_lr"]
+
+
+def test_a_time_budget_picks_the_optimizer_of_the_epochs_it_allows(tiny_shapes_yaml, tmp_path):
+    """3 updates an epoch (12 images, nbs 4): sized on the 10,000-epoch cap, auto picked SGD for a few seconds."""
+    hyp = dict(TINY_HYP, nbs=4)
+    for name, epochs in (("uncapped", None), ("capped", 500)):  # the budget, not the cap, limits both plans
+        train(data=tiny_shapes_yaml, time=8 / 3600, epochs=epochs, project=tmp_path, name=name, hyp=hyp, **RUN)
+    uncapped, capped = (_optimizer_of(tmp_path / name / "weights" / "last.pt") for name in ("uncapped", "capped"))
+    nc = len(yolorep.load(tmp_path / "capped" / "weights" / "best.pt").names)
+    assert uncapped == capped == pytest.approx(("AdamW", round(0.002 * 5 / (4 + nc), 6)))
+
+
+def test_a_long_budget_switches_to_sgd_after_the_first_epoch(tiny_shapes_yaml, tmp_path, monkeypatch, caplog):
+    def long_plan(self, done, *_):  # the first epoch's time fits 4,000 epochs (12,000 updates) into the budget
+        self.epochs, self.fitted = 4000, True
+
+    monkeypatch.setattr(Schedule, "refit", long_plan)
+    stop_after_two = {"on_fit_epoch_end": [lambda trainer: setattr(trainer, "stop", trainer.epoch >= 1)]}
+    with caplog.at_level(logging.INFO, logger="yolorep"):
+        train(data=tiny_shapes_yaml, time=1.0, project=tmp_path, name="long", hyp=dict(TINY_HYP, nbs=4),
+              callbacks=stop_after_two, **RUN)  # fmt: skip
+    last = tmp_path / "long" / "weights" / "last.pt"
+    assert _optimizer_of(last) == ("SGD", 0.01)
+    assert "optimizer auto: SGD lr0=0.01 from epoch 2 for the 4000 epochs (12000 updates)" in caplog.text
+    rows = _rows(tmp_path / "long")
+    assert float(rows[1]["lr/pg0"]) == pytest.approx(0.01 * (1 - 1 / 4000 * 0.99))  # SGD's lr0 on the same plan
+    # a resumed run builds the optimizer it had (the state of an SGD fits no AdamW)
+    train(resume=str(last), callbacks={"on_fit_epoch_end": [lambda trainer: setattr(trainer, "stop", True)]})
+    assert _optimizer_of(last) == ("SGD", 0.01) and len(_rows(tmp_path / "long")) == 3

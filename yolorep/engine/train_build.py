@@ -4,7 +4,6 @@ optimizer, schedule, validator and the run's hooks."""
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -25,7 +24,6 @@ from yolorep.engine.class_names import class_rows_by_name, require_same_names
 from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.device import available_memory, keep_freed_memory, loader_workers
 from yolorep.engine.hooks import Hook
-from yolorep.engine.optim import build_optimizer, resolve_optimizer
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_best import BestModel
@@ -33,6 +31,8 @@ from yolorep.engine.train_budget import TimeBudget
 from yolorep.engine.train_checkpoints import Checkpointer
 from yolorep.engine.train_ema import EMA
 from yolorep.engine.train_mosaic import MosaicClosing
+from yolorep.engine.train_optimizer import STATE_KEY as OPTIMIZER_CHOICE
+from yolorep.engine.train_optimizer import OptimizerSettings, build_run_optimizer
 from yolorep.engine.train_results import Results, TrainBatchPlots
 from yolorep.engine.train_validation import Validation
 from yolorep.engine.trainer import LoopSettings, Trainer
@@ -136,10 +136,16 @@ def build_trainer(
     if dev.type == "cpu" and keep_freed_memory():
         LOGGER.debug("glibc keeps freed memory for reuse (mallopt): no page faults on each step's buffers")
     loader = build_dataloader(dataset, batch, not rect, workers, args["seed"], distributed=is_distributed)
-    optimizer = _optimizer(model, args, len(dataset), batch, len(spec.names))
+    stored_choice = checkpoint["train_state"].get(OPTIMIZER_CHOICE) if checkpoint is not None else None
+    optimizer_settings = OptimizerSettings.of_run(args, len(dataset), batch, len(spec.names))
+    optimizer, optimizer_choice = build_run_optimizer(
+        model, optimizer_settings, args["epochs"], args.get("time") is not None, stored_choice
+    )
     if is_main:
         chosen = " (auto: cores left by the model's threads; --workers N to choose)" if args["workers"] is None else ""
-        LOGGER.info("data loader workers: %d%s", workers, chosen)
+        accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
+        LOGGER.info("batch %d x %d ranks, accumulate %d; data loader workers: %d%s", batch, world, accumulate,
+                    workers, chosen)  # fmt: skip
     loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
     model = _distributed_model(model, args["sync_bn"], dev) if is_distributed else model
     validator = None
@@ -155,28 +161,13 @@ def build_trainer(
     save_dir = Path(distributed.broadcast_object(str(save_dir)))
     schedule = Schedule(args["epochs"], hyp["lrf"], hyp["cos_lr"], hyp["warmup_epochs"], int(hyp["close_mosaic"]),
                         time_budget=None if args.get("time") is None else args["time"] * 3600)  # fmt: skip
-    hooks = [*_run_hooks(args, model, validator, save_dir, started), *(callbacks or ())]
+    hooks = [optimizer_choice, *_run_hooks(args, model, validator, save_dir, started), *(callbacks or ())]
     settings = LoopSettings(hyp=hyp, device=dev, save_dir=save_dir, seed=args["seed"], profile=profile)
     trainer = Trainer(model, loss_fn, optimizer, loader, schedule, hooks, settings)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint, str(save_dir / "weights" / "last.pt"))
         LOGGER.info("resuming %s from epoch %d", save_dir, trainer.last_epoch + 2)
     return trainer
-
-
-def _optimizer(model: nn.Module, args: dict[str, Any], n_images: int, batch: int, nc: int) -> torch.optim.Optimizer:
-    """The optimizer ``args`` ask for (``auto`` by the number of steps and classes ``nc``), its weight decay scaled
-    to the nominal batch; ``batch`` is per rank."""
-    hyp, world = args["hyp"], distributed.world_size()
-    accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
-    steps = math.ceil(n_images / max(batch * world, hyp["nbs"])) * args["epochs"]
-    lr0_set = "lr0" in args.get("hyp_set", ())
-    opt_name, lr0 = resolve_optimizer(args["optimizer"], nc, steps, hyp["lr0"], lr0_set)
-    weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
-    optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
-    if distributed.is_main_process():
-        LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
-    return optimizer
 
 
 def _distributed_model(model: nn.Module, sync_bn: bool, dev: torch.device) -> nn.Module:

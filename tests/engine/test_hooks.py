@@ -66,7 +66,8 @@ def test_a_new_policy_is_a_hook_that_keeps_its_state_across_resume(tiny_shapes_y
     per_batch = ["on_train_batch_start", "on_optimizer_step", "on_train_batch_end"]
     epoch = ["on_train_epoch_start", *per_batch * 3, "on_train_epoch_end", "on_validate", "on_val_end", "on_review",
              "on_fit_epoch_end", "on_save", "on_model_save", "on_epoch_complete"]  # fmt: skip
-    expected = [("on_train_start", -1), *((s, 0) for s in epoch), *((s, 1) for s in epoch), ("on_fit_end", 1)]
+    expected = [("on_train_start", -1), *((s, 0) for s in epoch), *((s, 1) for s in epoch), ("on_fit_end", 1),
+                ("on_train_end", 1)]  # fmt: skip
     assert recorder.seen == expected
 
     def killed_after_first_epoch(trainer):

@@ -18,7 +18,7 @@ from helpers import TINY_HYP
 import yolorep
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine import train_build
+from yolorep.engine import train_build, train_data
 from yolorep.engine.callbacks import EVENTS
 from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_setup import train
@@ -57,7 +57,8 @@ def test_callbacks_run_in_order(frozen_single_class_run):
     assert taus == [Schedule(2, lrf=0.01).ema_tau(2000, updates_per_epoch=1)] * 2 == [2.0, 2.0]
     per_epoch = ["on_train_epoch_start", "on_train_batch_end", "on_train_batch_end", "on_train_batch_end",
                  "on_train_epoch_end", "on_val_end", "on_fit_epoch_end", "on_model_save"]  # fmt: skip
-    expected = [("on_train_start", -1), *((e, 0) for e in per_epoch), *((e, 1) for e in per_epoch), ("on_fit_end", 1)]
+    expected = [("on_train_start", -1), *((e, 0) for e in per_epoch), *((e, 1) for e in per_epoch), ("on_fit_end", 1),
+                ("on_train_end", 1)]  # fmt: skip
     assert events == expected  # 12 training images, batch 4: three batches per epoch
 
 
@@ -193,8 +194,8 @@ def test_auto_cache_keeps_images_in_ram_only_when_they_fit(tiny_shapes_yaml, mon
 
     def cached_after(mode, available, processes=1):
         datasets = [DetectionDataset(spec, split, 64, augment=split == "train") for split in ("train", "val")]
-        monkeypatch.setattr(train_build, "available_memory", lambda: available)
-        chosen = train_build.cache_images(mode, datasets, processes)
+        monkeypatch.setattr(train_data, "available_memory", lambda: available)
+        chosen = train_data.cache_images(mode, datasets, processes)
         held = [image is not None for dataset in datasets for image in dataset._images]
         assert all(held) == chosen and any(held) == chosen
         return chosen, sum(dataset.decoded_bytes() for dataset in datasets)
@@ -206,7 +207,7 @@ def test_auto_cache_keeps_images_in_ram_only_when_they_fit(tiny_shapes_yaml, mon
     assert kept in caplog.text
     assert not cached_after("auto", 4 * need - 1)[0]
     assert not cached_after("auto", 4 * need, processes=2)[0]  # every DDP process holds its own copy
-    monkeypatch.setattr(train_build, "AUTO_CACHE_BYTES", need - 1)
+    monkeypatch.setattr(train_data, "AUTO_CACHE_BYTES", need - 1)
     assert not cached_after("auto", 10**12)[0]  # plenty of memory, but over the cap
     assert "exceed the auto cache (a quarter of" in caplog.text and "--cache true keeps them in RAM" in caplog.text
     assert not cached_after("auto", None)[0]  # memory unknown: only when asked

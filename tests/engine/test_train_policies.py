@@ -13,9 +13,12 @@ from helpers import TINY_HYP
 
 import yolorep
 from yolorep.cli import main
+from yolorep.engine.hooks import Hook
+from yolorep.engine.phases import PhaseTimer
 from yolorep.engine.schedule import Schedule
+from yolorep.engine.train_multiscale import MultiScale
 from yolorep.engine.train_setup import train
-from yolorep.engine.trainer import Trainer
+from yolorep.engine.trainer import Batch, LoopSettings, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0)
@@ -92,3 +95,58 @@ def test_a_long_budget_switches_to_sgd_after_the_first_epoch(tiny_shapes_yaml, t
     # a resumed run builds the optimizer it had (the state of an SGD fits no AdamW)
     train(resume=str(last), callbacks={"on_fit_epoch_end": [lambda trainer: setattr(trainer, "stop", True)]})
     assert _optimizer_of(last) == ("SGD", 0.01) and len(_rows(tmp_path / "long")) == 3
+
+
+class BatchShapes(Hook):
+    def __init__(self):
+        self.shapes = []
+
+    def on_train_batch_end(self, trainer):
+        self.shapes.append((trainer.epoch, *trainer.batch.images.shape))
+
+
+def test_save_period_fraction_multi_scale_and_exist_ok(tiny_shapes_yaml, tmp_path):
+    seen = BatchShapes()
+    options = dict(data=tiny_shapes_yaml, epochs=2, project=tmp_path, name="run", hyp=dict(TINY_HYP), **RUN)
+    train(save_period=1, fraction=0.5, multi_scale=0.5, callbacks=seen, **options)
+    weights = tmp_path / "run" / "weights"
+    assert [torch.load(weights / f"epoch{n}.pt", weights_only=True)["epoch"] for n in (1, 2)] == [0, 1]
+    assert "train_state" not in torch.load(weights / "epoch1.pt", weights_only=True)  # a model, as best.pt
+    # 6 of the 12 images, batch 4: two batches an epoch, each at a size of 32..96 (64 * (1 +- 0.5)) in steps of 32
+    assert [epoch for epoch, *_ in seen.shapes] == [0, 0, 1, 1]
+    assert {(c, h, w) for _, _, c, h, w in seen.shapes} <= {(3, s, s) for s in (32, 64, 96)}
+    assert len({h for *_, h, _ in seen.shapes}) > 1
+    train(**options)  # the name is taken: a new folder
+    train(exist_ok=True, **{**options, "epochs": 1})  # the same folder again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run2"] and len(_rows(tmp_path / "run")) == 1
+
+
+def test_multi_scale_resizes_images_and_boxes(tmp_path):
+    hook = MultiScale(imgsz=64, spread=0.5, stride=32)
+    images = torch.zeros(2, 3, 64, 96, dtype=torch.uint8)
+    images[:, :, 16:48, 32:64] = 200
+    targets = torch.tensor([[0, 1, 32, 16, 64, 48], [1, 0, 0, 0, 96, 64]], dtype=torch.float32)
+
+    class Fake:
+        settings, epoch, device = LoopSettings({}, torch.device("cpu"), tmp_path, seed=3, profile=False), 0, "cpu"
+        timer = PhaseTimer(torch.device("cpu"))
+
+    def epoch_of_shapes():
+        hook.on_train_epoch_start(Fake)
+        shapes = []
+        for _ in range(30):
+            Fake.batch = Batch(0, images, targets)
+            hook.on_train_batch_start(Fake)
+            out, boxes = Fake.batch.images, Fake.batch.targets
+            height, width = out.shape[2:]
+            assert out.dtype == torch.uint8 and height % 32 == 0 and width % 32 == 0
+            x1, y1, x2, y2 = boxes[0, 2:].round().int().tolist()
+            assert (out[0, :, y1 + 1 : y2 - 1, x1 + 1 : x2 - 1] == 200).all()  # the box still frames the patch
+            assert boxes[1, 2:].tolist() == [0, 0, width, height]
+            shapes.append((height, width))
+        return shapes
+
+    shapes = epoch_of_shapes()
+    # the longer side is drawn from 32..96 in steps of 32; the shorter keeps the aspect ratio, rounded up to 32
+    assert set(shapes) == {(32, 32), (64, 64), (64, 96)}
+    assert epoch_of_shapes() == shapes  # the same seed and epoch draw the same sizes: a resumed run does too

@@ -15,22 +15,22 @@ import torch
 from torch import nn
 
 from yolorep.checks import check_imgsz
-from yolorep.datasets.dataset import DetectionDataset
-from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine import distributed
 from yolorep.engine.checkpoint import read_checkpoint
 from yolorep.engine.class_names import class_rows_by_name, require_same_names
 from yolorep.engine.data_summary import format_data_summary
-from yolorep.engine.device import available_memory, keep_freed_memory, loader_workers
 from yolorep.engine.hooks import Hook
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_best import BestModel
 from yolorep.engine.train_budget import TimeBudget
 from yolorep.engine.train_checkpoints import Checkpointer
+from yolorep.engine.train_data import build_train_data, cache_images, resolve_batch
 from yolorep.engine.train_ema import EMA
+from yolorep.engine.train_loggers import build_loggers
 from yolorep.engine.train_mosaic import MosaicClosing
+from yolorep.engine.train_multiscale import MultiScale
 from yolorep.engine.train_optimizer import STATE_KEY as OPTIMIZER_CHOICE
 from yolorep.engine.train_optimizer import OptimizerSettings, build_run_optimizer
 from yolorep.engine.train_results import Results, TrainBatchPlots
@@ -44,11 +44,7 @@ from yolorep.nn.model import DetectionModel, build_model
 __all__ = ["build_trainer", "cache_images", "freeze_layers", "initial_weights"]
 
 LOGGER = logging.getLogger(__name__)
-# --cache auto keeps decoded images in RAM when all processes' copies take at most this share of the memory
-# available and this many bytes: small and medium sets then skip decoding every epoch (on a 2-core CPU, 800
-# images at 256 px load in 1.6 s an epoch instead of 4.4 s), large ones are never read up front unasked.
-AUTO_CACHE_SHARE = 0.25
-AUTO_CACHE_BYTES = 4 << 30
+LOGGERS_DEFAULT = ("tensorboard",)  # what runs stored before --loggers existed used
 
 
 def _seed_everything(seed: int) -> None:
@@ -117,7 +113,7 @@ def build_trainer(
     _seed_everything(args["seed"])
     spec = load_data_spec(args["data"]) if is_main else None
     spec = distributed.broadcast_object(spec) if is_distributed else spec
-    single_cls, rect = bool(args.get("single_cls")), bool(args.get("rect"))
+    single_cls = bool(args.get("single_cls"))
     names = ["object"] if single_cls else list(spec.names)
     if checkpoint is not None:  # resuming: the run's classes, in its order
         require_same_names(checkpoint.get("names"), names, str(save_dir / "weights" / "last.pt"), args["data"])
@@ -129,13 +125,10 @@ def build_trainer(
     imgsz = check_imgsz(args["imgsz"], stride)
     if is_main:
         model.info(imgsz=imgsz)
+    loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
+    args = {**args, "batch": resolve_batch(args, model, loss_fn, spec, dev)}  # stored as measured: resumed alike
     batch = max(args["batch"] // world, 1)
-    dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, rect=rect, batch_size=batch,
-                               stride=stride, single_cls=single_cls)  # fmt: skip
-    workers = loader_workers(args["workers"], dev)
-    if dev.type == "cpu" and keep_freed_memory():
-        LOGGER.debug("glibc keeps freed memory for reuse (mallopt): no page faults on each step's buffers")
-    loader = build_dataloader(dataset, batch, not rect, workers, args["seed"], distributed=is_distributed)
+    dataset, loader, workers = build_train_data(args, spec, imgsz, stride, batch, dev, is_distributed)
     stored_choice = checkpoint["train_state"].get(OPTIMIZER_CHOICE) if checkpoint is not None else None
     optimizer_settings = OptimizerSettings.of_run(args, len(dataset), batch, len(spec.names))
     optimizer, optimizer_choice = build_run_optimizer(
@@ -146,7 +139,6 @@ def build_trainer(
         accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
         LOGGER.info("batch %d x %d ranks, accumulate %d; data loader workers: %d%s", batch, world, accumulate,
                     workers, chosen)  # fmt: skip
-    loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
     model = _distributed_model(model, args["sync_bn"], dev) if is_distributed else model
     validator = None
     if is_main:
@@ -157,7 +149,7 @@ def build_trainer(
     cache_images(args["cache"], [dataset, val_set] if is_main else [dataset], world)
     # the run folder is made last, once everything a user can get wrong has been read and checked
     if save_dir is None and is_main:
-        save_dir = increment_run_dir(args["project"], args["name"])
+        save_dir = increment_run_dir(args["project"], args["name"], bool(args.get("exist_ok")))
     save_dir = Path(distributed.broadcast_object(str(save_dir)))
     schedule = Schedule(args["epochs"], hyp["lrf"], hyp["cos_lr"], hyp["warmup_epochs"], int(hyp["close_mosaic"]),
                         time_budget=None if args.get("time") is None else args["time"] * 3600)  # fmt: skip
@@ -187,6 +179,9 @@ def _run_hooks(
     time budget, results and checkpoints. A new policy is one more entry here."""
     hyp = args["hyp"]
     hooks: list[Hook] = [EMA(model, hyp["ema_decay"], hyp["ema_tau"]), MosaicClosing()]
+    if args.get("multi_scale"):
+        stride = int(getattr(model, "module", model).stride.max())
+        hooks.append(MultiScale(int(args["imgsz"]), args["multi_scale"], stride))
     if validator is not None:
         evaluation = dict(eval_args(hyp), imgsz=int(args["imgsz"]))
         hooks += [
@@ -196,44 +191,9 @@ def _run_hooks(
             TimeBudget(time.perf_counter() if started is None else started),
             Results(args),
             Checkpointer(save_dir / "weights", args, evaluation),
+            *build_loggers(tuple(args.get("loggers", LOGGERS_DEFAULT)), args),
         ]
     return hooks
-
-
-def cache_images(mode: bool | str, datasets: list[DetectionDataset], processes: int = 1) -> bool:
-    """Keep the decoded images of ``datasets`` in RAM when ``mode`` is True, or ``"auto"`` and every process's
-    copy fits in :data:`AUTO_CACHE_SHARE` of the available memory and :data:`AUTO_CACHE_BYTES`; True if cached.
-
-    Samples are the same either way (the cache holds exactly what each epoch would decode); only the time
-    changes. The log line says what was chosen and how to choose otherwise.
-    """
-    if mode is False:
-        return False
-    need = sum(dataset.decoded_bytes() for dataset in datasets) * max(processes, 1)
-    available = available_memory()
-    copies = f" x {processes} processes" if processes > 1 else ""
-    if mode == "auto":
-        room = 0 if available is None else min(AUTO_CACHE_SHARE * available, AUTO_CACHE_BYTES)
-        if need > room:
-            where = "unknown free memory" if available is None else f"{_gigabytes(available)} available"
-            LOGGER.info(
-                "images decoded every epoch: %s resized%s exceed the auto cache (a quarter of %s, at most %s); "
-                "--cache true keeps them in RAM",
-                _gigabytes(need), copies, where, _gigabytes(AUTO_CACHE_BYTES),
-            )  # fmt: skip
-            return False
-    elif available is not None and need > available:
-        LOGGER.warning("--cache: %s of images%s exceed the %s available; expect swapping", _gigabytes(need), copies,
-                       _gigabytes(available))  # fmt: skip
-    for dataset in datasets:
-        dataset.cache_images()
-    chosen = " (auto; --cache false reads them every epoch)" if mode == "auto" else ""
-    LOGGER.info("images kept in RAM: %s resized%s%s", _gigabytes(need), copies, chosen)
-    return True
-
-
-def _gigabytes(size: float) -> str:
-    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
 
 
 def freeze_layers(model: DetectionModel, freeze: int | list[int]) -> list[int]:

@@ -134,11 +134,6 @@ def build_trainer(
     optimizer, optimizer_choice = build_run_optimizer(
         model, optimizer_settings, args["epochs"], args.get("time") is not None, stored_choice
     )
-    if is_main:
-        chosen = " (auto: cores left by the model's threads; --workers N to choose)" if args["workers"] is None else ""
-        accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
-        LOGGER.info("batch %d x %d ranks, accumulate %d; data loader workers: %d%s", batch, world, accumulate,
-                    workers, chosen)  # fmt: skip
     model = _distributed_model(model, args["sync_bn"], dev) if is_distributed else model
     validator = None
     if is_main:

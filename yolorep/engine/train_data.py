@@ -67,6 +67,12 @@ def build_train_data(
     workers = loader_workers(args["workers"], dev)
     if dev.type == "cpu" and keep_freed_memory():
         LOGGER.debug("glibc keeps freed memory for reuse (mallopt): no page faults on each step's buffers")
+    if distributed.is_main_process():
+        world = distributed.world_size()
+        chosen = " (auto: cores left by the model's threads; --workers N to choose)" if args["workers"] is None else ""
+        accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
+        LOGGER.info("batch %d x %d ranks, accumulate %d; data loader workers: %d%s", batch, world, accumulate,
+                    workers, chosen)  # fmt: skip
     loader = build_dataloader(dataset, batch, not rect, workers, args["seed"], distributed=sharded)
     return dataset, loader, workers
 

@@ -4,12 +4,14 @@ TensorBoard scalars and images; each used only when installed and asked for, non
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
 import pytest
 from helpers import TINY_HYP
 
+from yolorep.cli import main
 from yolorep.engine import train_loggers
 from yolorep.engine.train_setup import train
 from yolorep.errors import ArgumentError
@@ -103,6 +105,21 @@ def _wandb_records(path):
             record.ParseFromString(pending)
             pending = b""
             yield record
+
+
+def test_a_logger_that_cannot_start_its_run_is_one_line(tiny_shapes_yaml, tmp_path, monkeypatch, caplog):
+    wandb = pytest.importorskip("wandb")
+
+    def not_logged_in(**kwargs):
+        raise wandb.errors.UsageError("api_key not configured (no-tty). call wandb.login(key=[your_api_key])")
+
+    monkeypatch.setattr(wandb, "init", not_logged_in)
+    argv = ["train", "--data", str(tiny_shapes_yaml), "--epochs", "1", "--loggers", "wandb", "--project", str(tmp_path),
+            "--imgsz", "64", "--batch", "4", "--device", "cpu", "--workers", "0"]  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger="yolorep"):
+        assert main(argv) == 2
+    assert "W&B: cannot start a run (api_key not configured (no-tty)" in caplog.text
+    assert "set WANDB_MODE=offline, or train without --loggers wandb" in caplog.text
 
 
 def test_tensorboard_scalars_and_images(tiny_shapes_yaml, tmp_path):

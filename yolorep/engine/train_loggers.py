@@ -11,11 +11,12 @@ tensorboard``) and skipped without a word otherwise, as before loggers could be 
 when named (``--loggers mlflow,wandb``); a named one that is not installed stops the run before it starts, with the
 pip extra that brings it. They are configured as those tools are, by their own environment variables:
 
-* MLflow: ``MLFLOW_TRACKING_URI`` (a ``file:`` folder, ``sqlite:///mlflow.db``, or a server; MLflow's default
-  otherwise), ``MLFLOW_EXPERIMENT_NAME`` (default: the ``--project`` folder's name), ``MLFLOW_RUN`` (default:
-  the run folder's name). A resumed run continues the same MLflow run.
+* MLflow: ``MLFLOW_TRACKING_URI`` (a server, ``sqlite:///mlflow.db``, or a ``file:`` folder, which MLflow 3 takes
+  only with ``MLFLOW_ALLOW_FILE_STORE=true``; MLflow's default otherwise, ``./mlflow.db`` in MLflow 3),
+  ``MLFLOW_EXPERIMENT_NAME`` (default: the ``--project`` folder's name), ``MLFLOW_RUN`` (default: the run
+  folder's name). A resumed run continues the same MLflow run.
 * W&B: ``WANDB_PROJECT`` (default: the ``--project`` folder's name), ``WANDB_MODE=offline`` to keep everything
-  local (``wandb sync`` uploads it later), ``WANDB_DIR``; its files go under the run folder. A resumed run continues
+  local (``wandb sync`` uploads it later); its files go under the run folder (``wandb/``). A resumed run continues
   the same W&B run.
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from yolorep.engine.hooks import Hook
-from yolorep.errors import ArgumentError
+from yolorep.errors import ArgumentError, YolorepError
 
 __all__ = ["MLflowLogger", "TensorBoardLogger", "WandbLogger", "build_loggers", "check_loggers"]
 
@@ -143,9 +144,13 @@ class MLflowLogger(Hook):
         import mlflow
 
         name = Path(self.train_args["project"]).name or "yolorep"
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or name)
         run_name = os.environ.get("MLFLOW_RUN") or trainer.save_dir.name
-        run = mlflow.start_run(run_id=self.run_id, run_name=None if self.run_id else run_name)
+        try:
+            mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or name)
+            run = mlflow.start_run(run_id=self.run_id, run_name=None if self.run_id else run_name)
+        except Exception as err:  # an unreachable server, a refused store: MLflow raises many kinds
+            raise YolorepError(f"MLflow: cannot start a run at {mlflow.get_tracking_uri()} ({_first_line(err)}); "
+                               "check MLFLOW_TRACKING_URI, or train without --loggers mlflow") from None  # fmt: skip
         if self.run_id is None:
             mlflow.log_params(flat_params(self.train_args))
         self.run_id = run.info.run_id
@@ -176,6 +181,10 @@ class MLflowLogger(Hook):
         self.run_id = state.get("mlflow_run_id")
 
 
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def _mlflow_key(key: str) -> str:
     return key.replace("(", "_").replace(")", "")  # MLflow keys: alphanumerics, _ - . / and spaces
 
@@ -191,10 +200,14 @@ class WandbLogger(Hook):
         import wandb
 
         project = os.environ.get("WANDB_PROJECT") or Path(self.train_args["project"]).name or "yolorep"
-        self.run = wandb.init(
-            project=project, name=trainer.save_dir.name, config=self.train_args, dir=str(trainer.save_dir),
-            id=self.run_id, resume="allow" if self.run_id else None,
-        )  # fmt: skip
+        try:
+            self.run = wandb.init(
+                project=project, name=trainer.save_dir.name, config=self.train_args, dir=str(trainer.save_dir),
+                id=self.run_id, resume="allow" if self.run_id else None,
+            )  # fmt: skip
+        except Exception as err:  # not logged in, no network: W&B raises many kinds
+            raise YolorepError(f"W&B: cannot start a run ({_first_line(err)}); log in with 'wandb login', set "
+                               "WANDB_MODE=offline, or train without --loggers wandb") from None  # fmt: skip
         self.run_id = self.run.id
         LOGGER.info("W&B: run %s (%s)", self.run_id, self.run.settings.mode)
 

@@ -37,9 +37,9 @@ class LoadedRecords(NamedTuple):
 def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRecords:
     """Read, check and cache the ground truth of ``split``.
 
-    The cache (``<labels dir>.cache.npz`` for YOLO, ``<json stem>.cache.npz`` beside the JSON for COCO, or in the
-    user cache folder when that folder is read-only: see :mod:`yolorep.datasets.label_cache`) is keyed by a hash of
-    the file names, sizes and modification times; a stale or unreadable cache is rebuilt.
+    The cache (in the user cache folder, named after the path it would have beside the data: ``<labels
+    dir>.cache.npz`` for YOLO, ``<json stem>.cache.npz`` for COCO; see :mod:`yolorep.datasets.label_cache`) is keyed
+    by a hash of the file names, sizes and modification times; a stale or unreadable cache is rebuilt.
 
     Raises:
         DatasetError: the split has no usable image, or its annotations cannot be used at all.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from helpers import TINY_HYP
 
 import yolorep
 from yolorep.cli import main
+from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.hooks import Hook
 from yolorep.engine.phases import PhaseTimer
 from yolorep.engine.schedule import Schedule
@@ -95,6 +97,25 @@ def test_a_long_budget_switches_to_sgd_after_the_first_epoch(tiny_shapes_yaml, t
     # a resumed run builds the optimizer it had (the state of an SGD fits no AdamW)
     train(resume=str(last), callbacks={"on_fit_epoch_end": [lambda trainer: setattr(trainer, "stop", True)]})
     assert _optimizer_of(last) == ("SGD", 0.01) and len(_rows(tmp_path / "long")) == 3
+
+
+def test_cache_disk_trains_on_the_same_pixels(tiny_shapes_yaml, tmp_path, caplog):
+    """--cache disk writes each image decoded beside it once and trains on exactly what decoding gives."""
+    load_data_spec(tiny_shapes_yaml)  # generates the set; copied so the shared one stays without .npy files
+    shutil.copytree(tiny_shapes_yaml.parent / "shapes", tmp_path / "data" / "shapes")
+    data = tmp_path / "data" / "shapes.yaml"
+    shutil.copy(tiny_shapes_yaml, data)
+    options = dict(data=data, epochs=1, project=tmp_path, hyp=dict(TINY_HYP, mosaic=0.5), **RUN)
+    with caplog.at_level(logging.INFO, logger="yolorep"):
+        on_disk = train(name="disk", cache="disk", **options)
+    images = sorted((tmp_path / "data" / "shapes" / "images").rglob("*.jpg"))
+    assert len(images) == 18 and sorted(p.with_suffix("") for p in images[0].parent.parent.rglob("*.npy")) == images
+    assert "decoded images on disk (--cache disk): 18 .npy files" in caplog.text and "(18 written now)" in caplog.text
+    decoded = train(name="decoded", cache=False, **options)
+    assert on_disk["map50_95"] == decoded["map50_95"]
+    trained = [{k: v for k, v in row.items() if not k.endswith(("_s", "_per_s"))} for row in _rows(tmp_path / "disk")]
+    assert trained == [{k: v for k, v in row.items() if not k.endswith(("_s", "_per_s"))}
+                       for row in _rows(tmp_path / "decoded")]  # fmt: skip
 
 
 class BatchShapes(Hook):

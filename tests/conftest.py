@@ -40,6 +40,15 @@ _yolorep_logging = pytest.fixture(autouse=True)(_restore_yolorep_logging)
 _yolorep_logging_per_module = pytest.fixture(autouse=True, scope="module")(_restore_yolorep_logging)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache_folder(tmp_path_factory):
+    """The label caches (and --cache disk copies of read-only data) go to the user cache folder: one under the
+    session's temporary folder, never the user's ~/.cache. Subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes_yaml(tmp_path_factory) -> Path:
     """A dataset YAML for a tiny synthetic shapes set (12 train / 6 val images, ~96 px), generated once."""

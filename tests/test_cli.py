@@ -50,7 +50,7 @@ def test_cache_spellings(argv, cache):
         (["train", "--epohcs", "3"], "unrecognized arguments: --epohcs 3; --epohcs: did you mean --epochs"),
         (["train", "lr=0.1"], "--lr: did you mean --lrf or --lr0?"),
         (["val", "--weights", "x.pt", "--conff", "0.5"], "--conff: did you mean --conf?"),
-        (["train", "cache=maybe"], "argument --cache: 'maybe': expected true, false or auto"),
+        (["train", "cache=maybe"], "argument --cache: 'maybe': expected true, false, auto or disk"),
     ],
 )
 def test_unknown_flags_get_the_subcommand_usage_and_a_suggestion(capsys, argv, message):

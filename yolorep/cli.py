@@ -1,4 +1,4 @@
-"""Command line: ``yolorep {train,val,predict,track,track-eval,export,benchmark,demo,info,convert,import}``.
+"""Command line: ``yolorep {train,tune,val,predict,track,track-eval,export,benchmark,demo,info,convert,import}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. The flags,
 their help and the defaults shown are generated from the command's options dataclasses (``yolorep.options``).
@@ -38,6 +38,7 @@ from yolorep.options import (
     ValOptions,
 )
 from yolorep.options.arguments import add_option_arguments
+from yolorep.options.tune import NOT_TUNE_OPTIONS, TuneOptions
 from yolorep.version import __version__
 
 LOGGER = logging.getLogger("yolorep")
@@ -59,6 +60,11 @@ COMMANDS = {
         "yolorep.engine.train_setup", "train", (("train", TrainOptions),),
         "train a detector (multi-branch); validates a fused copy every epoch",
         "yolorep train [--model M] [--data D] [--epochs N] [--imgsz N] [--batch N] [...] [--HYPERPARAM V]",
+    ),
+    "tune": Command(
+        "yolorep.engine.tune", "tune", (("tune", TuneOptions),),
+        "search hyperparameters with Optuna: trials in parallel processes, each on the --time budget",
+        "yolorep tune --data D --time HOURS [--trials N] [--processes N] [--storage URL] [TRAIN FLAGS] [...]",
     ),
     "val": Command(
         "yolorep.engine.validator", "val", (("val", ValOptions),), "evaluate a checkpoint (fused) with pycocotools"
@@ -126,6 +132,14 @@ def _add_command(sub: Any, name: str, command: Command) -> None:
     if name == "train":
         add_option_arguments(p, command.options)
         group = p.add_argument_group("hyperparameters (cfg/default.yaml; also settable in a --hyp file)")
+        add_option_arguments(group, (("train", Hyperparameters),), type_metavars=True)
+        return
+    if name == "tune":  # the search's options, then every trial's training options; a hyperparameter given is fixed
+        add_option_arguments(p, command.options)
+        tune_fields = [f.name for _, cls in command.options for f, _ in cls.specs()]
+        group = p.add_argument_group("training options of every trial")
+        add_option_arguments(group, (("train", TrainOptions),), exclude=[*tune_fields, *NOT_TUNE_OPTIONS])
+        group = p.add_argument_group("hyperparameters fixed for every trial (not searched)")
         add_option_arguments(group, (("train", Hyperparameters),), type_metavars=True)
         return
     if name == "benchmark":
@@ -249,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         LOGGER.error("error: %s", message)
         return 2
-    except KeyboardInterrupt:
-        LOGGER.error("interrupted")
+    except KeyboardInterrupt as err:  # a training run says how to resume it
+        LOGGER.error("interrupted%s", f"; {err}" if str(err) else "")
         return 130
     return 0

@@ -62,7 +62,7 @@ def test_bad_files_are_skipped_counted_and_named(messy_yaml, caplog):
 def test_second_load_uses_the_cache_and_rebuilds_when_stale(messy_yaml):
     spec = load_data_spec(messy_yaml)
     first = load_records(spec, "train")
-    assert first.cache_path.is_file() and first.cache_path.name == "train.cache.npz"
+    assert first.cache_path.is_file() and first.cache_path.name.endswith("-train.cache.npz")
     second = load_records(spec, "train")
     assert second.from_cache and second.stats == first.stats
     assert len(second.records) == len(first.records)
@@ -79,6 +79,17 @@ def test_second_load_uses_the_cache_and_rebuilds_when_stale(messy_yaml):
     first.cache_path.write_bytes(b"garbage")
     assert not load_records(spec, "train").from_cache  # unreadable cache: rebuilt, no crash
     assert load_records(spec, "train").from_cache
+
+
+def test_the_label_cache_stays_out_of_the_data_folder(messy_yaml, tmp_path, monkeypatch):
+    """A writable data set's folder may still be shared (other users, other versions, version control): the cache
+    goes to the user cache folder, and a second load reads it from there."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user_cache"))
+    before = sorted(messy_yaml.parent.rglob("*"))
+    first, second = (load_records(load_data_spec(messy_yaml), "train") for _ in range(2))
+    assert not first.from_cache and second.from_cache and second.cache_path == first.cache_path
+    assert first.cache_path.parent == tmp_path / "user_cache" / "yolorep" / "labels"
+    assert sorted(messy_yaml.parent.rglob("*")) == before
 
 
 def test_no_usable_image_is_an_error(yolo_factory):

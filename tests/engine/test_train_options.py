@@ -18,7 +18,7 @@ from helpers import TINY_HYP
 import yolorep
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine import train_build
+from yolorep.engine import train_build, train_data
 from yolorep.engine.callbacks import EVENTS
 from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_setup import train
@@ -57,7 +57,8 @@ def test_callbacks_run_in_order(frozen_single_class_run):
     assert taus == [Schedule(2, lrf=0.01).ema_tau(2000, updates_per_epoch=1)] * 2 == [2.0, 2.0]
     per_epoch = ["on_train_epoch_start", "on_train_batch_end", "on_train_batch_end", "on_train_batch_end",
                  "on_train_epoch_end", "on_val_end", "on_fit_epoch_end", "on_model_save"]  # fmt: skip
-    expected = [("on_train_start", -1), *((e, 0) for e in per_epoch), *((e, 1) for e in per_epoch), ("on_fit_end", 1)]
+    expected = [("on_train_start", -1), *((e, 0) for e in per_epoch), *((e, 1) for e in per_epoch), ("on_fit_end", 1),
+                ("on_train_end", 1)]  # fmt: skip
     assert events == expected  # 12 training images, batch 4: three batches per epoch
 
 
@@ -70,6 +71,21 @@ def test_frozen_layers_keep_their_initial_weights(frozen_single_class_run):
     frozen = [k for k in weights if int(k.split(".")[1]) < 3]
     assert frozen and all(torch.equal(trained[k], initial[k]) for k in frozen)
     assert sum(not torch.equal(trained[k], initial[k]) for k in weights if k not in frozen) > len(weights) // 2
+    # BatchNorm statistics of frozen layers stay fixed too (eval mode through every model.train()); the others move
+    statistics = [k for k in initial if k.endswith(("running_mean", "running_var"))]
+    frozen_statistics = [k for k in statistics if int(k.split(".")[1]) < 3]
+    assert frozen_statistics and all(torch.equal(trained[k], initial[k]) for k in frozen_statistics)
+    assert all(not torch.equal(trained[k], initial[k]) for k in statistics if k not in frozen_statistics)
+
+
+def test_frozen_batchnorms_stay_in_eval_mode_through_train():
+    model = yolorep.build_model("yolorep-n.yaml", nc=2)
+    train_build.freeze_layers(model, [0, 2])
+    model.eval().train()
+    modes = {i: {m.training for m in layer.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+             for i, layer in enumerate(model.layers)}  # fmt: skip
+    assert modes[0] == modes[2] == {False} and modes[1] == {True} and model.training
+    assert not any(p.requires_grad for p in model.layers[0].parameters())
 
 
 def test_single_class_run_scores_one_class(frozen_single_class_run):
@@ -178,8 +194,8 @@ def test_auto_cache_keeps_images_in_ram_only_when_they_fit(tiny_shapes_yaml, mon
 
     def cached_after(mode, available, processes=1):
         datasets = [DetectionDataset(spec, split, 64, augment=split == "train") for split in ("train", "val")]
-        monkeypatch.setattr(train_build, "available_memory", lambda: available)
-        chosen = train_build.cache_images(mode, datasets, processes)
+        monkeypatch.setattr(train_data, "available_memory", lambda: available)
+        chosen = train_data.cache_images(mode, datasets, processes)
         held = [image is not None for dataset in datasets for image in dataset._images]
         assert all(held) == chosen and any(held) == chosen
         return chosen, sum(dataset.decoded_bytes() for dataset in datasets)
@@ -191,7 +207,7 @@ def test_auto_cache_keeps_images_in_ram_only_when_they_fit(tiny_shapes_yaml, mon
     assert kept in caplog.text
     assert not cached_after("auto", 4 * need - 1)[0]
     assert not cached_after("auto", 4 * need, processes=2)[0]  # every DDP process holds its own copy
-    monkeypatch.setattr(train_build, "AUTO_CACHE_BYTES", need - 1)
+    monkeypatch.setattr(train_data, "AUTO_CACHE_BYTES", need - 1)
     assert not cached_after("auto", 10**12)[0]  # plenty of memory, but over the cap
     assert "exceed the auto cache (a quarter of" in caplog.text and "--cache true keeps them in RAM" in caplog.text
     assert not cached_after("auto", None)[0]  # memory unknown: only when asked

@@ -10,6 +10,7 @@ import math
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,9 +19,19 @@ import torch
 from torch.utils.data import Dataset
 
 from yolorep.checks import check_imgsz
+from yolorep.datasets.image_cache import DiskImageCache, read_decoded
+from yolorep.datasets.mixing import copy_paste, mixup
 from yolorep.datasets.records import ImageRecord, load_records
 from yolorep.datasets.spec import DataSpec
-from yolorep.datasets.transforms import augment_hsv, fliplr, letterbox, mosaic4, random_affine, resize_longest
+from yolorep.datasets.transforms import (
+    augment_hsv,
+    fliplr,
+    flipud,
+    letterbox,
+    mosaic4,
+    random_affine,
+    resize_longest,
+)
 from yolorep.errors import DatasetError
 from yolorep.options.hyp import load_hyp
 
@@ -28,11 +39,13 @@ __all__ = ["AUGMENT_KEYS", "DetectionDataset"]
 
 _THREADS = 8  # image reads for cache_images are mostly I/O and GIL-free cv2 work
 # The hyperparameters (cfg/default.yaml) that drive training augmentation.
-AUGMENT_KEYS = ("mosaic", "degrees", "translate", "scale", "shear", "hsv_h", "hsv_s", "hsv_v", "fliplr")
+AUGMENT_KEYS = ("mosaic", "degrees", "translate", "scale", "shear", "hsv_h", "hsv_s", "hsv_v", "fliplr", "flipud",
+                "mixup", "copy_paste")  # fmt: skip
 
 
 class DetectionDataset(Dataset):
-    """Images and boxes of one split, letterboxed for evaluation or augmented (mosaic, affine, HSV, flip).
+    """Images and boxes of one split, letterboxed for evaluation or augmented (mosaic, copy-paste, affine, MixUp,
+    HSV, flips).
 
     ``dataset[i]`` returns ``(image, labels, info)``:
 
@@ -99,6 +112,7 @@ class DetectionDataset(Dataset):
         self.mosaic_enabled = augment and not rect
         self.batch_shapes = self._sort_for_rect() if rect else []
         self._images: list[tuple[np.ndarray, tuple[float, float]] | None] = [None] * len(self.records)
+        self._decoded_files: list[Path | None] = []  # per record, with cache_to_disk
         if cache_images:
             self.cache_images()
 
@@ -106,6 +120,27 @@ class DetectionDataset(Dataset):
         """Read every image once and keep it resized in RAM (:meth:`decoded_bytes`); samples stay the same."""
         with ThreadPoolExecutor(_THREADS) as pool:
             self._images = list(pool.map(self._read_resized, range(len(self.records))))
+
+    def cache_to_disk(self) -> DiskImageCache:
+        """Keep each image decoded in a ``.npy`` file (:mod:`yolorep.datasets.image_cache`), written now where
+        missing or stale, and read those from now on; returns the cache (its counts)."""
+        cache = DiskImageCache()
+        with ThreadPoolExecutor(_THREADS) as pool:
+            self._decoded_files = list(pool.map(cache.ensure, [r.path for r in self.records],
+                                                [r.shape for r in self.records]))  # fmt: skip
+        return cache
+
+    def keep_share(self, fraction: float, seed: int) -> None:
+        """Keep a random ``fraction`` of the images (at least one), drawn with ``seed`` from the images in path
+        order, so the same ones whatever the record order (``rect`` sorts it)."""
+        count = max(1, round(len(self.records) * fraction))
+        by_path = sorted(range(len(self.records)), key=lambda i: str(self.records[i].path))
+        chosen = {by_path[i] for i in np.random.default_rng(seed).choice(len(by_path), count, replace=False)}
+        keep = [i for i in range(len(self.records)) if i in chosen]
+        self.records, self._images = [self.records[i] for i in keep], [self._images[i] for i in keep]
+        self._decoded_files = [self._decoded_files[i] for i in keep] if self._decoded_files else []
+        self.stats = {**self.stats, "images": len(self.records)}
+        self.batch_shapes = self._sort_for_rect() if self.rect else []
 
     def decoded_bytes(self) -> int:
         """The RAM :meth:`cache_images` takes: every image resized to longest side ``imgsz``, 3 bytes a pixel."""
@@ -156,7 +191,10 @@ class DetectionDataset(Dataset):
 
     def _read_resized(self, index: int) -> tuple[np.ndarray, tuple[float, float]]:
         record = self.records[index]
-        image = cv2.imread(str(record.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        decoded = self._decoded_files[index] if self._decoded_files else None
+        image = read_decoded(decoded) if decoded is not None else None
+        if image is None:
+            image = cv2.imread(str(record.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None or image.shape[:2] != record.shape:
             raise DatasetError(
                 f"{record.path}: cannot be read or changed since loading; restore it or delete {self.cache_path}"
@@ -176,6 +214,13 @@ class DetectionDataset(Dataset):
         return np.concatenate([record.classes[:, None].astype(np.float32), boxes], 1).reshape(-1, 5)
 
     def _augmented(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image, labels = self._placed(index)
+        if self.hyp["mixup"] and random.random() < self.hyp["mixup"]:  # no draw when off: the same samples as before
+            image, labels = mixup(image, labels, *self._placed(random.randrange(len(self))))
+        return self._colour_and_flip(image, labels)
+
+    def _placed(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mosaic or letterbox, copy-paste, random affine: ``imgsz x imgsz``."""
         hyp, size = self.hyp, self.imgsz
         if self.mosaic_enabled and random.random() < hyp["mosaic"]:
             # Distinct tiles where the set allows: a repeated image adds nothing and duplicates its objects.
@@ -188,14 +233,18 @@ class DetectionDataset(Dataset):
             image, (rw, rh) = self._resized(index)
             image, (gw, gh), pad = letterbox(image, (size, size), scaleup=False)
             labels = self._labels(index, (rw * gw, rh * gh), pad)
-        image, labels = random_affine(
-            image, labels, (size, size), hyp["degrees"], hyp["translate"], hyp["scale"], hyp["shear"]
-        )
-        return self._colour_and_flip(image, labels)
+        if hyp["copy_paste"]:
+            donor = random.randrange(len(self))
+            donor_image, ratio = self._resized(donor)
+            image, labels = copy_paste(image, labels, donor_image, self._labels(donor, ratio, (0.0, 0.0)),
+                                       hyp["copy_paste"])  # fmt: skip
+        return random_affine(image, labels, (size, size), hyp["degrees"], hyp["translate"], hyp["scale"], hyp["shear"])
 
     def _colour_and_flip(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         hyp = self.hyp
         image = augment_hsv(image, hyp["hsv_h"], hyp["hsv_s"], hyp["hsv_v"])
+        if hyp["flipud"] and random.random() < hyp["flipud"]:
+            image, labels = flipud(image, labels)
         if random.random() < hyp["fliplr"]:
             image, labels = fliplr(image, labels)
         return image, labels

@@ -1,10 +1,11 @@
 """The label cache: the records of a split, checked once and stored as ``.cache.npz``, keyed by a fingerprint of
 the files they were read from.
 
-It lives beside the labels when that folder is writable, and otherwise (a read-only mount, a shared data set, a
-container) in the user's cache folder, ``$XDG_CACHE_HOME/yolorep/labels`` or ``~/.cache/yolorep/labels``, under a
-hash of the path it would have had. A data set is never refused because its cache cannot be written: without a
-cache, the labels are read again at the next start.
+It lives in the user's cache folder, ``$XDG_CACHE_HOME/yolorep/labels`` or ``~/.cache/yolorep/labels``, under a
+hash of the path a cache beside the labels would have (``<hash>-train.cache.npz``), never in the data set's folder:
+that folder may be read-only, shared with other users or versions, or under version control. A data set is never
+refused because its cache cannot be written: without a cache, the labels are read again at the next start.
+Caches that older versions wrote beside the labels are neither read nor removed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from yolorep.datasets.targets import ImageRecord
 
-__all__ = ["CACHE_VERSION", "read_label_cache", "user_cache_dir", "write_label_cache"]
+__all__ = ["CACHE_VERSION", "label_cache_path", "read_label_cache", "user_cache_dir", "write_label_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,27 +41,24 @@ Cached = tuple[list[ImageRecord], dict[str, int], Path]
 
 
 def user_cache_dir() -> Path:
-    """Where caches go when the data set's folder is read-only: ``$XDG_CACHE_HOME/yolorep`` or
-    ``~/.cache/yolorep``."""
+    """Where yolorep keeps what it derives from a data set: ``$XDG_CACHE_HOME/yolorep`` or ``~/.cache/yolorep``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "yolorep"
 
 
-def _locations(beside: Path) -> tuple[Path, Path]:
-    """The cache beside the data, and its stand-in in the user cache folder."""
-    key = hashlib.sha256(str(beside).encode()).hexdigest()[:32]
-    return beside, user_cache_dir() / "labels" / f"{key}.cache.npz"
+def label_cache_path(beside: Path) -> Path:
+    """Where the cache of the labels that would have it at ``beside`` (``labels/train.cache.npz``) lives."""
+    key = hashlib.sha256(str(beside.absolute()).encode()).hexdigest()[:32]
+    return user_cache_dir() / "labels" / f"{key}-{beside.name}"
 
 
 def read_label_cache(beside: Path, fingerprint: str, image_dir: Path) -> Cached | None:
-    """``(records, stats, path read)`` from the first valid cache of ``beside`` (see module docstring), or None."""
-    stale = []
-    for path in _locations(beside):
-        found = _read(path, fingerprint, image_dir)
-        if isinstance(found, tuple):
-            return (*found, path)
-        stale += [path] if found else []
-    for path in stale:
+    """``(records, stats, path read)`` from the valid cache of ``beside`` (see module docstring), or None."""
+    path = label_cache_path(beside)
+    found = _read(path, fingerprint, image_dir)
+    if isinstance(found, tuple):
+        return (*found, path)
+    if found:
         logger.info("%s: label cache is stale; rebuilding", path)
     return None
 
@@ -87,8 +85,8 @@ def _read(path: Path, fingerprint: str, image_dir: Path) -> tuple[list[ImageReco
 def write_label_cache(
     beside: Path, fingerprint: str, image_dir: Path, records: list[ImageRecord], stats: dict[str, int]
 ) -> Path | None:
-    """Write the cache beside the data, else in the user cache folder; returns where, or None (logged) when
-    neither can be written. Atomic (temporary file + rename): a concurrent or interrupted run never sees half a
+    """Write the cache of ``beside`` in the user cache folder; returns where, or None (logged) when it cannot be
+    written. Atomic (temporary file + rename): a concurrent or interrupted run never sees half a
     cache."""
     arrays = {
         "version": np.array(CACHE_VERSION),
@@ -102,19 +100,15 @@ def write_label_cache(
         values = [getattr(r, name) for r in records]
         arrays[f"{name}_counts"] = np.array([len(v) for v in values], dtype=np.int64)
         arrays[name] = np.concatenate(values + [empty]).astype(empty.dtype)
-    errors = []
-    for path in _locations(beside):
-        try:
-            _write(path, arrays)
-            if path != beside:
-                logger.info("%s: the data set's folder is not writable (%s); label cache kept in %s", beside,
-                            errors[0], path)  # fmt: skip
-            return path
-        except OSError as e:
-            errors.append(e.strerror or str(e))
-    logger.warning("%s: cannot write the label cache (%s); the next start reads the labels again", beside,
-                   "; ".join(errors))  # fmt: skip
-    return None
+    path = label_cache_path(beside)
+    try:
+        _write(path, arrays)
+    except OSError as e:
+        logger.warning("%s: cannot write the label cache of %s (%s); the next start reads the labels again (set "
+                       "XDG_CACHE_HOME to a writable folder to keep it)", path, beside, e.strerror or e)  # fmt: skip
+        return None
+    logger.debug("%s: label cache written to %s", beside, path)
+    return path
 
 
 def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -35,10 +35,10 @@ class LoadedRecords(NamedTuple):
 def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRecords:
     """Read, check and cache the ground truth of ``split``.
 
-    The cache (where the layout's ``cache_key`` puts it: ``<labels dir>.cache.npz`` for YOLO, ``<json
-    stem>.cache.npz`` beside the JSON for COCO; in the user cache folder when that folder is read-only: see
-    :mod:`yolorep.datasets.label_cache`) is keyed by a hash of the names, sizes and modification times of the image
-    files and of what the layout reads their ground truth from; a stale or unreadable cache is rebuilt.
+    The cache (in the user cache folder, named after the path the layout's ``cache_key`` gives beside the data:
+    ``<labels dir>.cache.npz`` for YOLO, ``<json stem>.cache.npz`` for COCO; see :mod:`yolorep.datasets.label_cache`)
+    is keyed by a hash of the names, sizes and modification times of the image files and of what the layout reads
+    their ground truth from; a stale or unreadable cache is rebuilt.
 
     Raises:
         DatasetError: the split has no usable image, or its annotations cannot be used at all.

@@ -1,4 +1,4 @@
-"""Image + box transforms for detection: letterbox, mosaic, random affine, HSV jitter, horizontal flip.
+"""Image + box transforms for detection: letterbox, mosaic, random affine, HSV jitter, horizontal and vertical flips.
 
 Images are ``[H, W, 3]`` uint8 numpy arrays (BGR, as cv2 reads them). Labels are ``[n, 5]`` float32 arrays of rows
 ``(cls, x1, y1, x2, y2)`` in pixels of the image they travel with. Random draws use the global ``random`` and
@@ -20,6 +20,7 @@ __all__ = [
     "augment_hsv",
     "box_candidates",
     "fliplr",
+    "flipud",
     "letterbox",
     "mosaic4",
     "random_affine",
@@ -203,3 +204,11 @@ def fliplr(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarra
     labels = labels.copy()
     labels[:, [1, 3]] = w - labels[:, [3, 1]]
     return np.ascontiguousarray(image[:, ::-1]), labels
+
+
+def flipud(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror up-down; boxes follow (``y1' = H - y2``, ``y2' = H - y1``)."""
+    h = image.shape[0]
+    labels = labels.copy()
+    labels[:, [2, 4]] = h - labels[:, [4, 2]]
+    return np.ascontiguousarray(image[::-1]), labels

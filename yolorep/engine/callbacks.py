@@ -10,6 +10,7 @@ Events, in the order they happen::
       on_fit_epoch_end                  the epoch's results row is in trainer.state.history; before saving
       on_model_save                     last.pt (and best.pt when it improved) were written
     on_fit_end                          after the last epoch, before the final validation of best.pt
+    on_train_end                        after the final validation (trainer.final_metrics), as ultralytics'
 
 A callback may read anything on the trainer (``epoch``, ``state``, ``metrics``, ``losses``, ``schedule``,
 ``save_dir``, ``model``, ``ema``, ``optimizer``) and may set ``trainer.stop = True`` to end training after the
@@ -37,6 +38,7 @@ Event = Literal[
     "on_fit_epoch_end",
     "on_model_save",
     "on_fit_end",
+    "on_train_end",
 ]
 EVENTS: tuple[Event, ...] = get_args(Event)
 Callback = Callable[[Any], Any]  # called with the running yolorep.engine.trainer.Trainer
@@ -83,6 +85,9 @@ class Callbacks(Hook):
 
     def on_fit_end(self, trainer: Any) -> None:
         self.run("on_fit_end", trainer)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self.run("on_train_end", trainer)
 
 
 def user_hooks(callbacks: dict[str, Callback | list[Callback]] | Hook | Iterable[Hook] | None) -> list[Hook]:

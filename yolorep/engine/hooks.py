@@ -23,6 +23,7 @@ were given (the run's own policies first, then the user's), with the trainer as 
         on_model_save
       on_epoch_complete             every rank, the epoch's last stage
     on_fit_end                      after the last epoch, before the final validation of best.pt
+    on_train_end                    rank 0, after the final validation (trainer.final_metrics, the run's plots)
 
 A hook owns its state: what ``state_dict()`` returns is stored in ``last.pt`` (its keys beside the trainer's own
 in ``train_state``, so keys are unique across hooks) and handed back to ``load_state_dict()`` on ``--resume``.
@@ -54,6 +55,7 @@ STAGES = (
     "on_model_save",
     "on_epoch_complete",
     "on_fit_end",
+    "on_train_end",
 )
 
 
@@ -106,6 +108,8 @@ class Hook:
     def on_epoch_complete(self, trainer: Any) -> None: ...
 
     def on_fit_end(self, trainer: Any) -> None: ...
+
+    def on_train_end(self, trainer: Any) -> None: ...
 
 
 def stage_methods(hooks: Sequence[Hook]) -> dict[str, list[Callable[[Any], None]]]:

@@ -14,7 +14,7 @@ __all__ = ["RUN_OUTPUTS", "RunLock", "increment_run_dir", "remove_stale_temporar
 LOGGER = logging.getLogger(__name__)
 
 
-def increment_run_dir(project: str | Path, name: str) -> Path:
+def increment_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
     """Create and return the first of ``project/name``, ``project/name2``, ``project/name3`` ... that does not exist.
 
     The folder is claimed with an exclusive ``mkdir``, so two runs started at the same time never share one and
@@ -23,12 +23,19 @@ def increment_run_dir(project: str | Path, name: str) -> Path:
     Args:
         project: parent folder (created if needed), e.g. ``runs/predict``.
         name: run name, e.g. ``exp``.
+        exist_ok: return ``project/name`` itself, made if missing, even when it holds an earlier run (whose files
+            the new one overwrites, and whose other files stay).
 
     Returns:
-        The new, empty folder.
+        The new, empty folder (with ``exist_ok``, ``project/name``).
     """
     project = Path(project)
     project.mkdir(parents=True, exist_ok=True)
+    if exist_ok:
+        if (project / name).exists() and not (project / name).is_dir():
+            raise YolorepError(f"{project / name}: exists and is not a folder; choose another --name")
+        (project / name).mkdir(exist_ok=True)
+        return project / name
     n = 1
     while True:
         path = project / (name if n == 1 else f"{name}{n}")
@@ -115,6 +122,7 @@ def _same_file(fd: int, path: Path) -> bool:
 RUN_OUTPUTS = (
     "args.yaml", "results.csv", "results.png", "metrics.json", "predictions.json", "confusion_matrix.png",
     "pr_curve.png", "train_batch*.jpg", "val_image*_labels_vs_pred.jpg", "weights/last.pt", "weights/best.pt",
+    "weights/epoch*.pt",
 )  # fmt: skip
 
 

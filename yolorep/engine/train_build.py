@@ -4,7 +4,6 @@ optimizer, schedule, validator and the run's hooks."""
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -16,23 +15,24 @@ import torch
 from torch import nn
 
 from yolorep.checks import check_imgsz
-from yolorep.datasets.dataset import DetectionDataset
-from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine import distributed
 from yolorep.engine.checkpoint import read_checkpoint
 from yolorep.engine.class_names import class_rows_by_name, require_same_names
 from yolorep.engine.data_summary import format_data_summary
-from yolorep.engine.device import available_memory, keep_freed_memory, loader_workers
 from yolorep.engine.hooks import Hook
-from yolorep.engine.optim import build_optimizer, resolve_optimizer
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.schedule import Schedule
 from yolorep.engine.train_best import BestModel
 from yolorep.engine.train_budget import TimeBudget
 from yolorep.engine.train_checkpoints import Checkpointer
+from yolorep.engine.train_data import build_train_data, cache_images, resolve_batch
 from yolorep.engine.train_ema import EMA
+from yolorep.engine.train_loggers import build_loggers
 from yolorep.engine.train_mosaic import MosaicClosing
+from yolorep.engine.train_multiscale import MultiScale
+from yolorep.engine.train_optimizer import STATE_KEY as OPTIMIZER_CHOICE
+from yolorep.engine.train_optimizer import OptimizerSettings, build_run_optimizer
 from yolorep.engine.train_results import Results, TrainBatchPlots
 from yolorep.engine.train_validation import Validation
 from yolorep.engine.trainer import LoopSettings, Trainer
@@ -45,11 +45,7 @@ from yolorep.nn.modules.timm_backbone import without_pretrained_weights
 __all__ = ["build_trainer", "cache_images", "freeze_layers", "initial_weights"]
 
 LOGGER = logging.getLogger(__name__)
-# --cache auto keeps decoded images in RAM when all processes' copies take at most this share of the memory
-# available and this many bytes: small and medium sets then skip decoding every epoch (on a 2-core CPU, 800
-# images at 256 px load in 1.6 s an epoch instead of 4.4 s), large ones are never read up front unasked.
-AUTO_CACHE_SHARE = 0.25
-AUTO_CACHE_BYTES = 4 << 30
+LOGGERS_DEFAULT = ("tensorboard",)  # what runs stored before --loggers existed used
 
 
 def _seed_everything(seed: int) -> None:
@@ -127,7 +123,7 @@ def build_trainer(
     _seed_everything(args["seed"])
     spec = load_data_spec(args["data"]) if is_main else None
     spec = distributed.broadcast_object(spec) if is_distributed else spec
-    single_cls, rect = bool(args.get("single_cls")), bool(args.get("rect"))
+    single_cls = bool(args.get("single_cls"))
     names = ["object"] if single_cls else list(spec.names)
     if checkpoint is not None:  # resuming: the run's classes, in its order
         require_same_names(checkpoint.get("names"), names, str(save_dir / "weights" / "last.pt"), args["data"])
@@ -139,18 +135,15 @@ def build_trainer(
     imgsz = check_imgsz(args["imgsz"], stride)
     if is_main:
         model.info(imgsz=imgsz)
-    batch = max(args["batch"] // world, 1)
-    dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, rect=rect, batch_size=batch,
-                               stride=stride, single_cls=single_cls)  # fmt: skip
-    workers = loader_workers(args["workers"], dev)
-    if dev.type == "cpu" and keep_freed_memory():
-        LOGGER.debug("glibc keeps freed memory for reuse (mallopt): no page faults on each step's buffers")
-    loader = build_dataloader(dataset, batch, not rect, workers, args["seed"], distributed=is_distributed)
-    optimizer = _optimizer(model, args, len(dataset), batch, len(spec.names))
-    if is_main:
-        chosen = " (auto: cores left by the model's threads; --workers N to choose)" if args["workers"] is None else ""
-        LOGGER.info("data loader workers: %d%s", workers, chosen)
     loss_fn = DetectionLoss.from_hyp(model.nc, model.reg_max, hyp)
+    args = {**args, "batch": resolve_batch(args, model, loss_fn, spec, dev)}  # stored as measured: resumed alike
+    batch = max(args["batch"] // world, 1)
+    dataset, loader, workers = build_train_data(args, spec, imgsz, stride, batch, dev, is_distributed)
+    stored_choice = checkpoint["train_state"].get(OPTIMIZER_CHOICE) if checkpoint is not None else None
+    optimizer_settings = OptimizerSettings.of_run(args, len(dataset), batch, len(spec.names))
+    optimizer, optimizer_choice = build_run_optimizer(
+        model, optimizer_settings, args["epochs"], args.get("time") is not None, stored_choice
+    )
     model = _distributed_model(model, args["sync_bn"], dev) if is_distributed else model
     validator = None
     if is_main:
@@ -161,32 +154,17 @@ def build_trainer(
     cache_images(args["cache"], [dataset, val_set] if is_main else [dataset], world)
     # the run folder is made last, once everything a user can get wrong has been read and checked
     if save_dir is None and is_main:
-        save_dir = increment_run_dir(args["project"], args["name"])
+        save_dir = increment_run_dir(args["project"], args["name"], bool(args.get("exist_ok")))
     save_dir = Path(distributed.broadcast_object(str(save_dir)))
     schedule = Schedule(args["epochs"], hyp["lrf"], hyp["cos_lr"], hyp["warmup_epochs"], int(hyp["close_mosaic"]),
                         time_budget=None if args.get("time") is None else args["time"] * 3600)  # fmt: skip
-    hooks = [*_run_hooks(args, model, validator, save_dir, started), *(callbacks or ())]
+    hooks = [optimizer_choice, *_run_hooks(args, model, validator, save_dir, started), *(callbacks or ())]
     settings = LoopSettings(hyp=hyp, device=dev, save_dir=save_dir, seed=args["seed"], profile=profile)
     trainer = Trainer(model, loss_fn, optimizer, loader, schedule, hooks, settings)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint, str(save_dir / "weights" / "last.pt"))
         LOGGER.info("resuming %s from epoch %d", save_dir, trainer.last_epoch + 2)
     return trainer
-
-
-def _optimizer(model: nn.Module, args: dict[str, Any], n_images: int, batch: int, nc: int) -> torch.optim.Optimizer:
-    """The optimizer ``args`` ask for (``auto`` by the number of steps and classes ``nc``), its weight decay scaled
-    to the nominal batch; ``batch`` is per rank."""
-    hyp, world = args["hyp"], distributed.world_size()
-    accumulate = max(round(hyp["nbs"] / (batch * world)), 1)
-    steps = math.ceil(n_images / max(batch * world, hyp["nbs"])) * args["epochs"]
-    lr0_set = "lr0" in args.get("hyp_set", ())
-    opt_name, lr0 = resolve_optimizer(args["optimizer"], nc, steps, hyp["lr0"], lr0_set)
-    weight_decay = hyp["weight_decay"] * batch * world * accumulate / hyp["nbs"]
-    optimizer = build_optimizer(model, opt_name, lr0, hyp["momentum"], weight_decay)
-    if distributed.is_main_process():
-        LOGGER.info("optimizer %s lr0=%g, batch %d x %d ranks, accumulate %d", opt_name, lr0, batch, world, accumulate)
-    return optimizer
 
 
 def _distributed_model(model: nn.Module, sync_bn: bool, dev: torch.device) -> nn.Module:
@@ -206,6 +184,9 @@ def _run_hooks(
     time budget, results and checkpoints. A new policy is one more entry here."""
     hyp = args["hyp"]
     hooks: list[Hook] = [EMA(model, hyp["ema_decay"], hyp["ema_tau"]), MosaicClosing()]
+    if args.get("multi_scale"):
+        stride = int(getattr(model, "module", model).stride.max())
+        hooks.append(MultiScale(int(args["imgsz"]), args["multi_scale"], stride))
     if validator is not None:
         evaluation = dict(eval_args(hyp), imgsz=int(args["imgsz"]))
         hooks += [
@@ -215,58 +196,19 @@ def _run_hooks(
             TimeBudget(time.perf_counter() if started is None else started),
             Results(args),
             Checkpointer(save_dir / "weights", args, evaluation),
+            *build_loggers(tuple(args.get("loggers", LOGGERS_DEFAULT)), args),
         ]
     return hooks
 
 
-def cache_images(mode: bool | str, datasets: list[DetectionDataset], processes: int = 1) -> bool:
-    """Keep the decoded images of ``datasets`` in RAM when ``mode`` is True, or ``"auto"`` and every process's
-    copy fits in :data:`AUTO_CACHE_SHARE` of the available memory and :data:`AUTO_CACHE_BYTES`; True if cached.
-
-    Samples are the same either way (the cache holds exactly what each epoch would decode); only the time
-    changes. The log line says what was chosen and how to choose otherwise.
-    """
-    if mode is False:
-        return False
-    need = sum(dataset.decoded_bytes() for dataset in datasets) * max(processes, 1)
-    available = available_memory()
-    copies = f" x {processes} processes" if processes > 1 else ""
-    if mode == "auto":
-        room = 0 if available is None else min(AUTO_CACHE_SHARE * available, AUTO_CACHE_BYTES)
-        if need > room:
-            where = "unknown free memory" if available is None else f"{_gigabytes(available)} available"
-            LOGGER.info(
-                "images decoded every epoch: %s resized%s exceed the auto cache (a quarter of %s, at most %s); "
-                "--cache true keeps them in RAM",
-                _gigabytes(need), copies, where, _gigabytes(AUTO_CACHE_BYTES),
-            )  # fmt: skip
-            return False
-    elif available is not None and need > available:
-        LOGGER.warning("--cache: %s of images%s exceed the %s available; expect swapping", _gigabytes(need), copies,
-                       _gigabytes(available))  # fmt: skip
-    for dataset in datasets:
-        dataset.cache_images()
-    chosen = " (auto; --cache false reads them every epoch)" if mode == "auto" else ""
-    LOGGER.info("images kept in RAM: %s resized%s%s", _gigabytes(need), copies, chosen)
-    return True
-
-
-def _gigabytes(size: float) -> str:
-    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
-
-
 def freeze_layers(model: DetectionModel, freeze: int | list[int]) -> list[int]:
-    """Keep the parameters of the first ``freeze`` layers (or of the layer indices listed) at their initial values
-    (``requires_grad`` off, so the optimizer leaves them out); BatchNorm statistics still update, as in
-    ultralytics. Returns the frozen layer indices."""
+    """Keep the first ``freeze`` layers (or the layer indices listed) as they are: parameters at their initial values
+    (``requires_grad`` off, so the optimizer leaves them out) and BatchNorm statistics fixed (eval mode, kept through
+    ``model.train()``: ``DetectionModel.freeze``). Returns the frozen layer indices."""
     layers = list(range(freeze)) if isinstance(freeze, int) else sorted(set(freeze))
     bad = [i for i in layers if i >= len(model.layers)]
     if bad:
         raise CheckpointError(f"--freeze {freeze}: the model has layers 0..{len(model.layers) - 1}; got {bad}")
-    count = 0
-    for index in layers:
-        for param in model.layers[index].parameters():
-            param.requires_grad_(False)
-            count += param.numel()
-    LOGGER.info("froze layers %s (%s parameters)", layers, f"{count:,}")
+    count = model.freeze(layers)
+    LOGGER.info("froze layers %s (%s parameters, BatchNorm statistics fixed)", layers, f"{count:,}")
     return layers

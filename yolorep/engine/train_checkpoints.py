@@ -26,16 +26,19 @@ LOGGER = logging.getLogger(__name__)
 
 class Checkpointer(Hook):
     """After every epoch write ``last.pt`` (the model of record, metadata and the trainer's resume record), then
-    ``best.pt`` (model and metadata) when the epoch is the best so far (``trainer.state.best_epoch``).
+    ``best.pt`` (model and metadata) when the epoch is the best so far (``trainer.state.best_epoch``); with
+    ``save_period`` N, every N epochs also ``epochN.pt`` (model and metadata, as ``best.pt``; epochs counted from 1),
+    written before ``last.pt``: a run stopped between the two trains that epoch again and writes it again.
 
     Args:
-        weights_dir: where both go (the run's ``weights``).
-        train_args: the run's options, stored for ``--resume``.
+        weights_dir: where they go (the run's ``weights``).
+        train_args: the run's options, stored for ``--resume``; ``save_period`` is read from them.
         eval_args: ``imgsz``, ``conf``, ``iou`` and ``max_det``, which ``yolorep val`` reuses.
     """
 
     def __init__(self, weights_dir: Path, train_args: dict[str, Any], eval_args: dict[str, Any]) -> None:
         self.weights_dir, self.train_args, self.eval_args = weights_dir, train_args, eval_args
+        self.save_period = int(train_args.get("save_period") or 0)
 
     def on_save(self, trainer: Any) -> None:
         meta = {
@@ -45,7 +48,9 @@ class Checkpointer(Hook):
             "eval_args": self.eval_args,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        model = trainer.eval_model
+        model, epochs = trainer.eval_model, trainer.last_epoch + 1
+        if self.save_period > 0 and epochs % self.save_period == 0:
+            save_checkpoint(model, self.weights_dir / f"epoch{epochs}.pt", **meta)
         save_checkpoint(model, self.weights_dir / "last.pt", **{**meta, **trainer.state_dict()})
         if trainer.state.best_epoch == trainer.last_epoch:
             save_checkpoint(model, self.weights_dir / "best.pt", **meta)

@@ -1,5 +1,6 @@
 """Results of a training run as a policy: args.yaml, one row per epoch (``trainer.state.history``), results.csv,
-results.png, TensorBoard scalars, the epoch's log line, and the first training batches drawn (train_batch*.jpg)."""
+results.png, the epoch's log line, and the first training batches drawn (train_batch*.jpg); experiment loggers
+(TensorBoard, MLflow, W&B) are ``yolorep.engine.train_loggers``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from yolorep.atomic import atomic_path
 from yolorep.engine.hooks import Hook
 from yolorep.engine.resume import ARGS_FILE
 
-__all__ = ["Results", "ResultsFiles", "TensorBoard", "TrainBatchPlots"]
+__all__ = ["Results", "ResultsFiles", "TrainBatchPlots"]
 
 LOGGER = logging.getLogger(__name__)
 PLOT_SHARE = 0.005
@@ -65,33 +66,10 @@ class ResultsFiles:
         return trainer.save_dir / "results.csv"
 
 
-class TensorBoard:
-    """Scalars of every results row to TensorBoard, when it is installed (``pip install tensorboard``)."""
-
-    def __init__(self) -> None:
-        self.writer: Any = None
-
-    def start(self, trainer: Any) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # optional
-            return
-        self.writer = SummaryWriter(str(trainer.save_dir))
-
-    def log(self, row: dict[str, float]) -> None:
-        if self.writer is not None:
-            for key, value in row.items():
-                self.writer.add_scalar(key, value, row["epoch"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 class Results(Hook):
     """The run's options as args.yaml (which marks the folder as a run folder for ``--resume``), and the results
     row of every epoch (losses, validation metrics or NaN, speed, times, learning rates), kept as ``history`` (it
-    travels in last.pt), written to results.csv/.png and TensorBoard, and logged.
+    travels in last.pt), written to results.csv/.png, and logged.
 
     Args:
         train_args: the run's stored options (``TrainOptions.to_train_args()``).
@@ -100,19 +78,17 @@ class Results(Hook):
     def __init__(self, train_args: dict[str, Any]) -> None:
         self.train_args = train_args
         self.history: list[dict[str, float]] = []
-        self.files, self.tensorboard = ResultsFiles(), TensorBoard()
+        self.files = ResultsFiles()
 
     def on_train_start(self, trainer: Any) -> None:
         with atomic_path(trainer.save_dir / ARGS_FILE) as tmp:
             tmp.write_text(yaml.safe_dump(self.train_args, sort_keys=False))
         if self.history:  # resumed: results.csv again from what last.pt holds (it may have been deleted or edited)
             self.files.write_csv(trainer)
-        self.tensorboard.start(trainer)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         self.history.append(results_row(trainer))
         self.files.write(trainer)
-        self.tensorboard.log(self.history[-1])
 
     def on_epoch_complete(self, trainer: Any) -> None:
         row, validated = self.history[-1], trainer.this_epoch.validated
@@ -125,7 +101,6 @@ class Results(Hook):
 
     def on_fit_end(self, trainer: Any) -> None:
         self.files.draw(trainer)
-        self.tensorboard.close()
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -151,7 +126,7 @@ def results_row(trainer: Any) -> dict[str, float]:
         "val_time_s": stats.val_seconds,
         "epoch_time_s": stats.train_seconds + stats.val_seconds,
     })  # fmt: skip
-    row.update({f"lr/pg{i}": group["lr"] for i, group in enumerate(trainer.optimizer.param_groups)})
+    row.update({f"lr/pg{i}": lr for i, lr in enumerate(stats.lr)})  # as used by the epoch's last batch
     return row
 
 

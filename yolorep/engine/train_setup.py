@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from contextlib import ExitStack
 from pathlib import Path
 from time import perf_counter
@@ -19,6 +20,7 @@ from yolorep.engine.resume import run_folder_of
 from yolorep.engine.run_dir import RunLock
 from yolorep.engine.train_build import build_trainer, initial_weights
 from yolorep.engine.train_checkpoints import restore_best
+from yolorep.engine.train_loggers import check_loggers
 from yolorep.engine.train_validation import Validation
 from yolorep.engine.trainer import Trainer
 from yolorep.engine.validator import build_validator, eval_args, log_results
@@ -59,7 +61,8 @@ def train(
     The options are ``TrainOptions`` (or its fields as keywords: ``model``, ``data``, ``epochs``, ``imgsz``,
     ``batch``, ...; ``None`` means the default) and any hyperparameter (``lr0=0.002``, or ``hyp``: a YAML path, a
     mapping or ``Hyperparameters``). With ``resume`` (True for the newest run under ``project``, or a ``last.pt``
-    path) the run continues with its own options; only ``data``, ``device``, ``workers`` and ``cache`` may change.
+    path) the run continues with its own options; only ``data``, ``device``, ``workers``, ``cache`` and ``loggers``
+    may change.
     Under ``torchrun`` each process trains on its shard with DDP; ``batch`` is the total.
 
     ``callbacks`` maps events of ``yolorep.engine.callbacks`` to functions of the trainer, or gives
@@ -73,12 +76,14 @@ def train(
         last = _find_resume_checkpoint(given["resume"], given.get("project") or TrainOptions.project)
         checkpoint = _resume_checkpoint(last)
         args = TrainOptions.from_stored(checkpoint["train_args"]).resumed(given, last)
+        check_loggers(args.loggers)  # a logger asked for and not installed stops the run before it starts
         save_dir = run_folder_of(last, checkpoint)  # before anything is written there
         restore_best(save_dir / "weights" / "last.pt", checkpoint)
         if checkpoint["epoch"] + 1 >= args.epochs:  # stopped after its last epoch: finish what remains
             LOGGER.info("%s: all %d epochs are trained; validating best.pt", last, args.epochs)
     else:
         args = TrainOptions.create(given)
+        check_loggers(args.loggers)
         if args.weights and "model" not in given and "source" in initial_weights(args.weights):
             args = args.replace(model=args.weights)  # an imported YOLOv6/ultralytics file trains its own architecture
         for checkpoint_path in (args.weights, args.model):
@@ -108,6 +113,7 @@ def _run(
 ) -> dict[str, Any]:
     dev = select_device(args["device"])
     is_distributed = distributed.setup(dev)
+    trainer = None
     try:
         with ExitStack() as stack:
             if save_dir is not None and distributed.is_main_process():  # resuming: refuse a second process at once
@@ -119,6 +125,11 @@ def _run(
             if not distributed.is_main_process():
                 return {}
             return _final_validation(trainer, dev)
+    except KeyboardInterrupt:
+        last = (trainer.save_dir if trainer is not None else save_dir or Path(".")) / "weights" / "last.pt"
+        if distributed.is_main_process() and last.is_file():  # say how to continue (the CLI prints the message)
+            raise KeyboardInterrupt(f"continue with: yolorep train --resume {shlex.quote(str(last))}") from None
+        raise
     finally:
         distributed.cleanup()
 
@@ -133,5 +144,7 @@ def _final_validation(trainer: Trainer, dev: torch.device) -> dict[str, Any]:
     validator = build_validator(per_epoch.dataset, per_epoch.loader, settings, save_dir=trainer.save_dir)
     results = validator(model, dev)
     log_results(validator, results)
+    trainer.final_metrics = results
+    trainer.fire("on_train_end")
     LOGGER.info("results saved to %s", trainer.save_dir)
     return dict(results, save_dir=str(trainer.save_dir))

@@ -71,11 +71,12 @@ class EpochRecord:
     images: int = 0  # training images seen, all ranks
     validated: bool = False  # set by validation (on_validate)
     val_seconds: float = 0.0  # validation and on_val_end, when it validated
+    lr: list[float] = field(default_factory=list)  # each parameter group's learning rate at its last batch
 
 
 class Batch(NamedTuple):
-    """The batch being trained, as the loader gave it: images [B, 3, H, W] uint8, targets [N, 6] (image, class,
-    box xywh in pixels)."""
+    """The batch being trained: images [B, 3, H, W] uint8, targets [N, 6] (image, class, box xyxy in pixels), as
+    the loader gave it or as an ``on_train_batch_start`` hook replaced it (multi-scale)."""
 
     index: int
     images: torch.Tensor
@@ -137,6 +138,7 @@ class Trainer:
         self.batch: Batch | None = None
         self.losses = torch.zeros(3)  # the last epoch's mean [box, cls, dfl]
         self.metrics: dict[str, Any] = {}  # the last validation's
+        self.final_metrics: dict[str, Any] = {}  # best.pt's, scored by pycocotools after the loop (on_train_end)
         self.bad_steps = 0  # consecutive non-finite losses
 
     # ---- what hooks and callbacks read ----------------------------------------------------------------------
@@ -254,27 +256,29 @@ class Trainer:
         """Train from ``last_epoch + 1`` to the planned epochs; returns the last validation's metrics."""
         if self.is_main:
             LOGGER.info("schedule: %s", self.schedule.describe())
-        self._fire("on_train_start")
+        self.fire("on_train_start")
         epoch = self.last_epoch + 1
         while epoch < self.epochs and not self.stop:
             self.epoch, self.this_epoch = epoch, EpochRecord(started=time.perf_counter())
             self._seed_epoch(epoch)
-            self._fire("on_train_epoch_start")
+            self.fire("on_train_epoch_start")
             with cudnn_autotune(not self.train_loader.dataset.rect):  # fixed input sizes: tune once per shape
                 self.losses, self.this_epoch.images = self._train_one_epoch(epoch)
+            self.this_epoch.lr = [group["lr"] for group in self.optimizer.param_groups]  # what was used, warm-up too
             self.scheduler.step()
             self.this_epoch.train_seconds = time.perf_counter() - self.this_epoch.started
-            self._fire("on_train_epoch_end")
+            self.fire("on_train_epoch_end")
             if self.is_main:
                 self._end_epoch()
-            self._fire("on_epoch_complete")
+            self.fire("on_epoch_complete")
             self.stop, epochs = distributed.broadcast_object((self.stop, self.epochs))
             self.schedule.epochs = epochs  # every rank follows rank 0's plan
             epoch += 1
-        self._fire("on_fit_end")
+        self.fire("on_fit_end")
         return self.metrics
 
-    def _fire(self, stage: str) -> None:
+    def fire(self, stage: str) -> None:
+        """Call ``stage`` of every hook that has it (``on_train_end`` is fired by ``train()``, after the loop)."""
         for method in self._stages[stage]:
             method(self)
 
@@ -307,7 +311,8 @@ class Trainer:
             if step < warmup_iters:
                 self._warmup(step, warmup_iters, epoch)
             self.batch = Batch(i, images, targets)
-            self._fire("on_train_batch_start")
+            self.fire("on_train_batch_start")
+            images, targets = self.batch.images, self.batch.targets
             with timer("to_device"):
                 images = images.to(self.device, non_blocking=True).float() / 255
                 targets = targets.to(self.device)
@@ -332,7 +337,7 @@ class Trainer:
                 pending = 0
             mean_losses = (mean_losses * i + items) / (i + 1)
             images_seen += images.shape[0]
-            self._fire("on_train_batch_end")
+            self.fire("on_train_batch_end")
             if bar is not None and (time.perf_counter() - shown >= PROGRESS_SECONDS or i == n_batches - 1):
                 shown = time.perf_counter()
                 speed = images_seen / max(shown - tic, 1e-9)
@@ -358,7 +363,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-        self._fire("on_optimizer_step")
+        self.fire("on_optimizer_step")
 
     def _skip_step(self, epoch: int, batch: int, items: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -388,15 +393,15 @@ class Trainer:
             self._review()  # the re-fitted plan ends here: the last epoch of a run is always validated
         self.last_epoch = self.epoch
         with self.timer("results"):
-            self._fire("on_fit_epoch_end")
+            self.fire("on_fit_epoch_end")
         with self.timer("checkpoints"):
-            self._fire("on_save")
-        self._fire("on_model_save")
+            self.fire("on_save")
+        self.fire("on_model_save")
 
     def _review(self) -> None:
         started = time.perf_counter()
-        self._fire("on_validate")
+        self.fire("on_validate")
         if self.this_epoch.validated:
-            self._fire("on_val_end")
+            self.fire("on_val_end")
             self.this_epoch.val_seconds = time.perf_counter() - started
-        self._fire("on_review")
+        self.fire("on_review")

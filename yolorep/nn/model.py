@@ -36,6 +36,7 @@ class DetectionModel(nn.Module):
         stride: [levels] input pixels per cell of each head level, measured once at build time.
         names: class names (``class0`` ... until a dataset or checkpoint sets them).
         fuse_report: what the last ``fuse()`` did, e.g. ``"fused 20 RepVGGBlock, 15 Conv"``.
+        frozen_layers: indices of the layers ``freeze`` fixed.
     """
 
     def __init__(self, spec: ModelSpec, in_channels: int = 3, stride_probe: int = 256) -> None:
@@ -53,6 +54,7 @@ class DetectionModel(nn.Module):
         self._set_batchnorm(spec.cfg.get("bn_eps"), spec.cfg.get("bn_momentum"))
         self.names = [f"class{i}" for i in range(spec.nc)]
         self.fuse_report = ""
+        self.frozen_layers: tuple[int, ...] = ()
         self.register_buffer("stride", self._measure_strides(in_channels, stride_probe), persistent=False)
         self.head.initialize_biases(self.stride)
 
@@ -118,6 +120,26 @@ class DetectionModel(nn.Module):
             if index in wanted:
                 kept[index] = x
         return kept
+
+    def freeze(self, layers: list[int]) -> int:
+        """Keep ``layers`` (indices) as they are while the rest trains: their parameters leave the gradient
+        (``requires_grad`` off) and their BatchNorms stay in eval mode through every ``train()`` call, so that their
+        running statistics stay fixed and they normalise with them. Returns the number of parameters frozen."""
+        count = 0
+        for index in layers:
+            for param in self.layers[index].parameters():
+                param.requires_grad_(False)
+                count += param.numel()
+        self.frozen_layers = tuple(sorted({*self.frozen_layers, *layers}))
+        return count
+
+    def train(self, mode: bool = True) -> DetectionModel:
+        super().train(mode)
+        for index in self.frozen_layers:
+            for module in self.layers[index].modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def fuse(self) -> DetectionModel:
         """Fuse every re-parameterizable block and conv+BN in place; eval mode; idempotent. Returns self.

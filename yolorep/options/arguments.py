@@ -57,19 +57,25 @@ def _help(entries: Sequence[tuple[str, Field, OptionSpec]]) -> str:
 
 
 def add_option_arguments(
-    target: Any, classes: Iterable[tuple[str, type[Options]]], *, type_metavars: bool = False
+    target: Any,
+    classes: Iterable[tuple[str, type[Options]]],
+    *,
+    type_metavars: bool = False,
+    exclude: Iterable[str] = (),
 ) -> None:
     """Add one argument per option field of ``classes`` (``(label, class)`` pairs; a flag several classes share is
     added once, its help naming each label where they differ) to a parser or argument group.
 
     Args:
         type_metavars: show the value's type as placeholder (``--lr0 FLOAT``) instead of the name (``EPOCHS``).
+        exclude: fields not offered (another class's field of that name already is, or the command sets it).
     """
     flags: dict[str, list[tuple[str, Field, OptionSpec]]] = {}
     annotations: dict[str, Any] = {}
+    excluded = set(exclude)
     for label, cls in classes:
         for f, spec in cls.specs():
-            if spec.cli:
+            if spec.cli and f.name not in excluded:
                 flags.setdefault(f.name, []).append((label, f, spec))
                 annotations.setdefault(f.name, type_hints(cls)[f.name])
     for name, entries in flags.items():
@@ -95,4 +101,6 @@ def _add(target: Any, name: str, f: Field, spec: OptionSpec, help: str, annotati
             kwargs["metavar"] = base.__name__.upper()
     if f.default == "auto" and spec.convert is not None:  # --cache alone means true
         kwargs.update(nargs="?", const=True)
+    if spec.const is not None:
+        kwargs.update(nargs="?", const=spec.const)
     target.add_argument(flag, **kwargs)

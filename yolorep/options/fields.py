@@ -30,6 +30,7 @@ __all__ = [
     "Check",
     "Options",
     "OptionSpec",
+    "Search",
     "at_least",
     "between",
     "fraction",
@@ -42,6 +43,16 @@ __all__ = [
 OPTION = "yolorep.option"  # the key of an OptionSpec in a dataclass field's metadata
 Check = Callable[[Any], "str | None"]  # returns what is wrong with a value, or None when it is valid
 T = TypeVar("T", bound="Options")
+
+
+@dataclass(frozen=True)
+class Search:
+    """The range ``yolorep tune`` searches for a hyperparameter: ``low`` to ``high`` (integers for an int field),
+    sampled on a log scale with ``log``. Both ends lie inside the option's valid range (a test checks)."""
+
+    low: float
+    high: float
+    log: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class OptionSpec:
         resume: may differ on ``train --resume`` (where the data lives, where it runs, how images are held).
         cli: offered on the command line.
         stored: written into checkpoints (``train_args``).
+        const: the value of the flag given alone (``--multi-scale`` for ``--multi-scale true``), before ``convert``.
+        search: the range ``yolorep tune`` searches (hyperparameters).
     """
 
     help: str
@@ -70,6 +83,8 @@ class OptionSpec:
     resume: bool = False
     cli: bool = True
     stored: bool = True
+    const: Any = None
+    search: Search | None = None
 
 
 def option(default: Any = MISSING, help: str = "", **spec: Any) -> Any:
@@ -288,7 +303,9 @@ def _converted(f: Field, value: Any, annotation: Any) -> Any:
 
 def _shown(value: Any) -> str:
     """A value as a message shows it: short, and never the content of a large object."""
-    text = repr(value) if isinstance(value, str) else str(value)
+    text = (
+        repr(value) if isinstance(value, str) else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    )
     return text if len(text) <= 60 else text[:57] + "..."
 
 

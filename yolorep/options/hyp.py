@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from yolorep.errors import ArgumentError, ConfigError
-from yolorep.options.fields import Options, at_least, between, fraction, greater_than, one_of, option
+from yolorep.options.fields import Options, Search, at_least, between, fraction, greater_than, one_of, option
 
 __all__ = ["Hyperparameters", "default_hyp_yaml", "describe_hyp", "load_hyp", "read_hyp_overrides", "resolve_hyp"]
 
@@ -34,14 +34,25 @@ class Hyperparameters(Options):
         metavar="{auto,SGD,AdamW}",
     )
     lr0: float = option(
-        0.01, "initial learning rate; with optimizer auto, used only when set explicitly", check=greater_than(0, 1)
+        0.01,
+        "initial learning rate; with optimizer auto, used only when set explicitly",
+        check=greater_than(0, 1),
+        search=Search(1e-5, 0.1, log=True),
     )
-    lrf: float = option(0.01, "final learning rate = lr0 * lrf", check=fraction)
+    lrf: float = option(0.01, "final learning rate = lr0 * lrf", check=fraction, search=Search(1e-4, 0.1, log=True))
     cos_lr: bool = option(False, "cosine instead of linear decay")
-    momentum: float = option(0.937, "SGD momentum / Adam beta1", check=between(0, 1, high_open=True))
-    weight_decay: float = option(0.0005, "on conv/linear weights only, scaled to the nominal batch", check=fraction)
-    warmup_epochs: float = option(3.0, "epochs of linear learning-rate and momentum warm-up", check=at_least(0.0))
-    warmup_momentum: float = option(0.8, "momentum at the start of warm-up", check=between(0, 1, high_open=True))
+    momentum: float = option(
+        0.937, "SGD momentum / Adam beta1", check=between(0, 1, high_open=True), search=Search(0.7, 0.98)
+    )
+    weight_decay: float = option(
+        0.0005, "on conv/linear weights only, scaled to the nominal batch", check=fraction, search=Search(0.0, 0.001)
+    )
+    warmup_epochs: float = option(
+        3.0, "epochs of linear learning-rate and momentum warm-up", check=at_least(0.0), search=Search(0.0, 5.0)
+    )
+    warmup_momentum: float = option(
+        0.8, "momentum at the start of warm-up", check=between(0, 1, high_open=True), search=Search(0.0, 0.95)
+    )
     warmup_bias_lr: float = option(0.1, "bias learning rate at the start of warm-up", check=fraction)
     nbs: int = option(16, "nominal batch size: smaller batches accumulate gradients up to it", check=at_least(1))
     grad_clip: float = option(10.0, "max gradient norm", check=greater_than(0))
@@ -54,20 +65,43 @@ class Hyperparameters(Options):
         "EMA warm-up: updates until the decay nears ema_decay (less in short plans, see Schedule.ema_tau)",
         check=greater_than(0),
     )
-    box: float = option(7.5, "CIoU box loss gain", check=at_least(0.0))
-    cls: float = option(0.5, "BCE class loss gain", check=at_least(0.0))
-    dfl: float = option(1.5, "distribution focal loss gain", check=at_least(0.0))
+    box: float = option(7.5, "CIoU box loss gain", check=at_least(0.0), search=Search(1.0, 20.0))
+    cls: float = option(0.5, "BCE class loss gain", check=at_least(0.0), search=Search(0.2, 4.0))
+    dfl: float = option(1.5, "distribution focal loss gain", check=at_least(0.0), search=Search(0.4, 6.0))
     assign_topk: int = option(10, "candidate anchors per object in the task-aligned assigner", check=at_least(1))
-    hsv_h: float = option(0.015, "hue jitter, fraction", check=fraction)
-    hsv_s: float = option(0.7, "saturation jitter, fraction", check=fraction)
-    hsv_v: float = option(0.4, "value (brightness) jitter, fraction", check=fraction)
-    degrees: float = option(0.0, "rotation range, +- degrees", check=between(0, 180))
-    translate: float = option(0.1, "translation range, fraction of the image size", check=between(0, 1, high_open=True))
-    scale: float = option(0.5, "scale gain range, 1 +- scale", check=between(0, 1, high_open=True))
-    shear: float = option(0.0, "shear range, +- degrees", check=between(0, 90, high_open=True))
-    fliplr: float = option(0.5, "probability of a left-right flip", check=fraction)
-    mosaic: float = option(1.0, "probability of a 4-image mosaic", check=fraction)
-    close_mosaic: int = option(10, "epochs at the end trained without mosaic", check=at_least(0))
+    hsv_h: float = option(0.015, "hue jitter, fraction", check=fraction, search=Search(0.0, 0.1))
+    hsv_s: float = option(0.7, "saturation jitter, fraction", check=fraction, search=Search(0.0, 0.9))
+    hsv_v: float = option(0.4, "value (brightness) jitter, fraction", check=fraction, search=Search(0.0, 0.9))
+    degrees: float = option(0.0, "rotation range, +- degrees", check=between(0, 180), search=Search(0.0, 45.0))
+    translate: float = option(
+        0.1,
+        "translation range, fraction of the image size",
+        check=between(0, 1, high_open=True),
+        search=Search(0.0, 0.9),
+    )
+    scale: float = option(
+        0.5, "scale gain range, 1 +- scale", check=between(0, 1, high_open=True), search=Search(0.0, 0.95)
+    )
+    shear: float = option(
+        0.0, "shear range, +- degrees", check=between(0, 90, high_open=True), search=Search(0.0, 10.0)
+    )
+    fliplr: float = option(0.5, "probability of a left-right flip", check=fraction, search=Search(0.0, 1.0))
+    flipud: float = option(0.0, "probability of an up-down flip", check=fraction, search=Search(0.0, 1.0))
+    mosaic: float = option(1.0, "probability of a 4-image mosaic", check=fraction, search=Search(0.0, 1.0))
+    mixup: float = option(
+        0.0,
+        "probability of MixUp: blend with another augmented training image, keeping both's boxes",
+        check=fraction,
+        search=Search(0.0, 1.0),
+    )
+    copy_paste: float = option(
+        0.0,
+        "probability of pasting each object of another training image (its box's pixels) where it hides at most "
+        "0.3 of a box",
+        check=fraction,
+        search=Search(0.0, 1.0),
+    )
+    close_mosaic: int = option(10, "epochs at the end trained without mosaic", check=at_least(0), search=Search(0, 10))
     val_conf: float = option(0.001, "confidence threshold of validation", check=fraction)
     val_iou: float = option(0.7, "NMS IoU threshold of validation", check=fraction)
     max_det: int = option(300, "detections per image kept by validation", check=at_least(1))

@@ -17,7 +17,7 @@ from yolorep.errors import YolorepError
 from yolorep.options.fields import Options, at_least, between, greater_than, option, read_bool, unknown_option
 from yolorep.options.hyp import Hyperparameters, resolve_hyp
 
-__all__ = ["MAX_IMGSZ", "UNCAPPED_EPOCHS", "TrainOptions", "read_cache_mode", "read_layers"]
+__all__ = ["LOGGERS", "MAX_IMGSZ", "UNCAPPED_EPOCHS", "TrainOptions", "read_cache_mode", "read_layers", "read_loggers"]
 
 LOGGER = logging.getLogger(__name__)
 MAX_IMGSZ = 8192  # larger inputs only fail later, allocating tens of GB
@@ -26,19 +26,52 @@ _MAX_LAYERS = 10_000
 
 
 def read_cache_mode(value: Any) -> bool | str:
-    """``--cache`` as ``True`` (keep decoded images in RAM), ``False`` (read them every epoch) or ``"auto"``;
-    also the words true/ram/yes/1, false/no/off/0 and auto, as ultralytics' ``cache=ram``."""
+    """``--cache`` as ``True`` (keep decoded images in RAM), ``False`` (read them every epoch), ``"auto"`` or
+    ``"disk"`` (decoded images as .npy files); also the words true/ram/yes/1, false/no/off/0, as ultralytics'
+    ``cache=ram``."""
     if isinstance(value, bool):
         return value
     word = str(value).strip().lower()
     if word in ("auto", ""):
         return "auto"
-    if word == "ram":
-        return True
+    if word in ("ram", "disk"):
+        return True if word == "ram" else "disk"
     try:
         return read_bool(word)
     except ValueError:
-        raise ValueError("expected true, false or auto") from None
+        raise ValueError("expected true, false, auto or disk") from None
+
+
+def _check_batch(value: int) -> str | None:
+    return None if value == -1 or value >= 1 else "must be an integer of at least 1, or -1 for AutoBatch"
+
+
+def read_multi_scale(value: Any) -> float:
+    """``true`` -> 0.5 (sizes 0.5-1.5x imgsz, ultralytics' former ``multi_scale=True``), ``false`` -> 0, or the
+    range as a number."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+        value = read_bool(value)
+    if isinstance(value, bool):
+        return 0.5 if value else 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected true, false or a fraction such as 0.5") from None
+
+
+LOGGERS = ("tensorboard", "mlflow", "wandb")
+
+
+def read_loggers(value: Any) -> tuple[str, ...]:
+    """``mlflow,wandb`` or a list -> ``("mlflow", "wandb")``; ``none`` (or an empty value) -> no logger."""
+    names = value.replace(",", " ").split() if isinstance(value, str) else list(value or ())
+    names = [str(name).strip().lower() for name in names]
+    return () if names in ([], ["none"]) else tuple(dict.fromkeys(names))
+
+
+def _check_loggers(value: tuple[str, ...]) -> str | None:
+    unknown = [name for name in value if name not in LOGGERS]
+    return f"unknown logger {unknown[0]!r}; use any of {', '.join(LOGGERS)}, or none" if unknown else None
 
 
 def read_layers(value: Any) -> int | tuple[int, ...]:
@@ -103,7 +136,11 @@ class TrainOptions(Options):
     data: str = option("shapes.yaml", "dataset YAML (built-in: shapes.yaml, coco.yaml)", resume=True)
     epochs: int = option(100, "training epochs", check=at_least(1))
     imgsz: int = option(640, "training image size in pixels, a multiple of 32", check=between(1, MAX_IMGSZ))
-    batch: int = option(16, "total batch size (split across DDP ranks)", check=at_least(1))
+    batch: int = option(
+        16,
+        "total batch size (split across DDP ranks); -1: the largest that fits the GPU's memory (AutoBatch)",
+        check=_check_batch,
+    )
     device: str | None = option(None, "cpu, cuda, 0, 0,1 ... (default: the first GPU if any, else cpu)", resume=True)
     workers: int | None = option(
         None,
@@ -131,9 +168,10 @@ class TrainOptions(Options):
     cache: bool | str = option(
         "auto",
         "keep decoded, resized images in RAM: true (alone: --cache), false, or auto: when they take at most a "
-        "quarter of the free memory and 4 GB",
+        "quarter of the free memory and 4 GB; disk: decoded images as .npy files beside them (or in the user "
+        "cache folder)",
         convert=read_cache_mode,
-        metavar="{true,false,auto}",
+        metavar="{true,false,auto,disk}",
         resume=True,
     )
     patience: int = option(0, "stop after this many epochs without improvement; 0: off", check=at_least(0))
@@ -151,6 +189,26 @@ class TrainOptions(Options):
     val_period: int = option(1, "validate every N epochs (and always the last)", check=at_least(1))
     project: str = option("runs/train", "parent folder of the run")
     name: str = option("exp", "run name; exp, exp2, ... are never overwritten")
+    exist_ok: bool = option(False, "train in project/name even if it exists (instead of making name2, name3 ...)")
+    save_period: int = option(0, "also keep weights/epochN.pt every N epochs; 0 or -1: off", check=at_least(-1))
+    fraction: float = option(
+        1.0, "train on this share of the training images, drawn at random with --seed", check=greater_than(0, 1)
+    )
+    multi_scale: float = option(
+        0.0,
+        "random image size per batch, imgsz x (1 +- this) in stride multiples; alone: 0.5",
+        convert=read_multi_scale,
+        check=between(0, 1, high_open=True),
+        const=True,
+    )
+    loggers: tuple[str, ...] = option(
+        ("tensorboard",),
+        "experiment loggers (mlflow,wandb): tensorboard (the default: used when installed), mlflow, wandb (each "
+        "an optional extra); none: no logger",
+        convert=read_loggers,
+        check=_check_loggers,
+        resume=True,
+    )
     hyp_set: tuple[str, ...] = option((), "hyperparameters the user set", convert=tuple, cli=False)
 
     @classmethod

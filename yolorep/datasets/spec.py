@@ -8,6 +8,9 @@ Three layouts are understood (``layout: coco|yolo|voc`` names one; without it th
   ``train``/``val`` are list files or image folders, ``names`` is optional (collected from the XML files). See
   :mod:`yolorep.datasets.voc`.
 
+Any layout may declare a ``test`` split (``test_json`` too for COCO): ``yolorep val --split test`` scores it, and
+nothing else reads it (training, class names collected from VOC files, ``convert``).
+
 A spec with a ``synthetic:`` section describes the bundled shapes set, generated on first use by
 :func:`ensure_data` (nothing is downloaded).
 """
@@ -27,11 +30,12 @@ from yolorep.assets import DATA_DIR, datasets_root, find_builtin_data, is_builti
 from yolorep.datasets import voc
 from yolorep.errors import DatasetError, quoted
 
-__all__ = ["SPLITS", "DataSpec", "ensure_data", "load_data_spec"]
+__all__ = ["SPLITS", "TEST_SPLIT", "DataSpec", "ensure_data", "ensure_split", "load_data_spec"]
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val")  # every data set has them
+TEST_SPLIT = "test"  # optional; only `val --split test` reads it
 # The synthetic generator writes this fixed layout, so a `synthetic:` spec must point at it.
 _SYNTHETIC_LAYOUT = {
     "train": "images/train",
@@ -59,6 +63,8 @@ class DataSpec:
         category_ids: dataset category id of each contiguous class (COCO: JSON ids ascending; YOLO, VOC: ``i + 1``).
         voc_images: image folder of the VOC layout (``JPEGImages/`` or ``images/``), ``None`` for the others.
         voc_annotations: XML folder of the VOC layout (``Annotations/`` or ``annotations/``), ``None`` otherwise.
+        test: test image folder (for VOC a list file or an image folder), ``None`` when the YAML declares none.
+        test_json: COCO instances file of the test split, ``None`` otherwise.
     """
 
     yaml_path: Path
@@ -72,6 +78,8 @@ class DataSpec:
     category_ids: tuple[int, ...] = field(default=())
     voc_images: Path | None = None
     voc_annotations: Path | None = None
+    test: Path | None = None
+    test_json: Path | None = None
 
     @property
     def is_coco(self) -> bool:
@@ -93,13 +101,28 @@ class DataSpec:
         """Number of classes."""
         return len(self.names)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits the YAML declares: train, val, and test when it has one."""
+        return SPLITS + ((TEST_SPLIT,) if self.test is not None else ())
+
     def split_dir(self, split: str) -> Path:
-        """Image folder of ``split`` (``"train"`` or ``"val"``)."""
-        return getattr(self, _check_split(split))
+        """Image folder of ``split`` (``"train"``, ``"val"`` or a declared ``"test"``)."""
+        return getattr(self, self._declared(split))
 
     def split_json(self, split: str) -> Path | None:
         """COCO instances file of ``split``, ``None`` for the YOLO layout."""
-        return getattr(self, _check_split(split) + "_json")
+        return getattr(self, self._declared(split) + "_json")
+
+    def _declared(self, split: str) -> str:
+        if split not in (*SPLITS, TEST_SPLIT):
+            raise DatasetError(f"split {split!r}: unknown split; use one of {', '.join((*SPLITS, TEST_SPLIT))}")
+        if split == TEST_SPLIT and self.test is None:
+            coco = " and test_json: <instances file>" if self.is_coco else ""
+            raise DatasetError(
+                f"{self.yaml_path}: test: the data set declares no test split; add test: <images>{coco} to score one"
+            )
+        return split
 
     def labels_dir(self, split: str) -> Path:
         """YOLO label folder of ``split``: the image folder with its last ``images`` component -> ``labels``."""
@@ -122,12 +145,6 @@ class DataSpec:
     @cached_property
     def _category_index(self) -> dict[int, int]:
         return {c: i for i, c in enumerate(self.category_ids)}
-
-
-def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise DatasetError(f"split {split!r}: unknown split; use one of {', '.join(SPLITS)}")
-    return split
 
 
 def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
@@ -166,13 +183,14 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
         if not isinstance(raw.get(key), str):
             raise DatasetError(f"{yaml_path}: {key}: missing or not a string; give the image folder relative to path")
     jsons = {}
-    for key in ("train_json", "val_json"):
+    for key in ("train_json", "val_json", "test_json"):
         value = raw.get(key)
         if value is not None and not isinstance(value, str):
             raise DatasetError(f"{yaml_path}: {key}: expected a file path relative to path, got {quoted(value)}")
         jsons[key] = None if value is None else (root / value).resolve()
     if (jsons["train_json"] is None) != (jsons["val_json"] is None):
         raise DatasetError(f"{yaml_path}: train_json/val_json: give both (COCO layout) or neither (YOLO layout)")
+    test = _parse_test(yaml_path, raw.get("test"), root, jsons)
 
     layout = _parse_layout(yaml_path, raw, root, has_json=jsons["train_json"] is not None)
     names = _parse_names(yaml_path, raw.get("names"), required=layout == "yolo")
@@ -193,8 +211,23 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
         category_ids=() if jsons["train_json"] else tuple(range(1, len(names) + 1)),
         voc_images=folders[0],
         voc_annotations=folders[1],
+        test=test,
+        test_json=jsons["test_json"],
     )
     return ensure_data(spec) if ensure else spec
+
+
+def _parse_test(yaml_path: Path, test: Any, root: Path, jsons: dict[str, Path | None]) -> Path | None:
+    """The optional test split's folder; a COCO data set names its instances file too, and only a COCO one does."""
+    if test is not None and not isinstance(test, str):
+        raise DatasetError(f"{yaml_path}: test: expected the image folder relative to path, got {quoted(test)}")
+    is_coco, has_json = jsons["train_json"] is not None, jsons["test_json"] is not None
+    if has_json and not is_coco:
+        raise DatasetError(f"{yaml_path}: test_json: only the COCO layout (train_json/val_json) names JSON files")
+    if is_coco and (test is not None) != has_json:
+        missing = "test" if has_json else "test_json"
+        raise DatasetError(f"{yaml_path}: {missing}: missing; a COCO test split needs both test (images) and test_json")
+    return None if test is None else (root / test).resolve()
 
 
 def _parse_layout(yaml_path: Path, raw: dict[str, Any], root: Path, has_json: bool) -> str:
@@ -283,20 +316,7 @@ def ensure_data(spec: DataSpec) -> DataSpec:
         return replace(spec, names=names, category_ids=tuple(range(1, len(names) + 1)))
 
     for split in SPLITS:
-        if not spec.split_dir(split).is_dir():
-            raise DatasetError(
-                f"{spec.yaml_path}: {split}: image folder {spec.split_dir(split)} does not exist; "
-                f"check path/{split} or put the images there"
-            )
-        if spec.is_coco and not spec.split_json(split).is_file():
-            raise DatasetError(
-                f"{spec.yaml_path}: {split}_json: {spec.split_json(split)} does not exist; check the path"
-            )
-        if not spec.is_coco and not spec.labels_dir(split).is_dir():
-            raise DatasetError(
-                f"{spec.yaml_path}: {split}: label folder {spec.labels_dir(split)} does not exist; "
-                "the YOLO layout needs labels/<split>/*.txt beside images/<split>/"
-            )
+        ensure_split(spec, split)
     if not spec.is_coco:
         return spec
 
@@ -309,6 +329,24 @@ def ensure_data(spec: DataSpec) -> DataSpec:
             "drop names to take them from the JSON, or make the counts agree"
         )
     return replace(spec, names=names, category_ids=ids)
+
+
+def ensure_split(spec: DataSpec, split: str) -> None:
+    """The files ``split`` needs exist (image folder or VOC list file, label folder or JSON), else a DatasetError
+    naming what is missing. :func:`ensure_data` checks train and val; a reader of the test split calls this."""
+    folder = spec.split_dir(split)
+    if spec.is_voc:
+        voc.check_folders(str(spec.yaml_path), spec.voc_images, spec.voc_annotations, {split: folder})
+        return
+    if not folder.is_dir():
+        raise DatasetError(f"{spec.yaml_path}: {split}: image folder {folder} does not exist; check path/{split}")
+    if spec.is_coco and not spec.split_json(split).is_file():
+        raise DatasetError(f"{spec.yaml_path}: {split}_json: {spec.split_json(split)} does not exist; check the path")
+    if not spec.is_coco and not spec.labels_dir(split).is_dir():
+        raise DatasetError(
+            f"{spec.yaml_path}: {split}: label folder {spec.labels_dir(split)} does not exist; "
+            "the YOLO layout needs labels/<split>/*.txt beside images/<split>/"
+        )
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:

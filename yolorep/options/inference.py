@@ -11,6 +11,7 @@ from yolorep.options.train import MAX_IMGSZ
 
 __all__ = ["ExportOptions", "PredictOptions", "ValOptions", "read_classes", "read_model", "read_source"]
 
+SPLITS = ("train", "val", "test")  # test: only where the data YAML declares it (yolorep.datasets.spec)
 DEVICE_HELP = "cpu, cuda, 0, 0,1 ... (default: the first GPU if any, else cpu)"
 WORKERS_HELP = "data loader worker processes (default: on a CPU the cores torch's threads leave free, on a GPU up to 8)"
 
@@ -60,7 +61,9 @@ class ValOptions(Options):
         help="checkpoint or exported model to evaluate (.pt, .onnx, .torchscript, OpenVINO folder)", convert=read_model
     )
     data: str | None = option(None, "dataset YAML (default: the one the checkpoint was trained on)")
-    split: str = option("val", "which split to score", check=one_of("train", "val"))
+    split: str = option(
+        "val", "which split to score: train, val, or test where the data YAML declares one", check=one_of(*SPLITS)
+    )
     imgsz: int | None = _image_size(None, "image size (default: the checkpoint's training size)")
     batch: int = option(32, "images per batch", check=at_least(1))
     device: str | None = option(None, DEVICE_HELP)

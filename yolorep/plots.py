@@ -79,7 +79,8 @@ def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
     return path
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Render ``fig`` at 150 dpi to ``path`` (format from its suffix), atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, format=Path(path).suffix.lstrip(".") or "png")
     return Path(path)
@@ -108,7 +109,7 @@ def plot_pr_curve(curves: dict[str, Any], path: str | Path) -> Path:
         ax.plot(curves["recall"], mean, linewidth=3, color="blue", label=f"all classes {mean.mean():.3f} mAP@0.5")
         ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1))
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1), title="Precision-Recall Curve")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confidence_curve(curves: dict[str, Any], metric: str, path: str | Path) -> Path:
@@ -137,7 +138,7 @@ def plot_confidence_curve(curves: dict[str, Any], metric: str, path: str | Path)
     ax.plot(curves["conf"], mean, linewidth=3, color="blue", label=label)
     ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1))
     ax.set(xlabel="Confidence", ylabel=ylabel, xlim=(0, 1), ylim=(0, 1), title=f"{ylabel}-Confidence Curve")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path, normalize: bool = True) -> Path:
@@ -172,7 +173,7 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     ax.set_xticks(ticks, labels, rotation=90, fontsize=8)
     ax.set_yticks(ticks, labels, fontsize=8)
     ax.set(xlabel="True", ylabel="Predicted", title="Confusion Matrix" + (" (normalized)" if normalize else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _read_results_csv(csv_path: Path) -> dict[str, list[float]]:
@@ -218,7 +219,7 @@ def plot_results_csv(csv_path: str | Path, png_path: str | Path) -> Path:
         ax.plot(epochs, values, marker=".", linewidth=1.5)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
-    return _save(fig, png_path)
+    return save_figure(fig, png_path)
 
 
 def _numpy(x: ArrayLike | None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Command line: ``yolorep {train,val,predict,track,track-eval,export,benchmark,demo,info,convert}``.
+"""Command line: ``yolorep {train,val,predict,track,track-eval,export,benchmark,demo,info,convert,check-data}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. The flags,
 their help and the defaults shown are generated from the command's options dataclasses (``yolorep.options``).
@@ -24,6 +24,7 @@ from yolorep.logs import configure_logging
 from yolorep.options import (
     BENCHMARK_MODES,
     BenchmarkOptions,
+    CheckDataOptions,
     ConvertOptions,
     DemoOptions,
     ExportOptions,
@@ -94,6 +95,10 @@ COMMANDS = {
     "convert": Command(
         "yolorep.datasets.convert", "convert", (("convert", ConvertOptions),),
         "rewrite a data set from the VOC, COCO or YOLO layout as COCO or YOLO",
+    ),
+    "check-data": Command(
+        "yolorep.engine.data_check", "check_data", (("check-data", CheckDataOptions),),
+        "count and check a data set's images and labels, with plots, without training",
     ),
 }  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The options of ``yolorep demo``, ``info`` and ``convert``."""
+"""The options of ``yolorep demo``, ``info``, ``convert`` and ``check-data``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from yolorep.options.fields import Options, at_least, between, greater_than, opt
 from yolorep.options.inference import read_model
 from yolorep.options.train import MAX_IMGSZ
 
-__all__ = ["ConvertOptions", "DemoOptions", "InfoOptions"]
+__all__ = ["CheckDataOptions", "ConvertOptions", "DemoOptions", "InfoOptions"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,20 @@ class ConvertOptions(Options):
     to_format: str = option(help="layout to write", flag="--to", metavar="{coco,yolo}")
     src: str = option(help="data YAML, or a data set folder (holding data.yaml, or in VOC layout)", flag="")
     dst: str = option(help="new folder to write (with its data.yaml)", flag="")
+
+
+@dataclass(frozen=True)
+class CheckDataOptions(Options):
+    """``yolorep check-data``: what a data set holds and what is wrong with it, without training."""
+
+    command = "check-data"
+
+    data: str = option(help="dataset YAML (or a built-in name: shapes.yaml)", flag="")
+    imgsz: int = option(
+        640, "training image size; boxes under 2 px a side at this size count as tiny", check=between(1, MAX_IMGSZ)
+    )
+    near_duplicates: bool = option(
+        False, "also find near-duplicate images (re-encoded, resized) by a perceptual hash; decodes every image"
+    )
+    project: str = option("runs/check-data", "parent folder of the report")
+    name: str = option("exp", "run name; exp, exp2, ... are never overwritten")

@@ -76,10 +76,13 @@ def test_malformed_top_level(tmp_path, top, message):
 
 
 def test_missing_file_bad_scale_and_bad_yaml(tmp_path):
-    with pytest.raises(ConfigError, match="model YAML not found; give a path .* yolorep.yaml"):
+    with pytest.raises(ConfigError, match="model YAML not found; give a path .* yolorep-n.yaml, yolorep-s.yaml"):
         load_model_spec(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="unknown scale 'x'; this file defines n, s, m, l"):
+    with pytest.raises(ConfigError, match=r"unknown scale 'x' \(yolorep.yaml defines n, s, m, l\); use one of: "
+                       "yolorep-n.yaml, yolorep-s.yaml, yolorep-m.yaml, yolorep-l.yaml"):  # fmt: skip
         load_model_spec("yolorep-x.yaml")
+    with pytest.raises(ConfigError, match="yolov8n.yaml: model YAML not found; did you mean yolorep-n.yaml?"):
+        load_model_spec("yolov8n.yaml")
     (tmp_path / "broken.yaml").write_text("nc: [1\n")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_model_spec(tmp_path / "broken.yaml")

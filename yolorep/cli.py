@@ -61,7 +61,8 @@ COMMANDS = {
         "yolorep train [--model M] [--data D] [--epochs N] [--imgsz N] [--batch N] [...] [--HYPERPARAM V]",
     ),
     "val": Command(
-        "yolorep.engine.validator", "val", (("val", ValOptions),), "evaluate a checkpoint (fused) with pycocotools"
+        "yolorep.engine.validator", "val", (("val", ValOptions),),
+        "evaluate a checkpoint (fused) or an exported model with pycocotools",
     ),
     "predict": Command(
         "yolorep.engine.predictor", "predict", (("predict", PredictOptions),),

@@ -123,7 +123,7 @@ def test_every_documented_flag_exists():
     root = Path(__file__).parents[1]
     parsers = _subparsers()
     for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        for command, rest in re.findall(r"yolorep (\w+)((?: [^\n|`]*)?)", doc.read_text()):
+        for command, rest in re.findall(r"yolorep ([\w-]+)((?: [^\n|`&;]*)?)", doc.read_text()):
             if command not in parsers:
                 continue
             known = {s for a in parsers[command]._actions for s in a.option_strings}

@@ -22,6 +22,19 @@ def _picture(seed: int, h: int = 60, w: int = 80) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
+def _exif_rotated_jpeg(picture: np.ndarray) -> bytes:
+    """A JPEG whose EXIF asks viewers to rotate it by 90 degrees (orientation 6)."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    Image.fromarray(picture[:, :, ::-1]).save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
 def test_yolo_counts_problems_duplicates_and_balance(yolo_factory, tmp_path, caplog):
     rows = (
         "0 0.5 0.5 0.5 0.25\n"  # ordinary
@@ -31,18 +44,35 @@ def test_yolo_counts_problems_duplicates_and_balance(yolo_factory, tmp_path, cap
         "1 1.5 1.5 0.1 0.1\n"  # wholly outside: dropped
     )
     yaml_path = yolo_factory(
-        {"a.jpg": _picture(0), "b.png": _picture(1), "copy.png": _picture(1), "broken.jpg": b"\xff\xd8 not a jpeg"},
+        {
+            "a.jpg": _picture(0),
+            "b.png": _picture(1),
+            "copy.png": _picture(1),
+            "broken.jpg": b"\xff\xd8 not a jpeg",
+            "turned.jpg": _exif_rotated_jpeg(_picture(2)),
+        },
         {"a.txt": rows, "b.txt": "0 0.2 0.2 0.2 0.2\n", "copy.txt": "0 0.2 0.2 0.2 0.2\n"},
         ["cat", "dog", "bird"],
     )
     with caplog.at_level(logging.INFO):
         report = check_data(yaml_path, imgsz=64, project=tmp_path, name="check")
     train, val = report["splits"]["train"], report["splits"]["val"]
-    expected = {"images": 3, "boxes": 5, "skipped_images": 1, "bad_labels": 1, "dropped_boxes": 1,
-                "clipped_boxes": 1, "tiny_boxes": 1, "background_images": 0, "duplicate_images": 1}  # fmt: skip
+    expected = {
+        "images": 4,
+        "boxes": 5,
+        "skipped_images": 1,
+        "bad_labels": 1,
+        "dropped_boxes": 1,
+        "clipped_boxes": 1,
+        "tiny_boxes": 1,
+        "background_images": 1,
+        "missing_labels": 1,
+        "duplicate_images": 1,
+        "exif_rotated": 1,
+    }
     assert {k: train[k] for k in expected} == expected
     assert train["instances_per_class"] == [3, 2, 0] and train["images_per_class"] == [3, 1, 0]
-    assert train["shared_images"] is None and val["shared_images"] == 3  # the factory writes val as a copy of train
+    assert train["shared_images"] is None and val["shared_images"] == 4  # the factory writes val as a copy of train
     assert val["near_duplicates"] is None  # not asked for
     run = tmp_path / "check"
     assert json.loads((run / "report.json").read_text())["splits"]["val"]["boxes"] == 5
@@ -50,8 +80,9 @@ def test_yolo_counts_problems_duplicates_and_balance(yolo_factory, tmp_path, cap
         assert cv2.imread(str(run / f"labels_{split}.jpg")) is not None
     text = caplog.text
     assert "broken.jpg: unreadable image" in text  # the loader's own report, read afresh
-    assert "train: no box of class bird" in text and "val: 3 image(s) also in an earlier split" in text
+    assert "train: no box of class bird" in text and "val: 4 image(s) also in an earlier split" in text
     assert "boxes partly outside the image, clipped" in text and "tiny boxes (under 2 px a side at --imgsz)" in text
+    assert "images with an EXIF rotation" in text
 
 
 def test_coco_and_a_test_split(coco_factory, tmp_path):

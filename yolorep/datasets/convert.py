@@ -1,9 +1,9 @@
 """``yolorep convert``: rewrite a data set from the VOC, COCO or YOLO layout into the COCO or YOLO layout.
 
-What is written: copies of the images of the train and val splits, their boxes and classes as yolorep loads
-them (so the loader's rules apply: clipped, repaired, dropped and counted, with the counts logged), the class
-names, and a data YAML (``DST/data.yaml``) that ``yolorep train --data`` takes as it is. Box coordinates are kept
-as floats in COCO and normalised to 6 decimals in YOLO.
+What is written: copies of the images of the train and val splits (and of a declared test split), their boxes and
+classes as yolorep loads them (so the loader's rules apply: clipped, repaired, dropped and counted, with the counts
+logged), the class names, and a data YAML (``DST/data.yaml``) that ``yolorep train --data`` takes as it is. Box
+coordinates are kept as floats in COCO and normalised to 6 decimals in YOLO.
 
 What each layout cannot hold is stated in a log line:
 
@@ -32,7 +32,7 @@ from yolorep.atomic import partial_dir
 from yolorep.confined import confined
 from yolorep.datasets import voc
 from yolorep.datasets.records import IMAGE_SUFFIXES, ImageRecord, load_records
-from yolorep.datasets.spec import SPLITS, DataSpec, ensure_data, load_data_spec, read_json
+from yolorep.datasets.spec import SPLITS, DataSpec, ensure_data, ensure_split, load_data_spec, read_json
 from yolorep.errors import ArgumentError, DatasetError
 
 __all__ = ["SOURCE_LAYOUTS", "TARGET_LAYOUTS", "convert"]
@@ -77,7 +77,8 @@ def convert(from_format: str, to_format: str, src: str | Path, dst: str | Path) 
     work = partial_dir(dst)  # renamed to dst once complete; a killed convert's is removed by the next one
     totals: dict[str, int] = {"images": 0, "boxes": 0, "difficult": 0, "truncated": 0, "crowd": 0}
     try:
-        for split in SPLITS:
+        for split in spec.splits:  # a test split too, when the source declares one
+            ensure_split(spec, split)
             items = _read_split(spec, split)
             _write_split(spec, split, items, work, to_format, totals)
         (work / "data.yaml").write_text(yaml.safe_dump(_data_yaml(spec, to_format), sort_keys=False))
@@ -243,9 +244,9 @@ def _coco_crowds(
 
 
 def _data_yaml(spec: DataSpec, to_format: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"path": ".", "train": "images/train", "val": "images/val"}
+    data: dict[str, Any] = {"path": ".", **{split: f"images/{split}" for split in spec.splits}}
     if to_format == "coco":
-        data.update(train_json="annotations/instances_train.json", val_json="annotations/instances_val.json")
+        data.update({f"{split}_json": f"annotations/instances_{split}.json" for split in spec.splits})
     else:
         data["names"] = list(spec.names)
     return data

@@ -8,8 +8,8 @@ Three layouts are understood (``layout: coco|yolo|voc`` names one; without it th
   ``train``/``val`` are list files or image folders, ``names`` is optional (collected from the XML files). See
   :mod:`yolorep.datasets.voc`.
 
-Any layout may declare a ``test`` split (``test_json`` too for COCO): ``yolorep val --split test`` scores it, and
-nothing else reads it (training, class names collected from VOC files, ``convert``).
+Any layout may declare a ``test`` split (``test_json`` too for COCO): ``yolorep val --split test`` scores it,
+``convert`` and ``check-data`` read it too, training never does (nor do the class names collected from VOC files).
 
 A spec with a ``synthetic:`` section describes the bundled shapes set, generated on first use by
 :func:`ensure_data` (nothing is downloaded).

@@ -126,6 +126,21 @@ def test_shapes_set_with_near_duplicates(shapes_yaml, tmp_path):
     assert report["duplicates"] == {"identical": [], "near": []}
 
 
+def test_near_duplicates_are_counted_listed_and_logged(yolo_factory, tmp_path, caplog):
+    picture = _picture(7, 120, 160)
+    smaller = cv2.imencode(".jpg", cv2.resize(picture, (80, 60)), [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+    label = "0 0.5 0.5 0.5 0.5\n"
+    images = {"a.png": picture, "a_small.jpg": smaller, "other.png": _picture(8, 120, 160)}
+    yaml_path = yolo_factory(images, {"a.txt": label, "a_small.txt": label, "other.txt": label}, ["cat"])
+    with caplog.at_level(logging.INFO):
+        report = check_data(yaml_path, near_duplicates=True, project=tmp_path, name="near")
+    # the factory's val split is a byte copy of train: identical across splits, so never "near" there
+    assert report["splits"]["train"]["near_duplicates"] == 2 and report["splits"]["val"]["near_duplicates"] == 0
+    [group] = report["duplicates"]["near"]
+    assert [p.rsplit("/", 1)[1] for p in group] == ["a.png", "a_small.jpg"]
+    assert f"near files: {', '.join(group)}" in caplog.text
+
+
 def test_an_unusable_set_is_one_line_and_exit_2(yolo_factory, tmp_path, caplog):
     yaml_path = yolo_factory({"a.png": _picture(0), "b.png": _picture(1)}, {}, ["cat"])
     assert main(["check-data", str(yaml_path), "--project", str(tmp_path)]) == 2

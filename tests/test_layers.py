@@ -23,7 +23,7 @@ LAYERS = (
         "yolorep.label_plots",
     ),
     ("yolorep.nn",),
-    ("yolorep.loss", "yolorep.datasets"),
+    ("yolorep.loss", "yolorep.datasets", "yolorep.foreign"),
     ("yolorep.evaluation", "yolorep.track"),
     ("yolorep.engine",),
     ("yolorep.benchmark",),

@@ -2,7 +2,9 @@ import io
 import logging
 import sys
 
-from yolorep.logs import configure_logging, progress
+import pytest
+
+from yolorep.logs import configure_logging, progress, root_logging_kept
 
 LOGGER = logging.getLogger("yolorep")
 
@@ -54,3 +56,52 @@ def test_configure_logging_adds_one_handler_and_honours_the_environment(monkeypa
     assert LOGGER.level == logging.WARNING and len(LOGGER.handlers) == 1
     configure_logging(debug=True)
     assert LOGGER.level == logging.DEBUG
+
+
+def test_logging_configured_later_takes_the_lines_alone(monkeypatch, capsys):
+    """A handler an application (or a library, via logging.basicConfig) adds to the root logger after yolorep attached
+    its own gets yolorep's lines alone: none is printed twice."""
+    monkeypatch.setattr(LOGGER, "handlers", [])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    configure_logging(True)
+    child = logging.getLogger("yolorep.engine.something")
+    child.info("before")
+    assert capsys.readouterr().out == "before\n"
+    root_lines = io.StringIO()
+    logging.basicConfig(stream=root_lines, format="root: %(message)s")
+    child.info("after")
+    assert capsys.readouterr().out == "" and root_lines.getvalue() == "root: after\n"
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)  # a root handler that drops INFO: ours prints it
+    child.info("info")
+    child.warning("warning")
+    assert capsys.readouterr().out == "info\n" and root_lines.getvalue().endswith("root: warning\n")
+
+
+def test_root_logging_kept_undoes_what_a_library_configures(monkeypatch, capsys):
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    with root_logging_kept():
+        logging.warning("a library's warning")  # would call logging.basicConfig on an unconfigured root
+        logging.getLogger().addHandler(logging.StreamHandler(io.StringIO()))
+    assert logging.getLogger().handlers == [] and "a library's warning" in capsys.readouterr().err
+
+
+def test_onnx_int8_quantization_prints_each_line_once(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    import yolorep
+    from yolorep.engine.deploy import export
+    from yolorep.engine.deploy.quantize import quantize_onnx
+
+    monkeypatch.setattr(LOGGER, "handlers", [])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    configure_logging(False)  # exporting quietly; then the lines that matter
+    weights = yolorep.save(yolorep.build_model("yolorep-n.yaml", nc=2), tmp_path / "m.pt")
+    onnx_path = export(weights, format="onnx", imgsz=32)
+    batch = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    quantize_onnx(onnx_path, tmp_path / "m_int8.onnx", [batch])
+    configure_logging(True)
+    logging.getLogger("yolorep.benchmark").info("the final table")
+    captured = capsys.readouterr()
+    assert logging.getLogger().handlers == []
+    assert (captured.out + captured.err).count("the final table") == 1

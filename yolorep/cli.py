@@ -1,4 +1,5 @@
-"""Command line: ``yolorep {train,val,predict,track,track-eval,export,benchmark,demo,info,convert,check-data}``.
+"""Command line: ``yolorep {train,val,predict,track,track-eval,export,benchmark,demo,info,convert,import,
+check-data}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. The flags,
 their help and the defaults shown are generated from the command's options dataclasses (``yolorep.options``).
@@ -29,6 +30,7 @@ from yolorep.options import (
     DemoOptions,
     ExportOptions,
     Hyperparameters,
+    ImportOptions,
     InfoOptions,
     Options,
     PredictOptions,
@@ -93,9 +95,13 @@ COMMANDS = {
         "yolorep.engine.summary", "info", (("info", InfoOptions),),
         "layers, parameters and GFLOPs of a model YAML or checkpoint, before/after fuse",
     ),
+    "import": Command(
+        "yolorep.engine.importing", "import_weights", (("import", ImportOptions),),
+        "read a YOLOv6 or ultralytics .pt (no code runs) and write a yolorep checkpoint",
+    ),
     "convert": Command(
         "yolorep.datasets.convert", "convert", (("convert", ConvertOptions),),
-        "rewrite a data set from the VOC, COCO or YOLO layout as COCO or YOLO",
+        "rewrite a data set in another layout: read with one, write with another",
     ),
     "check-data": Command(
         "yolorep.engine.data_check", "check_data", (("check-data", CheckDataOptions),),
@@ -134,6 +140,12 @@ def _add_command(sub: Any, name: str, command: Command) -> None:
             if mode != "formats":
                 p.add_argument(f"--{mode}", nargs="?", const=True, default=None, metavar="BOOL", help=text)
     add_option_arguments(p, command.options)
+
+
+def _add_import(sub: Any) -> None:
+    p = sub.add_parser("import", help="read a YOLOv6 or ultralytics .pt (no code runs) and write a yolorep checkpoint")
+    p.add_argument("src", help="YOLOv6 v3.0 (N/S/M/L), YOLOv8 or YOLO11 detection checkpoint")
+    p.add_argument("--out", default=None, help="where to write it (default: SRC's stem + -yolorep.pt, beside it)")
 
 
 def build_parser() -> _Parser:

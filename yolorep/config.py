@@ -11,8 +11,10 @@ The format is the one YOLO users know::
       - [[-1, 6], 1, Concat, [1]]
       - [[17, 20, 23], 1, Detect, [nc]]
 
-``args`` is a list (positional, after the inferred input channels) or a mapping of parameter names. Two strings
-are substituted, never evaluated: ``nc`` becomes the class count and ``None`` becomes null.
+``args`` is a list (positional, after the inferred input channels) or a mapping of parameter names. Strings are
+substituted, never evaluated: ``nc`` becomes the class count, ``None`` becomes null, and a name that the selected
+scale defines in an optional fourth entry (``m: [0.50, 1.00, 512, {c3k: true}]``) becomes its value there, for the
+few arguments that change with the scale beyond depth and width.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class ModelSpec:
 
 
 def resolve_model_path(path: str | Path) -> tuple[Path, str | None]:
-    """Find a model YAML and the scale its name selects: ``yolorep-s.yaml`` -> (``.../yolorep.yaml``, ``"s"``).
+    """Find a model YAML and the scale its name selects: ``yolorep-s.yaml`` -> (``.../yolorep.yaml``, ``"s"``);
+    ultralytics' ``yolov8n.yaml`` -> (``.../yolov8.yaml``, ``"n"``).
 
     Relative paths are tried from the working directory, then from the shipped ``cfg/models``.
 
@@ -88,6 +91,11 @@ def resolve_model_path(path: str | Path) -> tuple[Path, str | None]:
                 named = ", ".join(f"{match[1]}-{s}{match[3]}" for s in scales)
                 defines = f"{family.name} defines {', '.join(scales)}"
                 raise ConfigError(f"{path}: unknown scale {match[2]!r} ({defines}); use one of: {named}")
+            return family, match[2]
+        # ultralytics' spelling, scale letter straight after the family's version number: yolov8n.yaml, yolo11s.yaml
+        match = re.fullmatch(r"(.+\d)([a-z])(\.ya?ml)", candidate.name)
+        family = candidate.parent / (match[1] + match[3]) if match else None
+        if family is not None and family.is_file() and match[2] in _scales_of(family):
             return family, match[2]
     names = shipped_model_names()
     stems = {Path(name).stem: name for name in names}  # compared without the suffix, which every name shares
@@ -162,7 +170,8 @@ def _validate(raw: dict, where: str, name: str, lines: dict, scale: str | None) 
     nc = raw.get("nc")
     if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
         raise ConfigError(f"{where}: 'nc' must be a positive integer (the number of classes); got {nc!r}")
-    depth, width, max_channels, scale = _select_scale(raw, where, scale)
+    depth, width, max_channels, scale, variables = _select_scale(raw, where, scale)
+    substitutions = {**variables, "nc": nc, "None": None}
     layers: list[LayerSpec] = []
     for section in ("backbone", "head"):
         rows = raw.get(section)
@@ -171,28 +180,33 @@ def _validate(raw: dict, where: str, name: str, lines: dict, scale: str | None) 
         for row_index, row in enumerate(rows):
             line = lines.get((section, row_index))
             row_where = f"{where}:{line}: {section}[{row_index}]" if line else f"{where}: {section}[{row_index}]"
-            layers.append(_parse_row(row, len(layers), row_where, nc))
+            layers.append(_parse_row(row, len(layers), row_where, substitutions))
     return ModelSpec(name, nc, scale, depth, width, max_channels, tuple(layers), raw)
 
 
-def _select_scale(raw: dict, name: str, scale: str | None) -> tuple[float, float, int, str | None]:
+def _select_scale(raw: dict, name: str, scale: str | None) -> tuple[float, float, int, str | None, dict[str, Any]]:
     scales = raw.get("scales")
     if not scales:
         if scale:
             raise ConfigError(f"{name}: scale {scale!r} requested but the file has no 'scales' section")
-        return float(raw.get("depth_multiple", 1.0)), float(raw.get("width_multiple", 1.0)), 1 << 30, None
+        return float(raw.get("depth_multiple", 1.0)), float(raw.get("width_multiple", 1.0)), 1 << 30, None, {}
     if not isinstance(scales, dict):
         raise ConfigError(f"{name}: 'scales' must map a scale name to [depth, width, max_channels]")
     scale = scale or next(iter(scales))
     if scale not in scales:
         raise ConfigError(f"{name}: unknown scale {scale!r}; this file defines {', '.join(scales)}")
     values = scales[scale]
-    if not (isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)):
-        raise ConfigError(f"{name}: scales.{scale} must be [depth, width, max_channels]; got {values!r}")
-    return float(values[0]), float(values[1]), int(values[2]), scale
+    variables = values[3] if isinstance(values, list) and len(values) == 4 else {}
+    numbers = values[:3] if isinstance(values, list) and len(values) in (3, 4) else None
+    if not (numbers and all(isinstance(v, (int, float)) for v in numbers) and isinstance(variables, dict)):
+        raise ConfigError(
+            f"{name}: scales.{scale} must be [depth, width, max_channels] or [depth, width, max_channels, "
+            f"{{name: value, ...}}]; got {values!r}"
+        )
+    return float(numbers[0]), float(numbers[1]), int(numbers[2]), scale, variables
 
 
-def _parse_row(row: Any, index: int, where: str, nc: int) -> LayerSpec:
+def _parse_row(row: Any, index: int, where: str, substitutions: dict[str, Any]) -> LayerSpec:
     if not isinstance(row, list) or len(row) not in (3, 4):
         raise ConfigError(f"{where}: a row is [from, repeats, module, args]; got {row!r}")
     source, repeats, module = row[:3]
@@ -204,10 +218,11 @@ def _parse_row(row: Any, index: int, where: str, nc: int) -> LayerSpec:
         raise ConfigError(f"{where}: repeats must be a positive integer; got {repeats!r}")
     inputs = _resolve_inputs(source, index, where)
     if isinstance(args, dict):
-        return LayerSpec(index, where, inputs, repeats, module, (), {k: _substitute(v, nc) for k, v in args.items()})
+        kwargs = {k: _substitute(v, substitutions) for k, v in args.items()}
+        return LayerSpec(index, where, inputs, repeats, module, (), kwargs)
     if not isinstance(args, list):
         raise ConfigError(f"{where}: args must be a list or a mapping of parameter names; got {args!r}")
-    return LayerSpec(index, where, inputs, repeats, module, tuple(_substitute(a, nc) for a in args))
+    return LayerSpec(index, where, inputs, repeats, module, tuple(_substitute(a, substitutions) for a in args))
 
 
 def _resolve_inputs(source: Any, index: int, where: str) -> LayerInputs:
@@ -231,9 +246,6 @@ def _resolve_inputs(source: Any, index: int, where: str) -> LayerInputs:
     return one(source)
 
 
-def _substitute(value: Any, nc: int) -> Any:
-    if value == "nc":
-        return nc
-    if value == "None":
-        return None
-    return value
+def _substitute(value: Any, substitutions: dict[str, Any]) -> Any:
+    """``nc``, ``None`` and the scale's named values replaced; anything else as written."""
+    return substitutions[value] if isinstance(value, str) and value in substitutions else value

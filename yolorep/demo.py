@@ -71,7 +71,6 @@ def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]
     o = options if options is not None else DemoOptions.from_kwargs(kwargs)
     time, epochs, project, data = o.time, o.epochs, o.project, o.data or SHAPES_YAML
     from yolorep.benchmark import benchmark
-    from yolorep.engine.predictor import predict
     from yolorep.engine.train_setup import train
 
     started = perf_counter()
@@ -94,27 +93,14 @@ def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]
     best = run / "weights" / "best.pt"
 
     LOGGER.info("\n[2/4] fusing: every RepVGGBlock becomes one 3x3 conv, every Conv+BN one conv")
-    speed = benchmark(
-        weights=str(best),
-        imgsz=imgsz,
-        batch=1,
-        device=str(dev),
-        iters=o.speed_iters,
-        json=str(run / "fuse_benchmark.json"),
-    )
+    report = str(run / "fuse_benchmark.json")
+    speed = benchmark(weights=str(best), imgsz=imgsz, batch=1, device=str(dev), iters=o.speed_iters, json=report)
 
     LOGGER.info("\n[3/4] the fused best.pt scored by pycocotools on the validation split (see above)")
     LOGGER.info("mAP50-95 %.3f, mAP50 %.3f (pycocotools)", results["map50_95"], results["map50"])
 
     LOGGER.info("\n[4/4] predicting with the fused model on validation images and a generated video")
-    val_images = sorted(spec.split_dir("val").glob("*.jpg"))
-    listing = run / "demo_images.txt"
-    listing.write_text("\n".join(str(p) for p in val_images[:N_PREDICTED_IMAGES]) + "\n")
-    predict_dir = predict(weights=best, source=str(listing), imgsz=imgsz, device=str(dev), project=run, name="predict")
-    video = write_demo_video(val_images[-6:], run / "shapes_pan.mp4", frames=VIDEO_FRAMES)
-    video_dir = predict(
-        weights=best, source=str(video), imgsz=imgsz, device=str(dev), project=run, name="predict_video"
-    )
+    predict_dirs = _predict_samples(best, sorted(spec.split_dir("val").glob("*.jpg")), imgsz, str(dev))
 
     summary = {
         "save_dir": str(run),
@@ -123,12 +109,28 @@ def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]
         "fuse_max_abs_diff": speed["max_abs_diff"],
         "fused_speedup": speed["speedup"],
         "files": sorted(str(p) for p in run.rglob("*") if p.is_file()),
-        "predict_dirs": [str(predict_dir), str(video_dir)],
+        "predict_dirs": [str(d) for d in predict_dirs],
         "epochs": len((run / "results.csv").read_text().splitlines()) - 1,
         "seconds": perf_counter() - started,
     }
     _log_summary(summary)
     return summary
+
+
+def _predict_samples(best: Path, val_images: list[Path], imgsz: int, device: str) -> tuple[Path, Path]:
+    """Predict a few validation images, listed in a text file, and a video panned across others; returns the two
+    predict folders inside the run."""
+    from yolorep.engine.predictor import predict
+
+    run = best.parents[1]
+    listing = run / "demo_images.txt"
+    listing.write_text("\n".join(str(p) for p in val_images[:N_PREDICTED_IMAGES]) + "\n")
+    image_dir = predict(weights=best, source=str(listing), imgsz=imgsz, device=device, project=run, name="predict")
+    video = write_demo_video(val_images[-6:], run / "shapes_pan.mp4", frames=VIDEO_FRAMES)
+    video_dir = predict(  # its frames without a line each: the images above showed what a line says
+        weights=best, source=str(video), imgsz=imgsz, device=device, project=run, name="predict_video", verbose=False
+    )
+    return image_dir, video_dir
 
 
 def _training_hours(minutes: float, spent_seconds: float) -> float:

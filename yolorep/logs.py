@@ -7,6 +7,7 @@ same progress and summaries as the command line; ``verbose=False`` (or ``YOLOREP
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -14,14 +15,57 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["VERBOSE_ENV", "configure_logging", "progress"]
+__all__ = ["VERBOSE_ENV", "configure_logging", "progress", "root_logging_kept"]
 
 VERBOSE_ENV = "YOLOREP_VERBOSE"
 LOGGER = logging.getLogger("yolorep")
 
 
 class _Handler(logging.StreamHandler):
-    """The handler yolorep attaches (so it is recognised and never attached twice)."""
+    """The handler yolorep attaches (so it is recognised and never attached twice).
+
+    It prints a record only when no handler of an ancestor logger will: when logging is configured after it was
+    attached (by the application, or by a library calling ``logging.basicConfig``), the record goes there alone
+    instead of being printed twice.
+    """
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if _handled_above(LOGGER, record, self):
+            return False
+        return super().handle(record)
+
+
+def _handled_above(logger: logging.Logger, record: logging.LogRecord, own: logging.Handler) -> bool:
+    """Whether a handler of ``logger``'s ancestors (reached through propagation) will emit ``record``."""
+    while logger.propagate and logger.parent is not None:
+        logger = logger.parent
+        for handler in logger.handlers:
+            if handler is not own and not isinstance(handler, logging.NullHandler) and record.levelno >= handler.level:
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def root_logging_kept() -> Iterator[None]:
+    """Leave the root logger as it was, whatever a library does to it during the block.
+
+    onnxruntime's quantizer logs through ``logging.warning``, which configures the root logger for the whole
+    process (``logging.basicConfig``) when it has no handler. While the block runs, an unconfigured root gets a
+    stand-in for Python's last-resort handler (warnings and errors, plain, to stderr), so nothing is configured
+    and those warnings still show; handlers added meanwhile are removed afterwards and the level restored.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    if not handlers:
+        stand_in = logging.StreamHandler(sys.stderr)
+        stand_in.setLevel(logging.WARNING)
+        root.addHandler(stand_in)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def configure_logging(verbose: bool | None = None, debug: bool = False) -> None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_iou, complete_box_iou_loss
 
-from yolorep.ops.decode import dfl_expectation, flatten_maps, make_anchor_points
+from yolorep.ops.decode import box_distances, flatten_maps, make_anchor_points
 
 __all__ = ["DetectionLoss", "TaskAlignedAssigner"]
 
@@ -86,7 +86,7 @@ class DetectionLoss(nn.Module):
 
     Args:
         nc: number of classes.
-        reg_max: DFL bins per box side.
+        reg_max: DFL bins per box side; 0 for a head that predicts the distances themselves (no DFL term).
         box, cls, dfl: gains of the CIoU box loss, the BCE class loss and the DFL loss.
         topk: candidate anchors per ground-truth box in the task-aligned assigner.
     """
@@ -107,7 +107,7 @@ class DetectionLoss(nn.Module):
         box_logits, cls_logits = flatten_maps([m.float() for m in maps], reg_max)  # [B, 4, reg_max, N], [B, nc, N]
         cls_logits = cls_logits.transpose(1, 2)  # [B, N, nc]
         points, point_strides = make_anchor_points([m.shape[2:] for m in maps], strides.float().to(cls_logits.device))
-        distances = dfl_expectation(box_logits).transpose(1, 2)  # [B, N, 4] grid units
+        distances = box_distances(box_logits, reg_max).transpose(1, 2)  # [B, N, 4] grid units
         pred_boxes = torch.cat((points - distances[..., :2], points + distances[..., 2:]), -1)  # [B, N, 4] grid units
 
         gt_labels, gt_boxes, gt_mask = self._pad_targets(targets.to(cls_logits.device, torch.float32), batch)
@@ -127,10 +127,11 @@ class DetectionLoss(nn.Module):
             target_grid = (target_boxes / point_strides)[fg_mask]  # [P, 4]
             loss_box = (complete_box_iou_loss(pred_boxes[fg_mask], target_grid, reduction="none") * weight).sum()
             loss_box = loss_box / score_sum
-            anchor = points.expand(batch, -1, -1)[fg_mask]
-            target_ltrb = torch.cat((anchor - target_grid[:, :2], target_grid[:, 2:] - anchor), -1)
-            bins = box_logits.permute(0, 3, 1, 2)[fg_mask]  # [P, 4, reg_max]
-            loss_dfl = (self._dfl(bins, target_ltrb.clamp(0, reg_max - 1.01)) * weight).sum() / score_sum
+            if reg_max > 0:
+                anchor = points.expand(batch, -1, -1)[fg_mask]
+                target_ltrb = torch.cat((anchor - target_grid[:, :2], target_grid[:, 2:] - anchor), -1)
+                bins = box_logits.permute(0, 3, 1, 2)[fg_mask]  # [P, 4, reg_max]
+                loss_dfl = (self._dfl(bins, target_ltrb.clamp(0, reg_max - 1.01)) * weight).sum() / score_sum
         items = torch.stack((loss_box * self.gains["box"], loss_cls * self.gains["cls"], loss_dfl * self.gains["dfl"]))
         return items.sum() * batch, items.detach()
 

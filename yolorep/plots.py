@@ -234,6 +234,8 @@ def draw_boxes(
     classes: ArrayLike,
     names: Sequence[str],
     scores: ArrayLike | None = None,
+    line_width: int | None = None,
+    labels: bool = True,
     ids: ArrayLike | None = None,
 ) -> np.ndarray:
     """Draw labelled boxes on a copy of an image.
@@ -244,6 +246,8 @@ def draw_boxes(
         classes: [N] class ids; the colour follows the class.
         names: class names.
         scores: [N] confidences appended to the labels, or None.
+        line_width: box line width in pixels (default: scaled to the image size).
+        labels: draw the class name (and score) above each box.
         ids: [N] track identities, or None; when given the colour follows the identity and labels start ``id:7``.
 
     Returns:
@@ -256,12 +260,14 @@ def draw_boxes(
     cls = _numpy(classes).reshape(-1).astype(int)
     conf = None if scores is None else _numpy(scores).reshape(-1)
     track_ids = None if ids is None else _numpy(ids).reshape(-1).astype(int)
-    thickness = max(1, round(sum(image.shape[:2]) / 600))
+    thickness = line_width or max(1, round(sum(image.shape[:2]) / 600))
     font_scale = thickness / 3
     for i, (box, c) in enumerate(zip(boxes, cls)):
         color = class_color(c) if track_ids is None else identity_color(track_ids[i])
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+        if not labels:
+            continue
         label = names[c] if 0 <= c < len(names) else str(c)
         if track_ids is not None:
             label = f"id:{track_ids[i]} {label}"

@@ -84,7 +84,7 @@ def test_voc_coco_yolo_coco_round_trip_keeps_the_boxes(voc_src, tmp_path, caplog
     assert (yolo / "labels" / "val" / "d.txt").read_text() == ""  # a background image keeps an empty label file
     assert yaml.safe_load((yolo / "data.yaml").read_text())["names"] == ["cat", "dog"]
     spec = load_data_spec(coco2 / "data.yaml")  # what convert writes trains as it is
-    assert spec.layout == "coco" and spec.names == ("cat", "dog") and len(load_records(spec, "train").records) == 3
+    assert spec.layout.name == "coco" and spec.names == ("cat", "dog") and len(load_records(spec, "train").records) == 3
 
 
 def test_coco_crowds_are_kept_in_coco_and_reported_lost_in_yolo(coco_factory, tmp_path, caplog):

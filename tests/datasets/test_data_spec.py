@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from yolorep.datasets.layouts.yolo import labels_dir
 from yolorep.datasets.spec import ensure_data, load_data_spec
 from yolorep.errors import DatasetError
 
@@ -21,10 +22,9 @@ def test_relative_paths_resolve_against_the_yaml_folder(tmp_path):
     spec = load_data_spec(yaml_path, ensure=False)
     assert spec.root == (tmp_path / "ds").resolve()
     assert spec.split_dir("train") == (tmp_path / "ds" / "images" / "train").resolve()
-    assert spec.labels_dir("val") == (tmp_path / "ds" / "labels" / "val").resolve()
-    assert spec.names == ("a", "b") and not spec.is_coco
+    assert labels_dir(spec, "val") == (tmp_path / "ds" / "labels" / "val").resolve()
+    assert spec.names == ("a", "b") and spec.layout.name == "yolo"
     assert spec.category_ids == (1, 2)  # YOLO layout: class i is category i + 1
-    assert spec.split_json("train") is None
 
 
 def test_names_as_index_dict(tmp_path):
@@ -71,7 +71,7 @@ def test_coco_names_and_ids_come_from_json(coco_factory):
     categories = [{"id": 9, "name": "nine"}, {"id": 4, "name": "four"}]
     yaml_path = coco_factory([{"id": 1, "file_name": "a.jpg", "width": 32, "height": 24}], [], categories)
     spec = load_data_spec(yaml_path)
-    assert spec.is_coco
+    assert spec.layout.name == "coco"
     assert spec.names == ("four", "nine") and spec.category_ids == (4, 9)  # ascending category id
     assert spec.category_to_class(9) == 1 and spec.class_to_category(0) == 4
 
@@ -84,7 +84,7 @@ def test_coco_names_and_ids_come_from_json(coco_factory):
 def test_corrupt_json_is_a_dataset_error(coco_factory):
     yaml_path = coco_factory([], [], [{"id": 1, "name": "x"}])
     spec = load_data_spec(yaml_path, ensure=False)
-    spec.val_json.write_text("{not json")
+    spec.layout.val_json.write_text("{not json")
     with pytest.raises(DatasetError, match="val.json: cannot read JSON"):
         ensure_data(spec)
 
@@ -92,6 +92,6 @@ def test_corrupt_json_is_a_dataset_error(coco_factory):
 def test_bundled_yamls_parse():
     shapes = load_data_spec(REPO / "data" / "shapes.yaml", ensure=False)
     assert shapes.synthetic == {"n_train": 800, "n_val": 200, "imgsz": 320, "seed": 0}
-    assert shapes.root == (REPO / "datasets" / "shapes").resolve() and shapes.is_coco
+    assert shapes.root == (REPO / "datasets" / "shapes").resolve() and shapes.layout.name == "coco"
     coco = load_data_spec(REPO / "data" / "coco.yaml", ensure=False)
     assert coco.synthetic is None and coco.val == (REPO / "datasets" / "coco" / "images" / "val2017").resolve()

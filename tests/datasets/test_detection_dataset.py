@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from yolorep.datasets.dataset import DetectionDataset
+from yolorep.datasets.layouts.yolo import labels_dir
 from yolorep.datasets.records import load_records
 from yolorep.datasets.spec import load_data_spec
 from yolorep.errors import ArgumentError, DatasetError
@@ -72,7 +73,7 @@ def test_second_load_uses_the_cache_and_rebuilds_when_stale(messy_yaml):
         np.testing.assert_array_equal(r1.classes, r2.classes)
         assert r2.boxes_xyxy.dtype == np.float32 and r2.classes.dtype == np.int64
 
-    (spec.labels_dir("train") / "c.txt").write_text("1 0.5 0.5 0.5 0.5\n")  # size change -> new fingerprint
+    (labels_dir(spec, "train") / "c.txt").write_text("1 0.5 0.5 0.5 0.5\n")  # size change -> new fingerprint
     third = load_records(spec, "train")
     assert not third.from_cache and third.records[2].classes.tolist() == [1]
 

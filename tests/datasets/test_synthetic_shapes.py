@@ -64,7 +64,7 @@ def test_non_contiguous_categories_map_to_contiguous_classes(shapes_yaml):
     for cls, category_id in enumerate(spec.category_ids):
         assert spec.category_to_class(category_id) == cls and spec.class_to_category(cls) == category_id
 
-    coco = json.loads(spec.train_json.read_text())
+    coco = json.loads(spec.layout.train_json.read_text())
     records = load_records(spec, "train").records
     for record in records:
         expected = sorted(

@@ -64,7 +64,7 @@ def test_coco_test_split_needs_its_json(coco_factory):
         load_data_spec(yaml_path)
     yaml_path.write_text(base + "test: images/val\ntest_json: annotations/val.json\n")
     spec = load_data_spec(yaml_path)
-    assert spec.split_json("test") == yaml_path.parent.resolve() / "annotations" / "val.json"
+    assert spec.layout.json_of("test") == yaml_path.parent.resolve() / "annotations" / "val.json"
     records = load_records(spec, "test").records
     assert [r.image_id for r in records] == [7] and records[0].boxes_xyxy.tolist() == [[2, 2, 12, 12]]
 

@@ -95,7 +95,7 @@ ODDITIES = [
 def test_each_oddity_is_counted_with_its_outcome(tmp_path, caplog, files, counts, name, rows):
     root = write_tree(tmp_path / "voc", {**BASE, **files}, LISTS)
     spec = load_data_spec(write_yaml(root / "voc.yaml", YAML))
-    assert spec.layout == "voc" and spec.voc_images == root / "JPEGImages"
+    assert spec.layout.name == "voc" and spec.layout.images == root / "JPEGImages"
     with caplog.at_level(logging.WARNING):
         loaded = load_records(spec, "train")
     assert loaded.stats == {**STATS, **counts}
@@ -151,7 +151,7 @@ def test_flat_layout_with_split_folders_is_detected(tmp_path):
     }  # fmt: skip
     root = write_tree(tmp_path / "flat", files)
     spec = load_data_spec(write_yaml(root / "d.yaml", "train: images/train\nval: images/val\n"))
-    assert spec.layout == "voc" and spec.names == ("cat", "dog")  # orphan.xml names dog too
+    assert spec.layout.name == "voc" and spec.names == ("cat", "dog")  # orphan.xml names dog too
     train = load_records(spec, "train")
     assert [r.path.name for r in train.records] == ["x.jpg", "y.PNG"]
     assert train.stats["missing_images"] == 1 and train.stats["background_images"] == 1
@@ -167,7 +167,7 @@ def test_flat_layout_with_list_files_like_the_raccoon_set(tmp_path):
     spec = load_data_spec(
         write_yaml(tmp_path / "raccoon.yaml", "path: raccoon\ntrain: lists/train.txt\nval: lists/val.txt\n")
     )
-    assert spec.layout == "voc" and spec.voc_images == root / "images" and spec.names == ("raccoon",)
+    assert spec.layout.name == "voc" and spec.layout.images == root / "images" and spec.names == ("raccoon",)
     train = load_records(spec, "train")
     assert [r.path.name for r in train.records] == ["r-1.jpg", "r-10.jpg"]  # list order
     assert [r.boxes_xyxy.tolist() for r in train.records] == [[[0, 0, 20, 20]], [[9, 9, 20, 20]]]
@@ -177,7 +177,7 @@ def test_layout_key_and_xml_beside_the_images(tmp_path):
     root = write_tree(tmp_path / "pics", {"a.jpg": (30, 40), "a.xml": voc_xml(obj("cat", 1, 1, 5, 5))})
     text = "layout: voc\npath: .\nimages: .\nannotations: .\ntrain: .\nval: .\n"
     spec = load_data_spec(write_yaml(root / "d.yaml", text))
-    assert spec.is_voc and spec.names == ("cat",)
+    assert spec.layout.name == "voc" and spec.names == ("cat",)
     assert load_records(spec, "val").records[0].boxes_xyxy.tolist() == [[0, 0, 5, 5]]
 
 
@@ -185,7 +185,7 @@ def test_yolo_labels_win_detection_and_bad_voc_yamls_name_the_key(tmp_path):
     root = write_tree(tmp_path / "y", {"images/train/a.jpg": (30, 40), "labels/train/a.txt": "0 .5 .5 .2 .2\n",
                                        "annotations/a.xml": voc_xml()})  # fmt: skip
     assert (
-        load_data_spec(write_yaml(root / "d.yaml", "train: images/train\nval: images/train\nnames: [a]\n")).layout
+        load_data_spec(write_yaml(root / "d.yaml", "train: images/train\nval: images/train\nnames: [a]\n")).layout.name
         == "yolo"
     )
     root = write_tree(tmp_path / "voc", {**BASE, **A}, LISTS)

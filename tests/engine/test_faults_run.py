@@ -188,7 +188,7 @@ def test_predicted_files_of_the_same_name_in_two_folders_are_both_kept(ctx, tmp_
     for name, source in (("x.jpg", images[0]), ("x_2.jpg", images[1])):  # each drawn on its own image
         assert cv2.imread(str(run / name)).shape == cv2.imread(str(source)).shape
     rows = json.loads((run / "predictions.json").read_text())
-    assert {row["path"] for row in rows} == {str(tmp_path / "src" / f / "x.jpg") for f in "ab"}
+    assert {row["file_name"] for row in rows} == {str(tmp_path / "src" / f / "x.jpg") for f in "ab"}
 
 
 @pytest.fixture(scope="module")

@@ -134,6 +134,11 @@ def test_a_last_pt_of_the_trainer_before_hooks_resumes_exactly(tiny_shapes_yaml,
     last = tmp_path / "run" / "weights" / "last.pt"
     last.parent.mkdir(parents=True)
     torch.save(old, last)
+    history = old["train_state"]["history"]  # the run folder as that trainer left it: results.csv beside weights/
+    with open(last.parent.parent / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
     loaded = {}
 
     def restored(trainer):  # copied: training goes on in the same tensors

@@ -155,6 +155,8 @@ def test_save_txt_and_json_agree_with_results(fused, detector, images, tmp_path)
     assert sorted(p.name for p in run.iterdir()) == ["labels", "predictions.json"]
     predictions = json.loads((run / "predictions.json").read_text())
     assert len(predictions) == sum(len(r) for r in results)
+    # a COCO results file: one image_id per image (its position), 1-based category ids, the file name to join on
+    assert {p["image_id"]: p["file_name"] for p in predictions} == {i: r.path for i, r in enumerate(results)}
     for r in results:
         h, w = r.orig_shape
         name = Path(r.path).name
@@ -165,11 +167,11 @@ def test_save_txt_and_json_agree_with_results(fused, detector, images, tmp_path)
         np.testing.assert_allclose(rows[:, 1], cx, atol=1e-5)
         np.testing.assert_allclose(rows[:, 2], cy, atol=1e-5)
         np.testing.assert_allclose(rows[:, [0, 5]], np.stack([r.classes, r.scores], 1), atol=1e-5)
-        mine = [p for p in predictions if p["image"] == name]
+        mine = [p for p in predictions if p["file_name"] == r.path]
+        assert set(mine[0]) == {"image_id", "category_id", "bbox", "score", "file_name"}
         ltwh = np.array([p["bbox"] for p in mine])
         np.testing.assert_allclose(ltwh[:, :2] + ltwh[:, 2:], r.boxes.xyxy[:, 2:], atol=2e-3)
-        assert [p["category_id"] for p in mine] == r.classes.tolist()
-        assert [p["name"] for p in mine] == [r.names[c] for c in r.classes]
+        assert [p["category_id"] for p in mine] == (r.classes + 1).tolist()
         np.testing.assert_allclose([p["score"] for p in mine], r.scores, atol=1e-5)
 
 
@@ -203,10 +205,10 @@ def test_codec_fallback(fused, tmp_path, monkeypatch, caplog):
 def test_partial_video_is_closed_and_plays_after_an_error(fused, tmp_path, monkeypatch):
     plot = Results.plot
 
-    def failing_plot(self):
+    def failing_plot(self, **kwargs):
         if self.frame == 5:
             raise KeyboardInterrupt
-        return plot(self)
+        return plot(self, **kwargs)
 
     monkeypatch.setattr(Results, "plot", failing_plot)
     video = write_video(tmp_path / "clip.mp4", frames=12)

@@ -15,7 +15,7 @@ from torch import nn
 import yolorep
 from yolorep import YOLO
 from yolorep.cli import main
-from yolorep.engine.exporter import export
+from yolorep.engine.deploy import export
 from yolorep.engine.predictor import Detector
 from yolorep.engine.tracking import ObjectTracker, track
 from yolorep.errors import ConfigError

@@ -102,7 +102,7 @@ def test_constructor_error_names_the_row(tmp_path):
 
 
 def test_last_row_must_be_detect(tmp_path):
-    with pytest.raises(ConfigError, match=r"head\[0\] Conv: the last row must be a Detect head"):
+    with pytest.raises(ConfigError, match=r"head\[0\] Conv: the last row must be a detection head"):
         build_model(_write(tmp_path, "  - [-1, 1, Conv, [16, 3, 2]]\n", "  - [-1, 1, Conv, [16]]\n"))
 
 

@@ -1,4 +1,5 @@
-"""Datasets: YAML descriptions, the synthetic shapes set, loading, augmentation and data loaders.
+"""Datasets: YAML descriptions, the data layouts they name (one module each in ``layouts/``), the synthetic shapes
+set, loading, conversion, augmentation and data loaders.
 
 Names are re-exported lazily so that ``import yolorep.datasets`` stays cheap (torch and cv2 load on first use).
 """

@@ -54,7 +54,7 @@ class DetectionDataset(Dataset):
         names: class names; ``category_ids[cls]`` is the dataset category id of class ``cls``.
         stats: load counts (``images``, ``skipped_images``, ``bad_labels``, ``dropped_boxes``, ``crowd_boxes``,
             ``missing_labels``, ``background_images``; for VOC also ``missing_images``, ``flipped_boxes``,
-            ``clipped_boxes``, ``difficult_boxes``, ``truncated_boxes``: see :mod:`yolorep.datasets.voc`).
+            ``clipped_boxes``, ``difficult_boxes``, ``truncated_boxes``: see :mod:`yolorep.datasets.layouts.voc_xml`).
         batch_shapes: ``(H, W)`` of each rect batch (empty without ``rect``).
         mosaic_enabled: use mosaic (with probability ``hyp["mosaic"]``); ``True`` iff ``augment`` at start.
 

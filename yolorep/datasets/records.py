@@ -1,4 +1,5 @@
-"""Image records: robust ground-truth loading for the COCO, YOLO and VOC layouts, with a label cache.
+"""Image records: robust ground-truth loading for every data layout (:mod:`yolorep.datasets.layouts`), with a
+label cache.
 
 Loading never crashes on bad files: unreadable or truncated images and malformed label rows are skipped, counted
 in ``stats`` and the first few are logged with their file (and row). Boxes are kept as xyxy pixels of the
@@ -14,12 +15,9 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
-from yolorep.datasets.coco_layout import load_coco
 from yolorep.datasets.label_cache import CACHE_VERSION, read_label_cache, write_label_cache
 from yolorep.datasets.spec import DataSpec
 from yolorep.datasets.targets import IMAGE_SUFFIXES, ImageRecord, Problems, scan
-from yolorep.datasets.voc_layout import load_voc
-from yolorep.datasets.yolo_layout import load_yolo
 from yolorep.errors import DatasetError
 
 __all__ = ["IMAGE_SUFFIXES", "ImageRecord", "LoadedRecords", "load_records"]
@@ -37,9 +35,10 @@ class LoadedRecords(NamedTuple):
 def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRecords:
     """Read, check and cache the ground truth of ``split``.
 
-    The cache (``<labels dir>.cache.npz`` for YOLO, ``<json stem>.cache.npz`` beside the JSON for COCO, or in the
-    user cache folder when that folder is read-only: see :mod:`yolorep.datasets.label_cache`) is keyed by a hash of
-    the file names, sizes and modification times; a stale or unreadable cache is rebuilt.
+    The cache (where the layout's ``cache_key`` puts it: ``<labels dir>.cache.npz`` for YOLO, ``<json
+    stem>.cache.npz`` beside the JSON for COCO; in the user cache folder when that folder is read-only: see
+    :mod:`yolorep.datasets.label_cache`) is keyed by a hash of the names, sizes and modification times of the image
+    files and of what the layout reads their ground truth from; a stale or unreadable cache is rebuilt.
 
     Raises:
         DatasetError: the split has no usable image, or its annotations cannot be used at all.
@@ -47,21 +46,10 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
     where = f"{spec.yaml_path}: {split}"
     if not spec.names:
         raise DatasetError(f"{where}: class names unknown; load the spec with load_data_spec(path) or ensure_data")
-    image_dir = spec.voc_images if spec.is_voc else spec.split_dir(split)
+    layout = spec.layout
+    image_dir = layout.image_folder(spec, split)
     images = scan(image_dir, IMAGE_SUFFIXES)
-    if spec.is_coco:
-        json_path = spec.split_json(split)
-        st = json_path.stat()
-        sources = [(str(json_path), st.st_size, st.st_mtime_ns)]
-        cache_path = json_path.with_name(json_path.stem + ".cache.npz")
-    elif spec.is_voc:  # the names decide class indices; the split's list file (or folder) decides the images
-        split_path = spec.split_dir(split)
-        sources = [spec.names, str(split_path), split_path.stat().st_mtime_ns, scan(spec.voc_annotations, (".xml",))]
-        cache_path = spec.voc_annotations / f"{split}.cache.npz"
-    else:
-        labels_dir = spec.labels_dir(split)
-        sources = scan(labels_dir, (".txt",))
-        cache_path = labels_dir.with_name(labels_dir.name + ".cache.npz")
+    sources, cache_path = layout.cache_key(spec, split)
     key = [CACHE_VERSION, str(image_dir), spec.category_ids, images, sources]
     fingerprint = hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
@@ -70,12 +58,7 @@ def load_records(spec: DataSpec, split: str, use_cache: bool = True) -> LoadedRe
         records, stats, cache_path = cached
     else:
         problems = Problems()
-        if spec.is_coco:
-            records = load_coco(spec, split, problems)
-        elif spec.is_voc:
-            records = load_voc(spec, split, problems)
-        else:
-            records = load_yolo(spec, split, [image_dir / f for f, _, _ in images], problems)
+        records = layout.read_split(spec, split, [image_dir / f for f, _, _ in images], problems)
         stats = problems.summary(where)
         stats["images"] = len(records)
         cache_path = write_label_cache(cache_path, fingerprint, image_dir, records, stats) or cache_path

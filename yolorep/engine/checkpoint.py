@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ import torch
 from yolorep.atomic import atomic_path
 from yolorep.engine.metadata import ModelMetadata, eval_args_problem, legacy_metadata, metadata_of
 from yolorep.errors import CheckpointError
+from yolorep.foreign import import_checkpoint
 from yolorep.nn.model import DetectionModel, build_model
+from yolorep.nn.modules.timm_backbone import without_pretrained_weights
 from yolorep.version import __version__
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint", "write_atomic"]
@@ -93,18 +94,18 @@ def _record(model: DetectionModel, meta: dict[str, Any]) -> ModelMetadata:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint dict safely and check that it is a yolorep checkpoint."""
+    """Read a checkpoint dict safely and check that it is a yolorep checkpoint.
+
+    A YOLOv6 or ultralytics checkpoint (a pickled module tree, which ``weights_only`` refuses) is imported in memory
+    (:func:`yolorep.foreign.import_checkpoint`), so every command that reads weights accepts those files too."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; pass the path of a .pt file written by yolorep")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "global" in str(err).lower():  # the pickle names a function or class: loading it could run code
-            raise CheckpointError(
-                f"{path}: refused: not a weights-only yolorep checkpoint (it references {_global_name(err)}); "
-                "yolorep never unpickles code, so re-save the model with yolorep.save() from a trusted environment"
-            ) from None
+        if "global" in str(err).lower():  # the pickle names a function or class: a YOLOv6/ultralytics module tree?
+            return import_checkpoint(path)  # read without running anything; refused in one line otherwise
         raise CheckpointError(f"{path}: not a readable checkpoint (a corrupt or foreign file); pass a .pt file "
                               "written by yolorep (weights/last.pt or best.pt of a run)") from None  # fmt: skip
     except Exception as err:  # a random or truncated file makes torch.load fail in many ways (IndexError, ...)
@@ -143,11 +144,6 @@ _TRAIN_ARGS: dict[str, tuple[tuple[type, ...], str]] = {
     "single_cls": ((bool, int), "true or false"),
 }
 _REQUIRED = ("format_version", "model_cfg", "state_dict")
-
-
-def _global_name(err: Exception) -> str:
-    match = re.search(r"GLOBAL ([\w.]+)", str(err))
-    return match[1] if match else "a Python object"
 
 
 def _check_fields(checkpoint: Any, path: Path) -> None:
@@ -225,8 +221,10 @@ def load_checkpoint(path: str | Path) -> DetectionModel:
     ``model.meta``.
     """
     checkpoint = read_checkpoint(path)
+    cfg, scale, name = checkpoint["model_cfg"], checkpoint.get("scale"), checkpoint.get("model_name")
     try:
-        model = build_model(checkpoint["model_cfg"], scale=checkpoint.get("scale"), name=checkpoint.get("model_name"))
+        with without_pretrained_weights():  # the checkpoint holds the weights: nothing to download
+            model = build_model(cfg, scale=scale, name=name)
     except Exception as err:
         raise CheckpointError(f"{path}: cannot rebuild the model from the stored config: {err}") from None
     if checkpoint.get("fused"):

@@ -178,14 +178,14 @@ def check_data(*args: Any, **kwargs: Any) -> dict[str, Any]:
         splits[split].update(counts)
     notes, unusable = _findings(spec, splits)
     save_dir = increment_run_dir(o.project, o.name)
-    report = {"data": str(spec.yaml_path), "layout": spec.layout, "names": list(spec.names), "imgsz": o.imgsz,
+    report = {"data": str(spec.yaml_path), "layout": spec.layout.name, "names": list(spec.names), "imgsz": o.imgsz,
               "splits": splits, "duplicates": groups, "notes": notes, "unusable": unusable}  # fmt: skip
     write_text_atomic(save_dir / "report.json", json.dumps(report, indent=1))
     for split, r in loaded.items():
         title = f"{spec.yaml_path.name}: {split}, {len(r.records)} images"
         plot_label_statistics(*label_arrays(r.records), spec.names, save_dir / f"labels_{split}.jpg", title)
     classes = f"{spec.nc} class" + ("es" if spec.nc != 1 else "")
-    LOGGER.info("%s (%s layout, %s)\n%s", spec.yaml_path, spec.layout, classes, format_check_table(report))
+    LOGGER.info("%s (%s layout, %s)\n%s", spec.yaml_path, spec.layout.name, classes, format_check_table(report))
     for note in notes:
         LOGGER.warning("%s", note)
     for kind in ("identical", "near"):  # the first few groups of each: report.json holds them all

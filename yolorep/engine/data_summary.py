@@ -45,7 +45,7 @@ def format_data_summary(spec: DataSpec, datasets: dict[str, Any]) -> str:
     columns = [(title, key or title) for title, key in _COLUMNS if any(row.get(key or title) for row in rows.values())]
     names = ", ".join(spec.names[:6]) + (", ..." if len(spec.names) > 6 else "")
     classes = f"{len(spec.names)} class" + ("es" if len(spec.names) != 1 else "")
-    lines = [f"data: {spec.yaml_path.name} ({spec.layout} layout, {classes}: {names})"]
+    lines = [f"data: {spec.yaml_path.name} ({spec.layout.name} layout, {classes}: {names})"]
     widths = [max(len(title), 6) for title, _ in columns]
     lines.append("split " + "  ".join(f"{title:>{w}}" for (title, _), w in zip(columns, widths)))
     for split, row in rows.items():

@@ -252,6 +252,8 @@ def legacy_metadata(checkpoint: Mapping[str, Any], model: nn.Module, where: str)
     ``train_args`` and ``eval_args`` (untrusted: checked by type and range, never echoed)."""
     train_args = checkpoint.get("train_args") if isinstance(checkpoint.get("train_args"), Mapping) else {}
     name, scale = str(checkpoint.get("model_name") or ""), str(checkpoint.get("scale") or "")
+    imported = checkpoint.get("source") if isinstance(checkpoint.get("source"), Mapping) else {}
+    origin = " ".join(f"{k}={imported[k]}" for k in ("file", "sha256") if isinstance(imported.get(k), str))
     return ModelMetadata.checked(
         where,
         names=tuple(model.names),
@@ -263,5 +265,6 @@ def legacy_metadata(checkpoint: Mapping[str, Any], model: nn.Module, where: str)
         fused=bool(checkpoint.get("fused")),
         model=f"{name}-{scale}" if scale else name,
         scale=scale,
-        family="yolorep",
+        family=str(imported.get("family") or "yolorep"),
+        source=origin,
     )

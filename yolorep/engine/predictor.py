@@ -20,20 +20,21 @@ from torch import Tensor, nn
 
 from yolorep.checks import check_at_least, check_batch, check_fraction
 from yolorep.datasets.transforms import letterbox, resize_longest
-from yolorep.engine.deploy import load_backend, load_fused
+from yolorep.engine.deploy import Backend, load_backend, load_fused
 from yolorep.engine.device import select_device
-from yolorep.engine.prediction_writer import PredictionWriter
-from yolorep.engine.results import Boxes, Results
+from yolorep.engine.prediction_writer import Outputs, PredictionWriter, written
+from yolorep.engine.results import Boxes, ClassNames, Results
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.sources import Frame, Source, load_source
+from yolorep.engine.tta import AugmentedBackend
 from yolorep.errors import YolorepError
-from yolorep.logs import progress
 from yolorep.ops import non_max_suppression, scale_boxes
 from yolorep.options import PredictOptions
 
-__all__ = ["Detector", "load_fused", "predict"]
+__all__ = ["Detector", "describe_frame", "load_fused", "predict"]
 
 LOGGER = logging.getLogger(__name__)
+SPEED_KEYS = ("preprocess", "inference", "postprocess")  # Results.speed, ultralytics' names
 
 
 class Detector:
@@ -51,6 +52,9 @@ class Detector:
         half: fp16 inference (CUDA only).
         classes: keep only these class indices.
         max_det: detections per image at most.
+
+    ``configure(options)`` changes the thresholds, image size, class-agnostic NMS and test-time augmentation
+    without reloading the model.
     """
 
     def __init__(
@@ -64,25 +68,39 @@ class Detector:
         classes: Sequence[int] | None = None,
         max_det: int = 300,
     ) -> None:
-        check_fraction(conf, "--conf")
-        check_fraction(iou, "--iou")
-        check_at_least(max_det, 1, "--max-det")
         self.device = select_device(device)
         if half and self.device.type != "cuda":
             raise YolorepError(f"--half: fp16 needs a CUDA device, got {self.device}; add --device 0 or drop --half")
+        self.half = half
         self.model = load_backend(weights, self.device, half=half)
         self.dtype = torch.float16 if half else torch.float32
-        self.names = list(self.model.names)
+        self.names = ClassNames(self.model.names)
+        self.stride = self.model.stride
+        self.agnostic = False  # class-agnostic NMS
+        self.augment = False  # test-time augmentation (``AugmentedBackend``)
+        self._augmented: AugmentedBackend | None = None
+        self._set(imgsz, conf, iou, classes, max_det)
+        self.times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}  # seconds, since the last predict()
+        self.seen = 0  # frames since the last predict()
+        self.last_shape: tuple[int, ...] = ()  # input shape of the last batch
+
+    def _set(self, imgsz: int | None, conf: float, iou: float, classes: Sequence[int] | None, max_det: int) -> None:
+        check_fraction(conf, "--conf")
+        check_fraction(iou, "--iou")
+        check_at_least(max_det, 1, "--max-det")
         if classes is not None and any(not 0 <= c < len(self.names) for c in classes):
             raise YolorepError(
                 f"--classes {list(classes)}: unknown class index; this model has classes 0 to {len(self.names) - 1}"
             )
-        self.stride = self.model.stride
         self.imgsz = self.model.input_size(imgsz)  # default: the training or export size
         self.conf, self.iou, self.classes, self.max_det = conf, iou, classes, max_det
-        self.times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}  # seconds, since the last predict()
-        self.seen = 0  # frames since the last predict()
-        self.last_shape: tuple[int, ...] = ()  # input shape of the last batch
+
+    def configure(self, options: PredictOptions) -> Detector:
+        """Apply the settings of ``options`` that need no reload: ``imgsz``, ``conf``, ``iou``, ``classes``,
+        ``max_det``, ``agnostic_nms`` and ``augment`` (``device`` and ``half`` are fixed when it is built)."""
+        self._set(options.imgsz, options.conf, options.iou, options.classes, options.max_det)
+        self.agnostic, self.augment = options.agnostic_nms, options.augment
+        return self
 
     @property
     def speed(self) -> dict[str, float]:
@@ -90,7 +108,7 @@ class Detector:
         return {k: 1000 * v / max(self.seen, 1) for k, v in self.times.items()}
 
     def predict(
-        self, source: Any, stream: bool = False, batch: int = 1, vid_stride: int = 1
+        self, source: Any, stream: bool = False, batch: int = 1, vid_stride: int = 1, verbose: bool = False
     ) -> list[Results] | Iterator[Results]:
         """Detect objects in ``source`` (see ``load_source``: paths, folders, globs, videos, webcams, arrays).
 
@@ -99,6 +117,7 @@ class Detector:
                 of a list.
             batch: frames per forward pass; a batch shares one input shape.
             vid_stride: keep every n-th video frame.
+            verbose: log one line per image or frame (``image 3/40 path: 320x256 2 raccoons, 30.1ms``).
 
         Returns:
             One ``Results`` per readable image or frame, in source order.
@@ -110,20 +129,29 @@ class Detector:
         source = load_source(source, vid_stride)
         if not stream and source.has_video:
             LOGGER.warning("predict: a list of results keeps every video frame in memory; use stream=True for videos")
-        results = self._stream(source, batch)
+        results = self._stream(source, batch, verbose)
         return results if stream else list(results)
 
-    def _stream(self, source: Source, batch: int) -> Iterator[Results]:
+    def _stream(self, source: Source, batch: int, verbose: bool) -> Iterator[Results]:
         self.times = dict.fromkeys(self.times, 0.0)
         self.seen = 0
         frames: list[Frame] = []
         for frame in source:
             frames.append(frame)
             if len(frames) == batch:
-                yield from self._run(frames)
+                yield from self._logged(self._run(frames), frames, len(source.items), verbose)
                 frames = []
         if frames:
-            yield from self._run(frames)
+            yield from self._logged(self._run(frames), frames, len(source.items), verbose)
+
+    def _logged(self, results: list[Results], frames: list[Frame], items: int, verbose: bool) -> list[Results]:
+        if verbose and LOGGER.isEnabledFor(logging.INFO):
+            height, width = self.last_shape[2:]
+            for result, frame in zip(results, frames):
+                where = describe_frame(frame, items)
+                ms = result.speed["inference"]
+                LOGGER.info("%s: %dx%d %s%.1fms", where, height, width, result.verbose(), ms)
+        return results
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[Tensor, list[tuple[tuple[float, float], tuple[int, int]]]]:
         """Letterbox BGR images [H_i, W_i, 3] to one shape: the smallest stride multiple that fits them all.
@@ -154,9 +182,9 @@ class Detector:
         t0 = self._sync()
         x, ratio_pads = self.preprocess([f.image for f in frames])
         t1 = self._sync()
-        preds = self.model(x)  # [B, N, 4 + nc]
+        preds = self._network()(x)  # [B, N, 4 + nc]
         t2 = self._sync()
-        dets = non_max_suppression(preds, self.conf, self.iou, self.max_det, self.classes)
+        dets = non_max_suppression(preds, self.conf, self.iou, self.max_det, self.classes, agnostic=self.agnostic)
         results = []
         for det, frame, ratio_pad in zip(dets, frames, ratio_pads):
             det = det.cpu()  # [M, 6] (x1, y1, x2, y2, score, class) in input pixels
@@ -168,49 +196,66 @@ class Detector:
         t3 = self._sync()
         for key, seconds in zip(self.times, (t1 - t0, t2 - t1, t3 - t2)):
             self.times[key] += seconds
+        per_image = {k: 1000 * v / len(frames) for k, v in zip(SPEED_KEYS, (t1 - t0, t2 - t1, t3 - t2))}
+        for result in results:
+            result.speed = dict(per_image)
         self.seen += len(frames)
         self.last_shape = tuple(x.shape)
         return results
 
+    def _network(self) -> Backend:
+        """The model, or its test-time augmented form when ``augment`` is set (built once)."""
+        if not self.augment:
+            return self.model
+        if self._augmented is None:
+            self._augmented = AugmentedBackend(self.model)
+        return self._augmented
+
+
+def describe_frame(frame: Frame, items: int) -> str:
+    """Where a frame comes from, as the predict log line starts: ``image 3/40 path`` or
+    ``video 1/2 (frame 5/48) path``."""
+    if frame.video is None:
+        return f"image {frame.item + 1}/{items} {frame.path}"
+    total = f"/{frame.video.frame_count}" if frame.video.frame_count else ""
+    return f"video {frame.item + 1}/{items} (frame {frame.index + 1}{total}) {frame.path}"
+
 
 def predict(*args: Any, **kwargs: Any) -> Path | None:
-    """``yolorep predict``: detect, then write annotated images/videos, labels and predictions.json to a run folder.
+    """``yolorep predict``: detect, log a line per image or frame, and write what the options ask for (annotated
+    images and videos by default, labels, crops, predictions.json) to a run folder.
 
     The options are ``PredictOptions`` (or its fields as keywords; see ``yolorep predict --help`` and
     ``Detector``); ``weights`` may also be a model, as for ``Detector``.
 
     Returns:
         The run folder (``project/name``, ``name2`` ... never overwritten), or None when nothing was to be saved
-        (``no_save`` without ``save_txt`` or ``save_json``).
+        (``no_save`` without ``save_txt``, ``save_crop`` or ``save_json``).
 
     Raises:
         YolorepError: nothing in ``source`` could be read (each unreadable file was logged).
     """
     o = PredictOptions.build(args, kwargs)
-    source, vid_stride, no_save, save_txt, save_json = o.source, o.vid_stride, o.no_save, o.save_txt, o.save_json
-    src = load_source(source, vid_stride)  # before loading the model: a typo in --source fails at once
-    detector = Detector(o.weights, o.device, o.imgsz, o.conf, o.iou, o.half, o.classes, o.max_det)
-    saves = not no_save or save_txt or save_json
-    run_dir = increment_run_dir(o.project, o.name) if saves else None
-    if vid_stride > 1 and src.has_video:
+    src = load_source(o.source, o.vid_stride)  # before loading the model: a typo in --source fails at once
+    detector = Detector(o.weights, o.device, o.imgsz, o.conf, o.iou, o.half, o.classes, o.max_det).configure(o)
+    outputs = Outputs.of(o, media_by_default=True)
+    run_dir = increment_run_dir(o.project, o.name) if outputs.writes_files else None
+    if o.vid_stride > 1 and src.has_video:
         LOGGER.info(
             "--vid-stride %d: output videos keep frames 0, %d, %d ... (ceil(n / %d) of n) at the source frame rate",
-            vid_stride, vid_stride, 2 * vid_stride, vid_stride,
+            o.vid_stride, o.vid_stride, 2 * o.vid_stride, o.vid_stride,
         )  # fmt: skip
     start, count = time.perf_counter(), 0
-    writer = PredictionWriter(run_dir, save_media=not no_save, save_txt=save_txt, save_json=save_json)
-    with writer, progress(total=src.count_frames(), unit="frame", desc="predict") as bar:
-        with closing(detector.predict(src, stream=True, batch=o.batch)) as results:
-            for result in results:
-                writer.add(result)
-                count += 1
-                bar.update()
+    results = detector.predict(src, stream=True, batch=o.batch, verbose=o.verbose)
+    with closing(written(results, PredictionWriter(run_dir, outputs))) as stream:
+        for _ in stream:
+            count += 1
     if count == 0:
         if run_dir is not None and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise YolorepError(
-            f"--source {source}: no image or video frame could be read ({src.skipped} unreadable, see the warnings "
-            "above); check the files or pass other ones"
+            f"--source {o.source}: no image or video frame could be read ({src.skipped} unreadable, see the "
+            "warnings above); check the files or pass other ones"
         )
     elapsed = time.perf_counter() - start
     speed = detector.speed

@@ -51,6 +51,7 @@ class Frame:
     path: str  # the file it came from, "webcam0" for a webcam, "image0" ... for arrays
     index: int | None = None  # 0-based frame number in its video (skipped frames counted), None for still images
     video: VideoInfo | None = None  # set for video and webcam frames
+    item: int = 0  # 0-based position in the source of the image or video it came from
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
@@ -137,20 +138,20 @@ class Source:
         return total
 
     def __iter__(self) -> Iterator[Frame]:
-        for kind, target, *rest in self.items:
+        for item, (kind, target, *rest) in enumerate(self.items):
             if kind == "array":
-                yield Frame(to_bgr(rest[0]), target)
+                yield Frame(to_bgr(rest[0]), target, item=item)
             elif kind == "image":
                 image = read_image(target)
                 if image is None:
                     self.skipped += 1
                     LOGGER.warning("%s: cannot read this image (missing, corrupt or not an image); skipped", target)
                     continue
-                yield Frame(image, target)
+                yield Frame(image, target, item=item)
             else:
-                yield from self._video_frames(target, f"webcam{target}" if kind == "webcam" else target)
+                yield from self._video_frames(target, f"webcam{target}" if kind == "webcam" else target, item)
 
-    def _video_frames(self, target: str | int, name: str) -> Iterator[Frame]:
+    def _video_frames(self, target: str | int, name: str, item: int = 0) -> Iterator[Frame]:
         """Frames of one video or webcam; the capture is released however iteration ends."""
         capture = cv2.VideoCapture(target)
         try:
@@ -169,7 +170,7 @@ class Source:
                 if ok:
                     missing, pending = missing + pending, 0  # failures followed by a frame were mid-video
                     if image is not None:
-                        yield Frame(image, name, index, info)
+                        yield Frame(image, name, index, info, item)
                     continue
                 pending += 1
                 # A failed read is the end only past the reported length or after several failures in a row:

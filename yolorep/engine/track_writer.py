@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from yolorep.atomic import write_text_atomic
-from yolorep.engine.prediction_writer import PredictionWriter
+from yolorep.engine.prediction_writer import Outputs, PredictionWriter
 from yolorep.engine.results import Results
 from yolorep.ops import xyxy_to_ltwh
 from yolorep.plots import draw_trails
@@ -88,7 +88,7 @@ class TrackWriter(PredictionWriter):
     """
 
     def __init__(self, run_dir: Path, save_media: bool = True, save_txt: bool = False, save_json: bool = False):
-        super().__init__(run_dir, save_media=save_media, save_txt=False, save_json=False)
+        super().__init__(run_dir, Outputs(media=save_media))
         self.save_mot, self.save_tracks = save_txt, save_json
         self.sequences = SequenceCounter()
         self.records: list[dict[str, Any]] = []
@@ -103,12 +103,12 @@ class TrackWriter(PredictionWriter):
             self._end_sequence()
             self._sequence = place.sequence
         self._extend_trails(result)
-        if self.save_media:
+        if self.outputs.media:
             self.write_media(result)
         if self.save_mot:
             self._rows.extend(mot_rows(result, place.number))
         if self.save_tracks:
-            objects = [{k: v for k, v in r.items() if k not in ("image", "frame")} for r in result.to_json()]
+            objects = [{k: v for k, v in r.items() if k not in ("image", "frame")} for r in result.records()]
             self.records.append(
                 {"sequence": place.sequence, "frame": place.number, "path": result.path, "objects": objects}
             )
@@ -125,7 +125,7 @@ class TrackWriter(PredictionWriter):
             del self._trails[track_id]  # a lost identity's trail goes with it; it starts again when found
 
     def render(self, result: Results) -> np.ndarray:
-        return draw_trails(result.plot(), self._trails)
+        return draw_trails(super().render(result), self._trails)
 
     def _end_sequence(self) -> None:
         self._trails.clear()

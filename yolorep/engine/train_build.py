@@ -41,6 +41,7 @@ from yolorep.engine.validator import Validator, build_eval_loader, build_validat
 from yolorep.errors import CheckpointError
 from yolorep.loss import DetectionLoss
 from yolorep.nn.model import DetectionModel, build_model
+from yolorep.nn.modules.timm_backbone import without_pretrained_weights
 
 __all__ = ["build_trainer", "cache_images", "freeze_layers", "initial_weights"]
 
@@ -65,7 +66,8 @@ def _initial_model(
         checkpoint, weights = initial_weights(model_cfg), weights or model_cfg  # a .pt's architecture and weights
     if checkpoint is not None:  # the architecture a checkpoint stores
         cfg, scale, name = checkpoint["model_cfg"], checkpoint.get("scale"), checkpoint.get("model_name")
-        model = build_model(cfg, nc=nc, scale=scale, name=name)
+        with without_pretrained_weights():  # the checkpoint's weights replace any download
+            model = build_model(cfg, nc=nc, scale=scale, name=name)
     else:
         model = build_model(model_cfg, nc=nc)
     model.names = list(names)
@@ -94,6 +96,14 @@ def _transfer_weights(model: DetectionModel, weights: str | Path) -> None:
     matched = {k: v for k, v in state_dict.items() if k in target and v.shape == target[k].shape}
     model.load_state_dict(matched, strict=False)
     LOGGER.info("transferred %d/%d tensors from %s", len(matched), len(target), weights)
+    left = [k for k in target if k not in matched]
+    absent = [n for n in model.names if n not in (checkpoint.get("names") or model.names)]
+    if absent and len(matched) >= len(target) / 2:  # a class the checkpoint lacks starts from initial class rows
+        left += [k for k in matched if state_dict[k] is not checkpoint["state_dict"].get(k)]
+    if left and len(matched) >= len(target) / 2:  # say which ones start afresh (another class count: the predictors)
+        shown = ", ".join(left[:8]) + (f" ... ({len(left)} in all)" if len(left) > 8 else "")
+        LOGGER.info("kept every tensor of %s except %s (another shape, absent there, or rows of classes it lacks)",
+                    weights, shown)  # fmt: skip
     if len(matched) < len(target) / 2:
         LOGGER.warning(
             "--weights %s: only %d of the model's %d tensors matched by name and shape; most of the model starts "

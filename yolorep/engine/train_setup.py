@@ -79,6 +79,8 @@ def train(
             LOGGER.info("%s: all %d epochs are trained; validating best.pt", last, args.epochs)
     else:
         args = TrainOptions.create(given)
+        if args.weights and "model" not in given and "source" in initial_weights(args.weights):
+            args = args.replace(model=args.weights)  # an imported YOLOv6/ultralytics file trains its own architecture
         for checkpoint_path in (args.weights, args.model):
             if isinstance(checkpoint_path, str) and checkpoint_path.endswith(".pt"):
                 initial_weights(checkpoint_path)  # a wrong checkpoint fails now, not after the data set is read

@@ -26,7 +26,8 @@ from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.deploy import Backend, load_backend
 from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
-from yolorep.errors import CheckpointError, quoted
+from yolorep.engine.tta import AugmentedBackend
+from yolorep.errors import ArgumentError, CheckpointError, quoted
 from yolorep.evaluation import (
     COCOEvaluator,
     Detections,
@@ -36,6 +37,7 @@ from yolorep.evaluation import (
     build_coco_gt,
     has_pycocotools,
 )
+from yolorep.foreign import EVAL_PROTOCOLS
 from yolorep.logs import progress
 from yolorep.nn.model import DetectionModel
 from yolorep.ops.boxes import scale_boxes
@@ -203,13 +205,21 @@ def _synchronize(device: torch.device) -> None:
 def coco_ground_truth(dataset: DetectionDataset) -> dict[str, Any]:
     """The ground truth pycocotools scores against, built from the records the loader accepted (whatever layout
     the data set has): boxes it dropped or clipped are scored as it kept them, COCO crowd regions and object areas
-    included, VOC difficult objects as crowd regions, with the data set's image and category ids."""
+    included, VOC difficult objects as crowd regions, with the data set's image and category ids. ``file_name`` is
+    the image's path relative to the data set root (``path:`` in its YAML)."""
+    root = dataset.spec.root
     images = [
-        {"id": r.image_id, "file_name": Path(r.path).name, "width": r.shape[1], "height": r.shape[0]}
+        {"id": r.image_id, "file_name": _relative(r.path, root), "width": r.shape[1], "height": r.shape[0]}
         for r in dataset.records
     ]
     annotations = [r.evaluated for r in dataset.records]
     return build_coco_gt(images, annotations, dataset.category_ids, list(dataset.names))
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (posix), or absolute when it lies elsewhere."""
+    path = Path(path)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
 def build_validator(
@@ -308,6 +318,10 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
     ``iou`` and ``max_det`` to its evaluation settings. A fixed-shape export runs on square ``imgsz x imgsz``
     letterboxed batches at its exported size (split and padded to its exported batch size); a checkpoint or a
     ``--dynamic`` export on rectangular batches. ``workers`` defaults to the cores the model leaves free.
+
+    ``protocol`` (``yolov6``, ``ultralytics``) evaluates with the settings behind that project's published COCO
+    numbers (thresholds, detections, image size, square or rectangular batches: ``yolorep.foreign.EVAL_PROTOCOLS``);
+    flags given beside it still win.
     """
     o = ValOptions.build(args, kwargs)
     weights, data, half = o.weights, o.data, o.half
@@ -327,11 +341,14 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise CheckpointError(f"{where}: a single-class model with {len(model.names)} class names; the file is corrupt")
     order = None if model.info.single_cls else evaluation_order(model.names, spec.names, where, str(spec.yaml_path))
     model = model if order is None else ReorderedClasses(model, order, spec.names)
-    settings = eval_settings(model.info.eval_args, imgsz=o.imgsz, conf=o.conf, iou=o.iou, max_det=o.max_det)
+    stored, rect = _protocol_settings(o.protocol, model.info.eval_args)
+    settings = eval_settings(stored, imgsz=o.imgsz, conf=o.conf, iou=o.iou, max_det=o.max_det)
+    if o.augment:
+        model = AugmentedBackend(model)
     LOGGER.info("evaluating %s", model.describe())
     size = model.input_size(settings["imgsz"])
     dataset, loader = build_eval_loader(
-        spec, o.split, size, o.batch, model.stride, workers, model.info.single_cls, rect=model.dynamic
+        spec, o.split, size, o.batch, model.stride, workers, model.info.single_cls, rect=model.dynamic and rect
     )
     LOGGER.info("%s", format_data_summary(spec, {o.split: dataset}))
     save_dir = increment_run_dir(o.project, o.name)
@@ -340,6 +357,18 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)
     return dict(results, save_dir=str(save_dir))
+
+
+def _protocol_settings(protocol: str | None, stored: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    """The evaluation settings to start from and whether batches may be rectangular: the model's own, or those of
+    a published protocol (``EVAL_PROTOCOLS``)."""
+    if protocol is None:
+        return stored, True
+    if protocol not in EVAL_PROTOCOLS:
+        raise ArgumentError(f"--protocol {protocol}: unknown; use one of {', '.join(EVAL_PROTOCOLS)}")
+    settings = {k: v for k, v in EVAL_PROTOCOLS[protocol].items() if k != "rect"}
+    LOGGER.info("protocol %s: %s", protocol, ", ".join(f"{k} {v}" for k, v in settings.items()))
+    return settings, EVAL_PROTOCOLS[protocol]["rect"]
 
 
 def log_results(validator: Validator, results: dict[str, Any]) -> None:

@@ -96,7 +96,9 @@ class COCOEvaluator(Evaluator):
     Args:
         ground_truth: a COCO ground-truth dict, or the path of the data set's instances JSON.
         category_ids: COCO category id of each contiguous class.
-        save_dir: with it, the detections are written to ``predictions.json`` (COCO results format).
+        save_dir: with it, the detections are written to ``predictions.json`` (COCO results format) and beside
+            it ``images.json``: the ground truth's ``images`` entries (``id``, ``file_name``, ``width``,
+            ``height``) of the images scored, which map each ``image_id`` to its file.
 
     ``evaluate`` returns ``map50_95``, ``map50``, ``map75`` and ``coco_stats`` (the 12 COCOeval numbers);
     ``report`` is COCOeval's summary.
@@ -117,10 +119,19 @@ class COCOEvaluator(Evaluator):
     def evaluate(self) -> dict[str, Any]:
         if self.save_dir is not None:
             write_text_atomic(self.save_dir / "predictions.json", json.dumps(self.predictions))
+            write_text_atomic(self.save_dir / "images.json", json.dumps(self._images(), indent=1))
         coco = evaluate_coco(self.ground_truth, self.predictions, image_ids=self.image_ids)
         self.report = coco["summary"]
         figures = {key: coco[key] for key in ("map50_95", "map50", "map75")}
         return {**figures, "coco_stats": coco["stats"]}
+
+    def _images(self) -> list[dict[str, Any]]:
+        """The ground truth's entries of the images scored, in the order they were scored."""
+        gt = self.ground_truth
+        if not isinstance(gt, dict):
+            gt = json.loads(Path(gt).read_text())
+        by_id = {image["id"]: image for image in gt["images"]}
+        return [by_id[i] for i in self.image_ids if i in by_id]
 
 
 class SampleImages(Evaluator):

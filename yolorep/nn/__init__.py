@@ -4,6 +4,8 @@ Importing this package registers the built-in modules (``yolorep.nn.modules``) i
 """
 
 from yolorep.nn.fuse import (
+    FuseRefused,
+    average_kernel,
     bn_kernel_bias,
     conv_from_kernel,
     fuse,
@@ -11,24 +13,53 @@ from yolorep.nn.fuse import (
     fused_copy,
     identity_kernel,
     is_fusable,
+    merge_1x1_kxk,
     randomize_batchnorm,
 )
 from yolorep.nn.model import DecodedModel, DetectionModel, build_model
-from yolorep.nn.modules import SPPF, Concat, Conv, Detect, FusedConv, QARepVGGBlock, RepBlock, RepCSP, RepVGGBlock
+from yolorep.nn.modules import (
+    SPPF,
+    ACBlock,
+    Concat,
+    Conv,
+    DBBlock,
+    Detect,
+    FusedConv,
+    FusedTimmBackbone,
+    MobileOneBlock,
+    MobileOneUnit,
+    QARepVGGBlock,
+    RepBlock,
+    RepCSP,
+    RepVGGBlock,
+    Select,
+    TimmBackbone,
+    without_pretrained_weights,
+)
+from yolorep.nn.probe import linear_then_activation, probe_conv
 from yolorep.nn.registry import lookup, register, register_alias, registered_names
 
 __all__ = [
     "SPPF",
+    "ACBlock",
     "Concat",
     "Conv",
+    "DBBlock",
     "DecodedModel",
     "Detect",
     "DetectionModel",
+    "FuseRefused",
     "FusedConv",
+    "FusedTimmBackbone",
+    "MobileOneBlock",
+    "MobileOneUnit",
     "QARepVGGBlock",
     "RepBlock",
     "RepCSP",
     "RepVGGBlock",
+    "Select",
+    "TimmBackbone",
+    "average_kernel",
     "bn_kernel_bias",
     "build_model",
     "conv_from_kernel",
@@ -37,9 +68,13 @@ __all__ = [
     "fused_copy",
     "identity_kernel",
     "is_fusable",
+    "linear_then_activation",
     "lookup",
+    "merge_1x1_kxk",
+    "probe_conv",
     "randomize_batchnorm",
     "register",
     "register_alias",
     "registered_names",
+    "without_pretrained_weights",
 ]

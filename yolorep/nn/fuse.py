@@ -14,6 +14,7 @@ linear in its kernel.
 from __future__ import annotations
 
 import copy
+import logging
 from collections import Counter
 from typing import Protocol, runtime_checkable
 
@@ -22,8 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from yolorep.errors import YolorepError
+
 __all__ = [
+    "FuseRefused",
     "Fusable",
+    "average_kernel",
     "bn_kernel_bias",
     "conv_from_kernel",
     "fuse",
@@ -32,16 +37,28 @@ __all__ = [
     "fused_copy",
     "identity_kernel",
     "is_fusable",
+    "merge_1x1_kxk",
     "pad_kernel",
     "randomize_batchnorm",
+    "unfused_modules",
 ]
+
+LOGGER = logging.getLogger(__name__)
 
 
 @runtime_checkable
 class Fusable(Protocol):
-    """A module that can return an equivalent single-path inference module of itself."""
+    """A module that can return an equivalent single-path inference module of itself.
+
+    ``fused()`` may raise :class:`FuseRefused` (the generic fuse does, for a block that is not one convolution);
+    the walk then leaves that module exactly as it is and marks it with a ``fuse_refused`` attribute (the reason).
+    """
 
     def fused(self) -> nn.Module: ...
+
+
+class FuseRefused(YolorepError):
+    """A block cannot be replaced by one convolution; the message says which block and why."""
 
 
 def is_fusable(module: nn.Module) -> bool:
@@ -51,14 +68,26 @@ def is_fusable(module: nn.Module) -> bool:
 def fuse_modules(module: nn.Module) -> tuple[nn.Module, Counter]:
     """Replace every outermost fusable module in ``module`` (itself included) by its fused form.
 
+    A module whose ``fused()`` refuses is kept, unchanged and not descended into, with the reason in its
+    ``fuse_refused`` attribute (and logged as a warning); later walks leave it alone.
+
     Returns:
         The fused module (``module`` itself, modified in place, unless ``module`` is fusable) and a counter of
-        the class names that were fused.
+        the class names that were fused; refused ones count as ``"<name> (refused)"``.
     """
     counts: Counter = Counter()
     if is_fusable(module):
+        if getattr(module, "fuse_refused", None):  # refused before: the walk is idempotent
+            return module, counts
+        try:
+            fused = module.fused()
+        except FuseRefused as refusal:
+            module.fuse_refused = str(refusal)
+            LOGGER.warning("%s", refusal)
+            counts[f"{type(module).__name__} (refused)"] += 1
+            return module, counts
         counts[type(module).__name__] += 1
-        return module.fused(), counts
+        return fused, counts
     for name, child in list(module.named_children()):
         new_child, child_counts = fuse_modules(child)
         counts.update(child_counts)
@@ -67,10 +96,21 @@ def fuse_modules(module: nn.Module) -> tuple[nn.Module, Counter]:
     return module, counts
 
 
+def unfused_modules(module: nn.Module, prefix: str = "") -> list[str]:
+    """Names of the modules the walk would still fuse: fusable, not refused, not inside a fusable module."""
+    if is_fusable(module):
+        return [] if getattr(module, "fuse_refused", None) else [prefix or type(module).__name__]
+    found = []
+    for name, child in module.named_children():
+        found += unfused_modules(child, f"{prefix}.{name}" if prefix else name)
+    return found
+
+
 def fuse(module: nn.Module) -> nn.Module:
     """Fuse every fusable module of a tree in place (eval mode) and return the result.
 
-    ``module`` may itself be fusable (a single block), in which case the returned module is a new object.
+    ``module`` may itself be fusable (a single block), in which case the returned module is a new object (or
+    ``module`` itself, if its fuse was refused).
     """
     module.eval()
     with torch.no_grad():
@@ -144,9 +184,37 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
 
 
 def pad_kernel(weight: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Zero-pad a square kernel [C_out, C_in/g, j, j] to [C_out, C_in/g, k, k] around its centre (k - j even)."""
-    pad = (kernel_size - weight.shape[-1]) // 2
-    return F.pad(weight, [pad, pad, pad, pad]) if pad else weight
+    """Zero-pad a kernel [C_out, C_in/g, kh, kw] to [C_out, C_in/g, k, k] around its centre (k - kh, k - kw even):
+    a 1 x 1, 1 x k or k x 1 branch as a k x k kernel."""
+    pad_h = (kernel_size - weight.shape[-2]) // 2
+    pad_w = (kernel_size - weight.shape[-1]) // 2
+    return F.pad(weight, [pad_w, pad_w, pad_h, pad_h]) if pad_h or pad_w else weight
+
+
+def merge_1x1_kxk(
+    first: tuple[torch.Tensor, torch.Tensor], second: tuple[torch.Tensor, torch.Tensor], groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One k x k conv equal to a 1 x 1 conv followed by a k x k conv (both with ``groups`` groups), each with bias.
+
+    Exact at the image border only when the k x k conv sees, outside the image, what the 1 x 1 conv gives for a
+    zero input (its bias), as it would if the 1 x 1 conv had run on the zero-padded input: ``DBBlock`` pads the
+    1 x 1 conv itself, so its BatchNorm turns the padded zeros into exactly that bias.
+
+    Args:
+        first: kernel [M, C_in/g, 1, 1] and bias [M] of the 1 x 1 conv.
+        second: kernel [C_out, M/g, k, k] and bias [C_out] of the k x k conv.
+
+    Returns:
+        ``(kernel [C_out, C_in/g, k, k], bias [C_out])``: within group ``g``, ``K[o, i] = sum_m K2[o, m] K1[m, i]``
+        and ``b[o] = b2[o] + sum_{m, y, x} K2[o, m, y, x] b1[m]``.
+    """
+    (k1, b1), (k2, b2) = first, second
+    out_channels, mid_per_group, k, _ = k2.shape
+    k1 = k1.reshape(groups, mid_per_group, -1)  # [g, M/g, C_in/g]
+    k2 = k2.reshape(groups, out_channels // groups, mid_per_group, k, k)  # [g, C_out/g, M/g, k, k]
+    kernel = torch.einsum("gomyx,gmi->goiyx", k2, k1).reshape(out_channels, -1, k, k)
+    bias = b2 + torch.einsum("gomyx,gm->go", k2, b1.reshape(groups, mid_per_group)).reshape(out_channels)
+    return kernel, bias
 
 
 def identity_kernel(channels: int, groups: int, kernel_size: int, like: torch.Tensor) -> torch.Tensor:
@@ -163,6 +231,17 @@ def identity_kernel(channels: int, groups: int, kernel_size: int, like: torch.Te
     index = torch.arange(channels, device=like.device)
     kernel[index, index % per_group, kernel_size // 2, kernel_size // 2] = 1
     return kernel
+
+
+def average_kernel(channels: int, groups: int, kernel_size: int, like: torch.Tensor) -> torch.Tensor:
+    """The k x k grouped-conv kernel of a k x k average pool (zero padding counted, as ``nn.AvgPool2d`` does by
+    default): :func:`identity_kernel` with ``1 / k**2`` at every position instead of 1 at the centre.
+
+    Returns:
+        [channels, channels // groups, k, k] with ``like``'s dtype and device.
+    """
+    eye = identity_kernel(channels, groups, 1, like)
+    return eye.expand(-1, -1, kernel_size, kernel_size) / kernel_size**2
 
 
 def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,8 @@ from torch import Tensor, nn
 from yolorep.config import ModelSpec, load_model_spec
 from yolorep.errors import ConfigError
 from yolorep.nn.builder import build_layers
-from yolorep.nn.fuse import fuse_modules, is_fusable
-from yolorep.nn.modules.head import Detect
-from yolorep.ops.decode import decode_predictions
+from yolorep.nn.fuse import fuse_modules, unfused_modules
+from yolorep.nn.modules.head import DetectionHead
 
 __all__ = ["DecodedModel", "DetectionModel", "build_model"]
 
@@ -23,7 +23,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 class DetectionModel(nn.Module):
-    """A detector described by a ``ModelSpec``; the last layer is the ``Detect`` head.
+    """A detector described by a ``ModelSpec``; the last layer is a ``DetectionHead`` (``Detect``, ...).
 
     Routing (which earlier outputs each layer reads) lives here rather than on the modules, so fusing may replace
     any layer by a module of another type.
@@ -45,12 +45,24 @@ class DetectionModel(nn.Module):
         self.layers = built.layers
         self.inputs = built.inputs
         self.saved = built.saved
-        if not isinstance(self.layers[-1], Detect) or not isinstance(self.inputs[-1], tuple):
-            raise ConfigError(f"{spec.layers[-1].where}: the last row must be a Detect head reading a list of layers")
+        if not isinstance(self.layers[-1], DetectionHead) or not isinstance(self.inputs[-1], tuple):
+            raise ConfigError(
+                f"{spec.layers[-1].where}: the last row must be a detection head (Detect, YOLOv8Detect) reading a "
+                "list of layers"
+            )
+        self._set_batchnorm(spec.cfg.get("bn_eps"), spec.cfg.get("bn_momentum"))
         self.names = [f"class{i}" for i in range(spec.nc)]
         self.fuse_report = ""
         self.register_buffer("stride", self._measure_strides(in_channels, stride_probe), persistent=False)
         self.head.initialize_biases(self.stride)
+
+    def _set_batchnorm(self, eps: float | None, momentum: float | None) -> None:
+        """The YAML's ``bn_eps`` / ``bn_momentum`` for every BatchNorm (YOLOv6 and ultralytics train with 1e-3 and
+        0.03 instead of torch's 1e-5 and 0.1; eps changes what a trained model computes)."""
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eps = float(eps) if eps is not None else module.eps
+                module.momentum = float(momentum) if momentum is not None else module.momentum
 
     def _measure_strides(self, in_channels: int, size: int) -> Tensor:
         """Input pixels per cell of each head input, from the shapes of one forward pass on a blank image."""
@@ -59,7 +71,7 @@ class DetectionModel(nn.Module):
         return torch.tensor([size / f.shape[-1] for f in features])
 
     @property
-    def head(self) -> Detect:
+    def head(self) -> DetectionHead:
         return self.layers[-1]
 
     @property
@@ -77,9 +89,10 @@ class DetectionModel(nn.Module):
 
     @property
     def is_fused(self) -> bool:
-        """True when every fusable module has been replaced by its fused form (read from the modules)."""
+        """True when every fusable module has been replaced by its fused form, or kept because its fuse was refused
+        (read from the modules)."""
         modules = [m for m in self.modules() if m is not self]
-        return any(getattr(m, "is_fused", False) for m in modules) and not any(is_fusable(m) for m in modules)
+        return any(getattr(m, "is_fused", False) for m in modules) and not unfused_modules(self)
 
     def head_inputs(self, x: Tensor) -> list[Tensor]:
         outputs = self._run(x, len(self.layers) - 1)
@@ -90,7 +103,7 @@ class DetectionModel(nn.Module):
 
     def decode(self, maps: list[Tensor]) -> Tensor:
         """Raw maps -> [B, N, 4 + nc]: boxes (x1, y1, x2, y2) in input pixels, then class probabilities."""
-        return decode_predictions(maps, self.stride, self.reg_max)
+        return self.head.decode(maps, self.stride)
 
     def _run(self, x: Tensor, stop: int) -> dict[int, Tensor]:
         """Run layers [0, stop) and return the outputs a later layer (the head included) reads, by index."""
@@ -110,12 +123,13 @@ class DetectionModel(nn.Module):
         """Fuse every re-parameterizable block and conv+BN in place; eval mode; idempotent. Returns self.
 
         What was fused is kept in ``fuse_report`` (and logged at debug level); a fused model refuses ``train()``.
+        A block whose generic fuse is refused (``yolorep.nn.probe``) stays as it is, with a warning saying why.
         """
         self.eval()
         with torch.no_grad():
             _, counts = fuse_modules(self)
         if counts:
-            self.fuse_report = "fused " + ", ".join(f"{n} {name}" for name, n in counts.most_common())
+            self.fuse_report = _fuse_report(counts)
         elif not self.fuse_report:
             self.fuse_report = "nothing to fuse"
         LOGGER.debug("%s: %s", self.spec.name, self.fuse_report)
@@ -151,6 +165,15 @@ class DetectionModel(nn.Module):
                 self.spec.name, state, summary["layers"], f"{params:,}", summary["gflops"], imgsz,
             )  # fmt: skip
         return summary
+
+
+def _fuse_report(counts: Counter) -> str:
+    """``"fused 20 RepVGGBlock, 15 Conv"``, then ``"; refused 1 MyBlock"`` for blocks left unfused."""
+    refused_tag = " (refused)"
+    fused = [f"{n} {name}" for name, n in counts.most_common() if not name.endswith(refused_tag)]
+    refused = [f"{n} {name[: -len(refused_tag)]}" for name, n in counts.most_common() if name.endswith(refused_tag)]
+    parts = (["fused " + ", ".join(fused)] if fused else []) + (["refused " + ", ".join(refused)] if refused else [])
+    return "; ".join(parts)
 
 
 class DecodedModel(nn.Module):

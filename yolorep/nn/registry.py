@@ -5,7 +5,8 @@ Contract for a registered class (checked by ``tests/nn/test_registry.py`` over e
 * its first constructor parameter is the input channel count, inferred by the builder from the row's ``from``
   (an ``int``, or a ``list[int]`` when ``from`` lists several layers), unless the entry says
   ``takes_in_channels=False`` (for example ``nn.Upsample``), in which case the module keeps its channel count;
-* instances expose ``out_channels`` (modules that do not take channels keep the input's);
+* instances expose ``out_channels`` (modules that do not take channels keep the input's): an ``int``, or a list of
+  ints for a module that returns one map per level (``TimmBackbone``; a ``Select`` row picks one for later rows);
 * the parameter named by ``out_channels`` (default ``"out_channels"``) is multiplied by the scale's width and
   capped by its max channels; ``None`` means the class has no width-scaled parameter;
 * if ``repeats`` names a parameter, it receives the depth-scaled repeat count and the module is built once;

@@ -1,8 +1,9 @@
 """Decoding the detection head's raw maps: anchor points, distribution focal (DFL) distances, boxes and scores.
 
 The head predicts, for every cell of every level, ``4 * reg_max`` box logits (a distribution over distances, in
-stride units, from the cell centre to the left, top, right and bottom edges) and ``nc`` class logits. The loss and
-the post-processing both read the maps through these functions, so training and inference decode alike.
+stride units, from the cell centre to the left, top, right and bottom edges) and ``nc`` class logits. A head with
+``reg_max = 0`` (YOLOv6-N/S) predicts the four distances themselves instead: 4 box channels, no distribution. The
+loss and the post-processing both read the maps through these functions, so training and inference decode alike.
 
 Index grids (anchor points, DFL bins) are made with ``new_ones(...).cumsum`` on a tensor that is already on the
 right device rather than ``torch.arange(..., device=...)``: a trace (the TorchScript and ONNX exports) records an
@@ -14,21 +15,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["decode_predictions", "dfl_expectation", "flatten_maps", "make_anchor_points"]
+__all__ = ["box_bins", "box_distances", "decode_predictions", "dfl_expectation", "flatten_maps", "make_anchor_points"]
+
+
+def box_bins(reg_max: int) -> int:
+    """Box channels per side: ``reg_max`` DFL bins, or 1 (the distance itself) when ``reg_max`` is 0."""
+    return max(reg_max, 1)
 
 
 def flatten_maps(maps: list[Tensor], reg_max: int) -> tuple[Tensor, Tensor]:
     """Concatenate the levels' raw maps.
 
     Args:
-        maps: one [B, 4 * reg_max + nc, H_i, W_i] per level.
+        maps: one [B, 4 * box_bins(reg_max) + nc, H_i, W_i] per level.
 
     Returns:
-        box logits [B, 4, reg_max, N] and class logits [B, nc, N], N = sum(H_i * W_i), level-major, row-major.
+        box logits [B, 4, box_bins(reg_max), N] and class logits [B, nc, N], N = sum(H_i * W_i), level-major,
+        row-major.
     """
-    flat = torch.cat([m.flatten(2) for m in maps], dim=2)  # [B, 4 * reg_max + nc, N]
-    box_logits, cls_logits = flat.split((4 * reg_max, flat.shape[1] - 4 * reg_max), dim=1)
-    return box_logits.reshape(flat.shape[0], 4, reg_max, -1), cls_logits
+    bins = box_bins(reg_max)
+    flat = torch.cat([m.flatten(2) for m in maps], dim=2)  # [B, 4 * bins + nc, N]
+    box_logits, cls_logits = flat.split((4 * bins, flat.shape[1] - 4 * bins), dim=1)
+    return box_logits.reshape(flat.shape[0], 4, bins, -1), cls_logits
 
 
 def make_anchor_points(shapes: list[tuple[int, int]], strides: Tensor, offset: float = 0.5) -> tuple[Tensor, Tensor]:
@@ -53,6 +61,12 @@ def dfl_expectation(box_logits: Tensor) -> Tensor:
     return (box_logits.softmax(dim=2) * bins.view(1, 1, -1, 1)).sum(dim=2)
 
 
+def box_distances(box_logits: Tensor, reg_max: int) -> Tensor:
+    """[B, 4, box_bins(reg_max), N] box logits -> [B, 4, N] distances in grid units: the DFL expectation, or the
+    predicted distances themselves when ``reg_max`` is 0."""
+    return box_logits[:, :, 0] if reg_max == 0 else dfl_expectation(box_logits)
+
+
 def decode_predictions(maps: list[Tensor], strides: Tensor, reg_max: int) -> Tensor:
     """Raw head maps -> detections before NMS, computed in fp32 whatever the maps' dtype.
 
@@ -60,9 +74,9 @@ def decode_predictions(maps: list[Tensor], strides: Tensor, reg_max: int) -> Ten
     512, more than an fp16 network's own error. So fp16 or bf16 maps are decoded in fp32 and the output is fp32.
 
     Args:
-        maps: one [B, 4 * reg_max + nc, H_i, W_i] per level, as the model returns them (any float dtype).
+        maps: one [B, 4 * box_bins(reg_max) + nc, H_i, W_i] per level, as the model returns them (any float dtype).
         strides: [levels] input pixels per cell of each level.
-        reg_max: DFL bins per box side.
+        reg_max: DFL bins per box side; 0 for heads that predict the distances themselves.
 
     Returns:
         [B, N, 4 + nc] float32: boxes (x1, y1, x2, y2) in input pixels, then per-class sigmoid scores.
@@ -70,6 +84,6 @@ def decode_predictions(maps: list[Tensor], strides: Tensor, reg_max: int) -> Ten
     box_logits, cls_logits = flatten_maps(maps, reg_max)
     box_logits, cls_logits = box_logits.float(), cls_logits.float()  # no-ops in fp32
     points, point_strides = make_anchor_points([m.shape[2:] for m in maps], strides.float())
-    lt, rb = dfl_expectation(box_logits).transpose(1, 2).chunk(2, dim=2)  # [B, N, 2] each, grid units
+    lt, rb = box_distances(box_logits, reg_max).transpose(1, 2).chunk(2, dim=2)  # [B, N, 2] each, grid units
     boxes_xyxy = torch.cat((points - lt, points + rb), dim=2) * point_strides
     return torch.cat((boxes_xyxy, cls_logits.sigmoid().transpose(1, 2)), dim=2)

@@ -3,7 +3,7 @@
 The command line, the Python keyword arguments, the checks and their messages, and what checkpoints store are
 generated from these classes: ``TrainOptions`` (with ``Hyperparameters``), ``ValOptions``, ``PredictOptions``,
 ``TrackOptions``, ``TrackEvalOptions``, ``ExportOptions``, one class per benchmark mode, ``DemoOptions``,
-``InfoOptions``, ``ConvertOptions`` and ``CheckDataOptions``.
+``InfoOptions``, ``ConvertOptions``, ``ImportOptions`` and ``CheckDataOptions``.
 """
 
 from yolorep.options.benchmark import (
@@ -18,7 +18,7 @@ from yolorep.options.benchmark import (
 from yolorep.options.fields import Options, OptionSpec, option
 from yolorep.options.hyp import Hyperparameters, describe_hyp, load_hyp
 from yolorep.options.inference import ExportOptions, PredictOptions, ValOptions
-from yolorep.options.tools import CheckDataOptions, ConvertOptions, DemoOptions, InfoOptions
+from yolorep.options.tools import CheckDataOptions, ConvertOptions, DemoOptions, ImportOptions, InfoOptions
 from yolorep.options.track import TrackEvalOptions, TrackOptions
 from yolorep.options.train import TrainOptions
 
@@ -32,6 +32,7 @@ __all__ = [
     "ExportOptions",
     "FormatsOptions",
     "Hyperparameters",
+    "ImportOptions",
     "InfoOptions",
     "OptionSpec",
     "Options",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yolorep.errors import ArgumentError
 from yolorep.options.fields import Options, at_least, between, fraction, one_of, option
 from yolorep.options.train import MAX_IMGSZ
 
@@ -14,6 +15,7 @@ __all__ = ["ExportOptions", "PredictOptions", "ValOptions", "read_classes", "rea
 SPLITS = ("train", "val", "test")  # test: only where the data YAML declares it (yolorep.datasets.spec)
 DEVICE_HELP = "cpu, cuda, 0, 0,1 ... (default: the first GPU if any, else cpu)"
 MODEL_IMGSZ_HELP = "image size (default: the size the model was trained or exported at)"
+AUGMENT_HELP = "test-time augmentation: also run each image flipped and scaled by 0.83 and 0.67, NMS over all"
 WORKERS_HELP = "data loader worker processes (default: on a CPU the cores torch's threads leave free, on a GPU up to 8)"
 
 
@@ -76,6 +78,12 @@ class ValOptions(Options):
     workers: int | None = option(None, WORKERS_HELP, check=at_least(0))
     project: str = option("runs/val", "parent folder of the run")
     name: str = option("exp", "run name; exp, exp2, ... are never overwritten")
+    protocol: str | None = option(
+        None,
+        "evaluate with the settings behind a project's published COCO numbers: yolov6 or ultralytics (flags given "
+        "beside it still win)",
+    )
+    augment: bool = option(False, AUGMENT_HELP)
 
 
 @dataclass(frozen=True)
@@ -96,14 +104,35 @@ class PredictOptions(Options):
     max_det: int = option(300, "detections per image at most", check=at_least(1))
     half: bool = option(False, "fp16 inference (CUDA)")
     vid_stride: int = option(1, "use every n-th video frame", check=at_least(1))
-    save_txt: bool = option(False, "write YOLO-format labels with scores")
-    save_json: bool = option(False, "write COCO-style predictions.json")
-    no_save: bool = option(False, "do not write annotated images or videos")
+    save_txt: bool = option(False, "write YOLO-format labels to labels/")
+    save_json: bool = option(False, "write predictions.json, a COCO results file (with each row's file name)")
+    no_save: bool = option(False, "do not write annotated images or videos (save=False)")
     imgsz: int | None = _image_size(None, MODEL_IMGSZ_HELP)
     batch: int = option(1, "frames per forward pass", check=at_least(1))
     device: str | None = option(None, DEVICE_HELP)
     project: str = option("runs/predict", "parent folder of the run")
     name: str = option("exp", "run name; exp, exp2, ... are never overwritten")
+    # later additions stay after the fields that may be passed by position
+    save: bool | None = option(
+        None, "write annotated images and videos (default: true on the command line, false from Python)"
+    )
+    save_conf: bool = option(True, "end each --save-txt line with the score (false: plain YOLO labels)")
+    save_crop: bool = option(False, "write each detection cut from its image to crops/<class>/")
+    show: bool = option(False, "show each annotated image or frame in a window, where a display exists")
+    line_width: int | None = option(None, "box line width in pixels (default: scaled to the image)", check=at_least(1))
+    agnostic_nms: bool = option(False, "class-agnostic NMS")
+    augment: bool = option(False, AUGMENT_HELP)
+    verbose: bool = option(True, "log one line per image or frame: its detections and inference time", cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.save and self.no_save:
+            raise ArgumentError("--save and --no-save: they contradict each other; pass one of them")
+
+    def saves_media(self, by_default: bool) -> bool:
+        """Whether annotated images and videos are written: ``save`` when given, else ``by_default`` unless
+        ``no_save``."""
+        return self.save if self.save is not None else by_default and not self.no_save
 
 
 @dataclass(frozen=True)

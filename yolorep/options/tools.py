@@ -9,7 +9,7 @@ from yolorep.options.fields import Options, at_least, between, greater_than, opt
 from yolorep.options.inference import read_model
 from yolorep.options.train import MAX_IMGSZ
 
-__all__ = ["CheckDataOptions", "ConvertOptions", "DemoOptions", "InfoOptions"]
+__all__ = ["CheckDataOptions", "ConvertOptions", "DemoOptions", "ImportOptions", "InfoOptions"]
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,25 @@ class InfoOptions(Options):
 
 @dataclass(frozen=True)
 class ConvertOptions(Options):
-    """``yolorep convert``: a data set from the VOC, COCO or YOLO layout into COCO or YOLO."""
+    """``yolorep convert``: a data set read with one layout and written with another. The layouts are those of
+    ``yolorep.datasets.layouts`` (which the options layer does not import: ``convert`` checks the names)."""
 
     command = "convert"
 
-    from_format: str = option(help="layout of SRC", flag="--from", metavar="{voc,coco,yolo}")
-    to_format: str = option(help="layout to write", flag="--to", metavar="{coco,yolo}")
+    from_format: str = option(help="layout of SRC (one yolorep reads)", flag="--from", metavar="LAYOUT")
+    to_format: str = option(help="layout to write (one yolorep writes)", flag="--to", metavar="LAYOUT")
     src: str = option(help="data YAML, or a data set folder (holding data.yaml, or in VOC layout)", flag="")
     dst: str = option(help="new folder to write (with its data.yaml)", flag="")
+
+
+@dataclass(frozen=True)
+class ImportOptions(Options):
+    """``yolorep import``: a YOLOv6 or ultralytics checkpoint read without running it, written as yolorep's."""
+
+    command = "import"
+
+    src: str = option(help="YOLOv6 v3.0 (N/S/M/L), YOLOv8 or YOLO11 detection checkpoint", flag="")
+    out: str | None = option(None, "where to write it (default: SRC's stem + -yolorep.pt, beside it)")
 
 
 @dataclass(frozen=True)

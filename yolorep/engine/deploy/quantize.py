@@ -23,6 +23,7 @@ from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.deploy.optional import require
 from yolorep.errors import ArgumentError
+from yolorep.logs import root_logging_kept
 
 __all__ = [
     "NETWORK_SCOPE",
@@ -118,7 +119,8 @@ def _without_advice() -> Iterator[None]:
     root, advice = logging.getLogger(), _AdviceFilter()
     root.addFilter(advice)
     try:
-        yield
+        with root_logging_kept():  # the quantizer's warnings would configure the root logger for good
+            yield
     finally:
         root.removeFilter(advice)
 

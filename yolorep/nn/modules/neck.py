@@ -13,15 +13,26 @@ __all__ = ["SPPF", "Concat"]
 
 @register
 class SPPF(nn.Module):
-    """Spatial pyramid pooling, fast (YOLOv5): three chained k x k max-pools concatenated with their input."""
+    """Spatial pyramid pooling, fast (YOLOv5): three chained k x k max-pools concatenated with their input.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5) -> None:
+    ``act`` is the activation of both 1 x 1 convs (``relu`` in YOLOv6's SimSPPF), ``reduce_act`` overrides the
+    first one's (ultralytics 8.4 builds it without activation; its older releases with SiLU).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 5,
+        act: bool | str = True,
+        reduce_act: bool | str | None = None,
+    ) -> None:
         super().__init__()
         hidden = in_channels // 2
         self.out_channels = out_channels
-        self.reduce = Conv(in_channels, hidden, 1)
+        self.reduce = Conv(in_channels, hidden, 1, act=act if reduce_act is None else reduce_act)
         self.pool = nn.MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
-        self.expand = Conv(hidden * 4, out_channels, 1)
+        self.expand = Conv(hidden * 4, out_channels, 1, act=act)
 
     def forward(self, x: Tensor) -> Tensor:
         y0 = self.reduce(x)

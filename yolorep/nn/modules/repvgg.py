@@ -9,50 +9,16 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yolorep.nn.fuse import bn_kernel_bias, conv_from_kernel, identity_kernel, pad_kernel
-from yolorep.nn.modules.conv import Conv, FusedConv, make_activation
+from yolorep.nn.modules.acb import ACBlock
+from yolorep.nn.modules.conv import Conv, ConvBN, FusedConv, apply_conv, check_kernel_size, make_activation
+from yolorep.nn.modules.dbb import DBBlock
+from yolorep.nn.modules.mobileone import MobileOneBlock, MobileOneUnit
 from yolorep.nn.registry import register
 
 __all__ = ["STAGE_BLOCKS", "QARepVGGBlock", "RepBlock", "RepCSP", "RepVGGBlock"]
-
-
-def _check_kernel_size(kernel_size: int, block: str) -> None:
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(
-            f"{block}: kernel_size={kernel_size} is not a positive odd number; the branches are aligned on the "
-            "kernel centre, so use 1, 3, 5 or 7"
-        )
-
-
-def _apply_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``conv(x)``, with a strided 1 x 1 convolution applied to the pixels it reads (``x[..., ::s, ::s]``) at
-    stride 1: the same sums, but oneDNN's strided 1 x 1 kernels cost several times the plain ones on CPU. In
-    yolorep-n's first block (3 -> 16 channels, batch 16, 320 px) the 1 x 1 branch's forward and backward took
-    94 ms strided and 41 ms subsampled, and a whole training step was 3-6% faster."""
-    if conv.kernel_size != (1, 1) or conv.stride == (1, 1) or conv.padding != (0, 0):
-        return conv(x)
-    sy, sx = conv.stride
-    return F.conv2d(x[..., ::sy, ::sx].contiguous(), conv.weight, conv.bias, 1, 0, conv.dilation, conv.groups)
-
-
-class _ConvBN(nn.Sequential):
-    """A bias-free convolution followed by BatchNorm: one branch of a RepVGG block."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False
-        )
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.bn(_apply_conv(self.conv, x))
-
-    def kernel_bias(self) -> tuple[Tensor, Tensor]:
-        return bn_kernel_bias(self.conv.weight, self.bn)
 
 
 @register
@@ -66,13 +32,13 @@ class RepVGGBlock(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         groups: int = 1,
-        act: bool | nn.Module | None = True,
+        act: bool | str | nn.Module | None = True,
     ) -> None:
         super().__init__()
-        _check_kernel_size(kernel_size, type(self).__name__)
+        check_kernel_size(kernel_size, type(self).__name__)
         self.out_channels = out_channels
-        self.dense = _ConvBN(in_channels, out_channels, kernel_size, stride, groups)
-        self.pointwise = _ConvBN(in_channels, out_channels, 1, stride, groups) if kernel_size > 1 else None
+        self.dense = ConvBN(in_channels, out_channels, kernel_size, stride, groups)
+        self.pointwise = ConvBN(in_channels, out_channels, 1, stride, groups) if kernel_size > 1 else None
         self.identity = nn.BatchNorm2d(out_channels) if in_channels == out_channels and stride == 1 else None
         self.act = make_activation(act)
 
@@ -110,12 +76,12 @@ class QARepVGGBlock(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         groups: int = 1,
-        act: bool | nn.Module | None = True,
+        act: bool | str | nn.Module | None = True,
     ) -> None:
         super().__init__()
-        _check_kernel_size(kernel_size, type(self).__name__)
+        check_kernel_size(kernel_size, type(self).__name__)
         self.out_channels = out_channels
-        self.dense = _ConvBN(in_channels, out_channels, kernel_size, stride, groups)
+        self.dense = ConvBN(in_channels, out_channels, kernel_size, stride, groups)
         self.pointwise = (
             nn.Conv2d(in_channels, out_channels, 1, stride, groups=groups, bias=False) if kernel_size > 1 else None
         )
@@ -126,7 +92,7 @@ class QARepVGGBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.dense(x)
         if self.pointwise is not None:
-            y = y + _apply_conv(self.pointwise, x)
+            y = y + apply_conv(self.pointwise, x)
         if self.has_identity:
             y = y + x
         return self.act(self.bn(y))
@@ -144,7 +110,14 @@ class QARepVGGBlock(nn.Module):
 
 
 # The block a RepBlock / RepCSP stage stacks, by the name a model YAML writes (``block: QARepVGGBlock``).
-STAGE_BLOCKS: dict[str, type[nn.Module]] = {"RepVGGBlock": RepVGGBlock, "QARepVGGBlock": QARepVGGBlock}
+STAGE_BLOCKS: dict[str, type[nn.Module]] = {
+    "RepVGGBlock": RepVGGBlock,
+    "QARepVGGBlock": QARepVGGBlock,
+    "ACBlock": ACBlock,
+    "DBBlock": DBBlock,
+    "MobileOneBlock": MobileOneBlock,
+    "MobileOneUnit": MobileOneUnit,
+}
 
 
 def _stage_block(block: str, stage: str) -> type[nn.Module]:
@@ -155,15 +128,18 @@ def _stage_block(block: str, stage: str) -> type[nn.Module]:
 
 @register(repeats="n")
 class RepBlock(nn.Module):
-    """``n`` stacked RepVGGBlocks (or ``block: QARepVGGBlock``); the first maps ``in_channels`` to
-    ``out_channels``."""
+    """``n`` stacked RepVGGBlocks (or another of ``STAGE_BLOCKS``: ``block: QARepVGGBlock``, ``ACBlock``,
+    ``DBBlock``, ``MobileOneBlock``, ``MobileOneUnit``); the first maps ``in_channels`` to ``out_channels``.
+    ``act`` is the blocks' activation (``relu`` in YOLOv6)."""
 
-    def __init__(self, in_channels: int, out_channels: int, n: int = 1, block: str = "RepVGGBlock") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, n: int = 1, block: str = "RepVGGBlock", act: bool | str = True
+    ) -> None:
         super().__init__()
         cls = _stage_block(block, type(self).__name__)
         self.out_channels = out_channels
         self.blocks = nn.Sequential(
-            *(cls(in_channels if i == 0 else out_channels, out_channels) for i in range(max(n, 1)))
+            *(cls(in_channels if i == 0 else out_channels, out_channels, act=act) for i in range(max(n, 1)))
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
-"""Pascal VOC annotations: finding the files of a split and reading their XML, with every oddity of real files
-clipped, repaired, skipped or refused, and counted.
+"""Pascal VOC annotations (the files of :mod:`yolorep.datasets.layouts.voc`): finding the files of a split and
+reading their XML, with every oddity of real files clipped, repaired, skipped or refused, and counted.
 
 Two layouts (the folders are found under the dataset root, or named by the YAML keys ``images``/``annotations``):
 
@@ -72,7 +72,7 @@ _MAX_XML_BYTES = 8 << 20  # a VOC file with hundreds of objects is ~100 KB
 _LIST_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # stripped from list entries
 _FOLDERS = {"images": ("JPEGImages", "images"), "annotations": ("Annotations", "annotations")}
 
-# report(kind, message, count=1): the loader's problem counter (``records._Problems.report``).
+# report(kind, message, count=1): the loader's problem counter (``targets.Problems.report``).
 Report = Callable[..., None]
 
 

@@ -138,7 +138,7 @@ def test_near_duplicates_are_counted_listed_and_logged(yolo_factory, tmp_path, c
     assert report["splits"]["train"]["near_duplicates"] == 2 and report["splits"]["val"]["near_duplicates"] == 0
     [group] = report["duplicates"]["near"]
     assert [p.rsplit("/", 1)[1] for p in group] == ["a.png", "a_small.jpg"]
-    assert f"near files: {', '.join(group)}" in caplog.text
+    assert f"near-duplicate files: {', '.join(group)}" in caplog.text
 
 
 def test_an_unusable_set_is_one_line_and_exit_2(yolo_factory, tmp_path, caplog):

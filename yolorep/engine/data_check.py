@@ -188,9 +188,9 @@ def check_data(*args: Any, **kwargs: Any) -> dict[str, Any]:
     LOGGER.info("%s (%s layout, %s)\n%s", spec.yaml_path, spec.layout.name, classes, format_check_table(report))
     for note in notes:
         LOGGER.warning("%s", note)
-    for kind in ("identical", "near"):  # the first few groups of each: report.json holds them all
+    for kind, label in (("identical", "identical"), ("near", "near-duplicate")):  # report.json holds every group
         for group in groups.get(kind, [])[:5]:
-            LOGGER.info("%s files: %s", kind, ", ".join(group))
+            LOGGER.info("%s files: %s", label, ", ".join(group))
     LOGGER.info("report and plots saved to %s", save_dir)
     if unusable:
         raise DatasetError(f"{spec.yaml_path}: {unusable} (report in {save_dir})")

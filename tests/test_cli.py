@@ -123,9 +123,19 @@ def test_every_documented_flag_exists():
     root = Path(__file__).parents[1]
     parsers = _subparsers()
     for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        for command, rest in re.findall(r"yolorep (\w+)((?: [^\n|`]*)?)", doc.read_text()):
+        for command, rest in re.findall(r"yolorep ([\w-]+)((?: [^\n|`&;]*)?)", doc.read_text()):
             if command not in parsers:
                 continue
             known = {s for a in parsers[command]._actions for s in a.option_strings}
             for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest):
                 assert flag in known, f"{doc.name}: 'yolorep {command} ... {flag}' is not a flag of {command}"
+
+
+def test_commands_that_take_exported_models_say_so():
+    """val, predict and track run exported models as well as checkpoints: no default is "the checkpoint's"."""
+    parsers = _subparsers()
+    for command in ("val", "predict", "track"):
+        helps = {a.dest: a.help for a in parsers[command]._actions if a.help}
+        assert ".onnx" in helps["weights"] and "OpenVINO folder" in helps["weights"], command
+        assert not [dest for dest, text in helps.items() if "checkpoint's" in text], command
+    assert "exported model" in parsers["val"].description

@@ -76,10 +76,16 @@ def test_malformed_top_level(tmp_path, top, message):
 
 
 def test_missing_file_bad_scale_and_bad_yaml(tmp_path):
-    with pytest.raises(ConfigError, match="model YAML not found; give a path .* yolorep.yaml"):
+    with pytest.raises(ConfigError, match="model YAML not found; give a path .* yolorep-n.yaml, yolorep-s.yaml"):
         load_model_spec(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="unknown scale 'x'; this file defines n, s, m, l"):
+    with pytest.raises(ConfigError, match=r"unknown scale 'x' \(yolorep.yaml defines n, s, m, l\); use one of: "
+                       "yolorep-n.yaml, yolorep-s.yaml, yolorep-m.yaml, yolorep-l.yaml"):  # fmt: skip
         load_model_spec("yolorep-x.yaml")
+    with pytest.raises(ConfigError, match="yolorepn.yaml: model YAML not found; did you mean yolorep-n.yaml?"):
+        load_model_spec("yolorepn.yaml")
+    with pytest.raises(ConfigError, match="yolov8q.yaml: model YAML not found; did you mean yolov8-"):
+        load_model_spec("yolov8q.yaml")  # ultralytics' spelling, but no scale q
+
     (tmp_path / "broken.yaml").write_text("nc: [1\n")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_model_spec(tmp_path / "broken.yaml")
@@ -91,3 +97,14 @@ def test_missing_file_bad_scale_and_bad_yaml(tmp_path):
     )
     with pytest.raises(ConfigError, match="scale 's' requested but the file has no 'scales' section"):
         load_model_spec(tmp_path / "plain.yaml", scale="s")
+
+
+@pytest.mark.parametrize(
+    "typed, family, scale",
+    [("yolov8n.yaml", "yolov8.yaml", "n"), ("yolo11s.yaml", "yolo11.yaml", "s"), ("yolov6n.yaml", "yolov6.yaml", "n")],
+)
+def test_ultralytics_model_names(typed, family, scale):
+    """What an ultralytics user types selects the same family and scale as yolorep's dashed name."""
+    assert resolve_model_path(typed) == resolve_model_path(family.replace(".yaml", f"-{scale}.yaml"))
+    path, found = resolve_model_path(typed)
+    assert (path.name, found) == (family, scale)

@@ -13,7 +13,15 @@ PACKAGE = Path(__file__).parents[1] / "yolorep"
 # Lower layers never import higher ones; modules of one layer may import each other (without cycles).
 LAYERS = (
     ("yolorep.version", "yolorep.errors", "yolorep.atomic", "yolorep.logs", "yolorep.confined"),
-    ("yolorep.checks", "yolorep.assets", "yolorep.options", "yolorep.config", "yolorep.ops", "yolorep.plots"),
+    (
+        "yolorep.checks",
+        "yolorep.assets",
+        "yolorep.options",
+        "yolorep.config",
+        "yolorep.ops",
+        "yolorep.plots",
+        "yolorep.label_plots",
+    ),
     ("yolorep.nn",),
     ("yolorep.loss", "yolorep.datasets", "yolorep.foreign"),
     ("yolorep.evaluation", "yolorep.track"),

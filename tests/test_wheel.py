@@ -75,3 +75,14 @@ def test_info_train_predict_val_from_an_empty_folder(installed):
     track = [yolorep, "track", "--weights", str(best), "--source", str(image), "--tracker", "botsort.yaml"]
     out = _run([*track, "--device", "cpu", "--save-txt"], empty, env)  # the tracker YAMLs ship in the wheel
     assert "botsort" in out and (empty / "runs" / "track" / "exp" / "labels" / "val.txt").is_file()
+
+
+def test_the_wheel_carries_its_licence(installed):
+    bin_dir, empty, env = installed
+    script = (
+        "from importlib.metadata import files, metadata\n"
+        "print(metadata('yolorep')['License-Expression'])\n"
+        "print(next(f for f in files('yolorep') if f.name == 'LICENSE').read_text().split()[:3])\n"
+    )
+    out = _run([str(bin_dir / "python"), "-c", script], empty, env)
+    assert out.splitlines()[:2] == ["Apache-2.0", "['Apache', 'License', 'Version']"]

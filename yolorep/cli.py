@@ -1,4 +1,5 @@
-"""Command line: ``yolorep {train,tune,val,predict,track,track-eval,export,benchmark,demo,info,convert,import}``.
+"""Command line: ``yolorep {train,tune,val,predict,track,track-eval,export,benchmark,demo,info,convert,import,
+check-data}``.
 
 Each subcommand forwards the flags given, as keyword arguments, to one function; the CLI holds no logic. The flags,
 their help and the defaults shown are generated from the command's options dataclasses (``yolorep.options``).
@@ -24,6 +25,7 @@ from yolorep.logs import configure_logging
 from yolorep.options import (
     BENCHMARK_MODES,
     BenchmarkOptions,
+    CheckDataOptions,
     ConvertOptions,
     DemoOptions,
     ExportOptions,
@@ -67,7 +69,8 @@ COMMANDS = {
         "yolorep tune --data D --time HOURS [--trials N] [--processes N] [--storage URL] [TRAIN FLAGS] [...]",
     ),
     "val": Command(
-        "yolorep.engine.validator", "val", (("val", ValOptions),), "evaluate a checkpoint (fused) with pycocotools"
+        "yolorep.engine.validator", "val", (("val", ValOptions),),
+        "evaluate a checkpoint (fused) or an exported model with pycocotools",
     ),
     "predict": Command(
         "yolorep.engine.predictor", "predict", (("predict", PredictOptions),),
@@ -105,6 +108,10 @@ COMMANDS = {
     "convert": Command(
         "yolorep.datasets.convert", "convert", (("convert", ConvertOptions),),
         "rewrite a data set in another layout: read with one, write with another",
+    ),
+    "check-data": Command(
+        "yolorep.engine.data_check", "check_data", (("check-data", CheckDataOptions),),
+        "count and check a data set's images and labels, with plots, without training",
     ),
 }  # fmt: skip
 

@@ -20,6 +20,7 @@ few arguments that change with the scale beyond depth and width.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import yaml
 from yolorep.assets import MODELS_DIR
 from yolorep.errors import ConfigError
 
-__all__ = ["LayerInputs", "LayerSpec", "ModelSpec", "load_model_spec", "resolve_model_path"]
+__all__ = ["LayerInputs", "LayerSpec", "ModelSpec", "load_model_spec", "resolve_model_path", "shipped_model_names"]
 
 MODEL_DIRS = (MODELS_DIR,)
 # The YAML `from` column resolved to absolute layer indices: one index, or several for multi-input layers.
@@ -69,9 +70,13 @@ class ModelSpec:
 
 
 def resolve_model_path(path: str | Path) -> tuple[Path, str | None]:
-    """Find a model YAML and the scale its name selects: ``yolorep-s.yaml`` -> (``.../yolorep.yaml``, ``"s"``).
+    """Find a model YAML and the scale its name selects: ``yolorep-s.yaml`` -> (``.../yolorep.yaml``, ``"s"``);
+    ultralytics' ``yolov8n.yaml`` -> (``.../yolov8.yaml``, ``"n"``).
 
     Relative paths are tried from the working directory, then from the shipped ``cfg/models``.
+
+    Raises:
+        ConfigError: no such file, or a scale the file does not define; the message lists the names that work.
     """
     path = Path(path)
     candidates = [path] + [d / path.name for d in MODEL_DIRS if not path.is_absolute()]
@@ -79,10 +84,43 @@ def resolve_model_path(path: str | Path) -> tuple[Path, str | None]:
         if candidate.is_file():
             return candidate, None
         match = re.fullmatch(r"(.+)-([a-z]+)(\.ya?ml)", candidate.name)
-        if match and (candidate.parent / (match[1] + match[3])).is_file():
-            return candidate.parent / (match[1] + match[3]), match[2]
-    shipped = ", ".join(sorted(p.name for d in MODEL_DIRS for p in d.glob("*.yaml")))
-    raise ConfigError(f"{path}: model YAML not found; give a path to a model YAML or one of: {shipped}")
+        family = candidate.parent / (match[1] + match[3]) if match else None
+        if family is not None and family.is_file():
+            scales = _scales_of(family)
+            if scales and match[2] not in scales:
+                named = ", ".join(f"{match[1]}-{s}{match[3]}" for s in scales)
+                defines = f"{family.name} defines {', '.join(scales)}"
+                raise ConfigError(f"{path}: unknown scale {match[2]!r} ({defines}); use one of: {named}")
+            return family, match[2]
+        # ultralytics' spelling, scale letter straight after the family's version number: yolov8n.yaml, yolo11s.yaml
+        match = re.fullmatch(r"(.+\d)([a-z])(\.ya?ml)", candidate.name)
+        family = candidate.parent / (match[1] + match[3]) if match else None
+        if family is not None and family.is_file() and match[2] in _scales_of(family):
+            return family, match[2]
+    names = shipped_model_names()
+    stems = {Path(name).stem: name for name in names}  # compared without the suffix, which every name shares
+    close = difflib.get_close_matches(path.stem, list(stems), n=1, cutoff=0.6)
+    hint = f"did you mean {stems[close[0]]}? " if close else ""
+    raise ConfigError(f"{path}: model YAML not found; {hint}give a path to a model YAML or one of: {', '.join(names)}")
+
+
+def _scales_of(path: Path) -> list[str]:
+    """The scale names a model YAML defines (none when it cannot be read: loading it reports why)."""
+    try:
+        scales = yaml.safe_load(path.read_text()).get("scales")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    return [str(s) for s in scales] if isinstance(scales, dict) else []
+
+
+def shipped_model_names() -> list[str]:
+    """The model names that work from any folder, as users type them: each shipped YAML at each of its scales
+    (``yolorep-n.yaml`` ...), or the file itself when it has no scales."""
+    names = []
+    for folder in MODEL_DIRS:
+        for path in sorted(folder.glob("*.yaml")):
+            names += [f"{path.stem}-{s}{path.suffix}" for s in _scales_of(path)] or [path.name]
+    return names
 
 
 def load_model_spec(

@@ -1,4 +1,5 @@
-"""Training and validation figures: PR curves, confusion matrix, results.csv curves, and boxes drawn on images.
+"""Training and validation figures: PR and metric-confidence curves, confusion matrix, results.csv curves, and boxes
+drawn on images.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects, which render with Agg when saved to PNG, rather than
 through pyplot: no global backend is switched, no figure outlives its function, and nothing needs a display.
@@ -78,7 +79,8 @@ def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
     return path
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Render ``fig`` at 150 dpi to ``path`` (format from its suffix), atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, format=Path(path).suffix.lstrip(".") or "png")
     return Path(path)
@@ -107,7 +109,36 @@ def plot_pr_curve(curves: dict[str, Any], path: str | Path) -> Path:
         ax.plot(curves["recall"], mean, linewidth=3, color="blue", label=f"all classes {mean.mean():.3f} mAP@0.5")
         ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1))
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1), title="Precision-Recall Curve")
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def plot_confidence_curve(curves: dict[str, Any], metric: str, path: str | Path) -> Path:
+    """Save a metric against the confidence threshold: one thin line per class (named in the legend up to 20
+    classes) and the mean over classes, thick, labelled with its best value and where it is reached.
+
+    Args:
+        curves: ``DetectionMetrics.pr_curve()``: ``names`` [K], ``conf`` [C], ``metric`` [K, C] and
+            ``<metric>_mean`` [C].
+        metric: ``"f1"``, ``"p"`` or ``"r"``.
+        path: PNG file to write.
+
+    Returns:
+        ``path``.
+    """
+    from matplotlib.figure import Figure
+
+    ylabel = {"f1": "F1", "p": "Precision", "r": "Recall"}[metric]
+    fig = Figure(figsize=(9, 6), tight_layout=True)
+    ax = fig.add_subplot()
+    with_legend = len(curves["names"]) <= 20  # a longer legend would cover the plot; the lines then go grey
+    for name, values in zip(curves["names"], curves[metric]):
+        ax.plot(curves["conf"], values, linewidth=1, **({"label": name} if with_legend else {"color": "grey"}))
+    mean, best = curves[f"{metric}_mean"], int(np.argmax(curves[f"{metric}_mean"]))
+    label = f"all classes {mean[best]:.2f} at {curves['conf'][best]:.3f}"
+    ax.plot(curves["conf"], mean, linewidth=3, color="blue", label=label)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1))
+    ax.set(xlabel="Confidence", ylabel=ylabel, xlim=(0, 1), ylim=(0, 1), title=f"{ylabel}-Confidence Curve")
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path, normalize: bool = True) -> Path:
@@ -142,7 +173,7 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     ax.set_xticks(ticks, labels, rotation=90, fontsize=8)
     ax.set_yticks(ticks, labels, fontsize=8)
     ax.set(xlabel="True", ylabel="Predicted", title="Confusion Matrix" + (" (normalized)" if normalize else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _read_results_csv(csv_path: Path) -> dict[str, list[float]]:
@@ -188,7 +219,7 @@ def plot_results_csv(csv_path: str | Path, png_path: str | Path) -> Path:
         ax.plot(epochs, values, marker=".", linewidth=1.5)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
-    return _save(fig, png_path)
+    return save_figure(fig, png_path)
 
 
 def _numpy(x: ArrayLike | None) -> np.ndarray:

@@ -176,3 +176,16 @@ def test_cli_convert_bad_input_exits_2_with_one_line(tmp_path, caplog, capsys, f
     (message,) = [r.getMessage() for r in caplog.records]  # one line: no traceback, no usage text
     assert message.startswith(line.format(tmp=tmp_path)), message
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_declared_test_split_is_converted_too(coco_factory, tmp_path):
+    images = [{"id": 7, "file_name": "a.jpg", "width": 40, "height": 30}]
+    annotations = [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [1, 2, 10, 8], "iscrowd": 0}]
+    src = coco_factory(images, annotations, [{"id": 3, "name": "three"}])
+    src.write_text(src.read_text() + "test: images/val\ntest_json: annotations/val.json\n")
+    yolo = convert("coco", "yolo", src, tmp_path / "yolo")
+    assert yaml.safe_load((yolo / "data.yaml").read_text())["test"] == "images/test"
+    coco = convert("yolo", "coco", yolo, tmp_path / "back")
+    spec = load_data_spec(coco / "data.yaml")
+    assert spec.splits == ("train", "val", "test")
+    assert [r.boxes_xyxy.tolist() for r in load_records(spec, "test").records] == [[[1, 2, 11, 10]]]

@@ -48,6 +48,7 @@ def test_bad_files_are_skipped_counted_and_named(messy_yaml, caplog):
         "missing_labels": 1,  # b.png
         "background_images": 2,  # b.png, c.jpg
         "exif_rotated": 0,
+        "clipped_boxes": 1,  # the second good row
     }
     a = loaded.records[0]
     assert a.shape == (60, 80) and a.image_id == 0

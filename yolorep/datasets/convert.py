@@ -1,10 +1,10 @@
 """``yolorep convert``: read a data set with one layout and write it with another (:mod:`yolorep.datasets.layouts`;
 VOC, COCO and YOLO are read, COCO and YOLO written).
 
-What is written: copies of the images of the train and val splits, their boxes and classes as yolorep loads
-them (so the loader's rules apply: clipped, repaired, dropped and counted, with the counts logged), the class
-names, and a data YAML (``DST/data.yaml``) that ``yolorep train --data`` takes as it is. Box coordinates are kept
-as floats in COCO and normalised to 6 decimals in YOLO.
+What is written: copies of the images of the train and val splits (and of a declared test split), their boxes and
+classes as yolorep loads them (so the loader's rules apply: clipped, repaired, dropped and counted, with the counts
+logged), the class names, and a data YAML (``DST/data.yaml``) that ``yolorep train --data`` takes as it is. Box
+coordinates are kept as floats in COCO and normalised to 6 decimals in YOLO.
 
 What the target layout cannot hold is stated in a log line (each layout's ``extras`` say what a source holds
 beyond boxes and classes, each writer's ``keeps`` what it can hold):
@@ -31,7 +31,7 @@ from yolorep.atomic import partial_dir
 from yolorep.datasets.layouts.base import ConvertItem, Extra, Layout, merge_extras
 from yolorep.datasets.layouts.registry import LAYOUTS, WRITERS
 from yolorep.datasets.records import load_records
-from yolorep.datasets.spec import SPLITS, DataSpec, ensure_data, load_data_spec
+from yolorep.datasets.spec import DataSpec, ensure_data, ensure_split, load_data_spec
 from yolorep.errors import ArgumentError, DatasetError
 
 __all__ = ["SOURCE_LAYOUTS", "TARGET_LAYOUTS", "convert"]
@@ -76,11 +76,12 @@ def convert(from_format: str, to_format: str, src: str | Path, dst: str | Path) 
     held: list[Extra] = []
     written: list[ConvertItem] = []
     try:
-        for split in SPLITS:
+        for split in spec.splits:  # a test split too, when the source declares one
+            ensure_split(spec, split)
             items, split_held = _read_split(spec, split)
             written += writer.write_split(work, split, items, spec)
             held += split_held
-        (work / "data.yaml").write_text(yaml.safe_dump(writer.data_yaml(spec.names), sort_keys=False))
+        (work / "data.yaml").write_text(yaml.safe_dump(writer.data_yaml(spec.names, spec.splits), sort_keys=False))
         if dst.exists():
             dst.rmdir()
         work.rename(dst)

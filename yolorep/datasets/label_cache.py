@@ -25,7 +25,7 @@ __all__ = ["CACHE_VERSION", "label_cache_path", "read_label_cache", "user_cache_
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: clipped_boxes counted in every layout
 
 # per-image arrays of a record, and the empty array of each (its shape and dtype)
 _CACHED_FIELDS = {

@@ -1,6 +1,7 @@
 """Dataset YAML -> :class:`DataSpec`.
 
-A data YAML names the root (``path``, relative to the YAML's folder), the two splits (``train``, ``val``) and
+A data YAML names the root (``path``, relative to the YAML's folder), the two splits (``train``, ``val``), maybe
+a test split (``test``: only ``val --split test``, ``check-data`` and ``convert`` read it, never training) and
 usually the class names (``names``). The rest depends on its layout, one module each in
 :mod:`yolorep.datasets.layouts`: ``layout: coco|yolo|voc`` names it, else the layout is detected (the registry lists
 them; see each module for its keys and files):
@@ -25,11 +26,11 @@ from typing import Any
 import yaml
 
 from yolorep.assets import DATA_DIR, datasets_root, find_builtin_data, is_builtin_data
-from yolorep.datasets.layouts.base import SPLITS, Layout, YamlSource
+from yolorep.datasets.layouts.base import SPLITS, TEST_SPLIT, Layout, YamlSource
 from yolorep.datasets.layouts.registry import LAYOUTS, detect_layout
 from yolorep.errors import DatasetError, quoted
 
-__all__ = ["SPLITS", "DataSpec", "ensure_data", "load_data_spec"]
+__all__ = ["SPLITS", "TEST_SPLIT", "DataSpec", "ensure_data", "ensure_split", "load_data_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class DataSpec:
             a :class:`~yolorep.datasets.layouts.base.Layout` of :mod:`yolorep.datasets.layouts`.
         synthetic: generation settings for the bundled shapes set, ``None`` for real data.
         category_ids: dataset category id of each contiguous class (COCO: JSON ids ascending; YOLO, VOC: ``i + 1``).
+        test: the test split as the YAML names it, ``None`` when it declares none.
     """
 
     yaml_path: Path
@@ -69,14 +71,26 @@ class DataSpec:
     layout: Layout
     synthetic: dict[str, Any] | None = None
     category_ids: tuple[int, ...] = field(default=())
+    test: Path | None = None
 
     @property
     def nc(self) -> int:
         """Number of classes."""
         return len(self.names)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits the YAML declares: train, val, and test when it has one."""
+        return SPLITS + ((TEST_SPLIT,) if self.test is not None else ())
+
     def split_dir(self, split: str) -> Path:
-        """The path of ``split`` (``"train"`` or ``"val"``): its image folder (for VOC also a list file)."""
+        """The path of ``split`` (``"train"``, ``"val"`` or a declared ``"test"``): its image folder (for VOC also
+        a list file)."""
+        if split == TEST_SPLIT and self.test is None:
+            others = "".join(f" and {key}: {what}" for key, what in self.layout.test_keys.items())
+            raise DatasetError(
+                f"{self.yaml_path}: test: the data set declares no test split; add test: <images>{others} to score one"
+            )
         return getattr(self, _check_split(split))
 
     def class_to_category(self, cls: int) -> int:
@@ -93,8 +107,8 @@ class DataSpec:
 
 
 def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise DatasetError(f"split {split!r}: unknown split; use one of {', '.join(SPLITS)}")
+    if split not in (*SPLITS, TEST_SPLIT):
+        raise DatasetError(f"split {split!r}: unknown split; use one of {', '.join((*SPLITS, TEST_SPLIT))}")
     return split
 
 
@@ -117,6 +131,7 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
     layout_class = _layout_class(source)
     names = _parse_names(yaml_path, raw.get("names"), layout_class.title if layout_class.needs_names else None)
     layout = layout_class.from_yaml(source)
+    test = _parse_test(source, layout)
     if "nc" in raw and names and raw["nc"] != len(names):
         raise DatasetError(f"{yaml_path}: nc: {quoted(raw['nc'])} but names has {len(names)} entries; make them agree")
     spec = DataSpec(
@@ -128,8 +143,23 @@ def load_data_spec(path: str | Path, *, ensure: bool = True) -> DataSpec:
         layout=layout,
         synthetic=_parse_synthetic(yaml_path, raw),
         category_ids=layout.default_category_ids(names),
+        test=test,
     )
     return ensure_data(spec) if ensure else spec
+
+
+def _parse_test(source: YamlSource, layout: Layout) -> Path | None:
+    """The optional test split's path; a key another layout's test split needs (COCO's ``test_json``) is refused."""
+    test = source.raw.get(TEST_SPLIT)
+    if test is not None and not isinstance(test, str):
+        raise DatasetError(f"{source.yaml_path}: test: expected the image folder relative to path, got {quoted(test)}")
+    for other in LAYOUTS.values():
+        given = [key for key in other.test_keys if key not in layout.test_keys and source.raw.get(key) is not None]
+        if given:
+            raise DatasetError(
+                f"{source.yaml_path}: {given[0]}: only the {other.title} layout ({'/'.join(other.own_keys)}) reads it"
+            )
+    return None if test is None else source.split_path(TEST_SPLIT).resolve()
 
 
 def _read_yaml(path: str | Path) -> YamlSource:
@@ -232,6 +262,13 @@ def ensure_data(spec: DataSpec) -> DataSpec:
         generate_shapes(spec.root, **spec.synthetic)
     names, category_ids = spec.layout.check_data(spec)
     return replace(spec, names=names, category_ids=category_ids)
+
+
+def ensure_split(spec: DataSpec, split: str) -> None:
+    """The files ``split`` needs exist, else a DatasetError naming what is missing (or that no test split is
+    declared). :func:`ensure_data` checks train and val; a reader of the test split calls this."""
+    spec.split_dir(split)
+    spec.layout.check_split(spec, split)
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STAT_KEYS = ("images", "skipped_images", "bad_labels", "dropped_boxes", "crowd_boxes", "missing_labels",
-             "background_images", "exif_rotated")  # fmt: skip
+             "background_images", "exif_rotated", "clipped_boxes")  # fmt: skip
 _MAX_WARNINGS = 5  # per kind of problem; the rest are only counted
 
 
@@ -106,14 +106,17 @@ def clean_boxes(
     problems: Problems,
     areas: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clip ``[n, 4]`` boxes to the image and drop (and count) those under 1 px a side.
+    """Clip ``[n, 4]`` boxes to the image and drop (and count) those under 1 px a side; kept boxes that reached
+    more than 1 px outside the image are counted as ``clipped_boxes`` (the VOC loader's rule).
 
     Returns:
         ``(boxes [m, 4] float32, classes [m] int64, areas [m] float32)``; ``areas`` defaults to the clipped boxes'.
     """
-    boxes_xyxy = clip_boxes(boxes_xyxy.reshape(-1, 4).astype(np.float32), shape)
+    given = boxes_xyxy.reshape(-1, 4).astype(np.float32)
+    boxes_xyxy = clip_boxes(given, shape)
     sides = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
     keep = (sides[:, 0] >= 1) & (sides[:, 1] >= 1)
+    problems.stats["clipped_boxes"] += int((np.abs(given - boxes_xyxy).max(axis=1, initial=0) > 1)[keep].sum())
     if not keep.all():
         dropped = int((~keep).sum())
         problems.report("dropped_boxes", f"{where}: {dropped} box(es) under 1 px after clipping; dropped", dropped)

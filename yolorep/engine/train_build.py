@@ -28,6 +28,7 @@ from yolorep.engine.train_budget import TimeBudget
 from yolorep.engine.train_checkpoints import Checkpointer
 from yolorep.engine.train_data import build_train_data, cache_images, resolve_batch
 from yolorep.engine.train_ema import EMA
+from yolorep.engine.train_labels import LabelStatistics
 from yolorep.engine.train_loggers import build_loggers
 from yolorep.engine.train_mosaic import MosaicClosing
 from yolorep.engine.train_multiscale import MultiScale
@@ -180,8 +181,8 @@ def _run_hooks(
 ) -> list[Hook]:
     """The run's policies (``yolorep.engine.hooks``), in the order they act: on every rank the EMA and mosaic
     closing; on rank 0 (the one with a ``validator``: it validates, keeps the best, plans a time budget and writes
-    the run's files while the others wait) also the first batches drawn, validation, best model and patience, the
-    time budget, results and checkpoints. A new policy is one more entry here."""
+    the run's files while the others wait) also labels.jpg and the first batches drawn, validation, best model and
+    patience, the time budget, results and checkpoints. A new policy is one more entry here."""
     hyp = args["hyp"]
     hooks: list[Hook] = [EMA(model, hyp["ema_decay"], hyp["ema_tau"]), MosaicClosing()]
     if args.get("multi_scale"):
@@ -190,6 +191,7 @@ def _run_hooks(
     if validator is not None:
         evaluation = dict(eval_args(hyp), imgsz=int(args["imgsz"]))
         hooks += [
+            LabelStatistics(),
             TrainBatchPlots(),
             Validation(validator, int(args.get("val_period", 1))),
             BestModel(args["patience"]),

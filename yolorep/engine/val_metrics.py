@@ -73,7 +73,7 @@ class BoxMetrics:
     def fitness(self) -> float:
         """What training calls best (``yolorep.engine.trainer.fitness``: 0.9 mAP50-95 + 0.1 mAP50; ultralytics 8.4
         uses mAP50-95 alone)."""
-        from yolorep.engine.trainer import fitness
+        from yolorep.engine.train_best import fitness
 
         return fitness(self._figures)
 

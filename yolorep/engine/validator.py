@@ -20,7 +20,7 @@ from yolorep.assets import find_builtin_data
 from yolorep.atomic import write_text_atomic
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.loader import build_dataloader
-from yolorep.datasets.spec import DataSpec, load_data_spec
+from yolorep.datasets.spec import DataSpec, ensure_split, load_data_spec
 from yolorep.engine.class_names import ReorderedClasses, evaluation_order
 from yolorep.engine.data_summary import format_data_summary
 from yolorep.engine.deploy import Backend, load_backend
@@ -336,6 +336,7 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
         data = _data_of(where, model.info.data)
         LOGGER.info("data: %s (the data set %s was trained on)", data, where)
     spec = load_data_spec(data)
+    ensure_split(spec, o.split)  # train and val are checked on loading; a test split only when it is scored
     if model.info.single_cls and len(model.names) != 1:
         raise CheckpointError(f"{where}: a single-class model with {len(model.names)} class names; the file is corrupt")
     order = None if model.info.single_cls else evaluation_order(model.names, spec.names, where, str(spec.yaml_path))

@@ -2,10 +2,18 @@
 validator feeds."""
 
 from yolorep.evaluation.coco import build_coco_gt, evaluate_coco, has_pycocotools, predictions_to_coco
-from yolorep.evaluation.evaluators import COCOEvaluator, Detections, Evaluator, MetricsEvaluator, SampleImages
+from yolorep.evaluation.evaluators import (
+    CONFIDENCE_CURVES,
+    COCOEvaluator,
+    Detections,
+    Evaluator,
+    MetricsEvaluator,
+    SampleImages,
+)
 from yolorep.evaluation.metrics import ConfusionMatrix, DetectionMetrics
 
 __all__ = [
+    "CONFIDENCE_CURVES",
     "COCOEvaluator",
     "ConfusionMatrix",
     "DetectionMetrics",

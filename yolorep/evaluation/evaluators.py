@@ -18,7 +18,10 @@ from yolorep.datasets.targets import ImageRecord
 from yolorep.evaluation.coco import evaluate_coco, predictions_to_coco
 from yolorep.evaluation.metrics import ConfusionMatrix, DetectionMetrics
 
-__all__ = ["COCOEvaluator", "Detections", "Evaluator", "MetricsEvaluator", "SampleImages"]
+__all__ = ["CONFIDENCE_CURVES", "COCOEvaluator", "Detections", "Evaluator", "MetricsEvaluator", "SampleImages"]
+
+# the metric-confidence curves a validation with a save_dir draws, and their files
+CONFIDENCE_CURVES = {"f1": "F1_curve.png", "p": "P_curve.png", "r": "R_curve.png"}
 
 
 class Detections(NamedTuple):
@@ -46,7 +49,8 @@ class Evaluator:
 
 class MetricsEvaluator(Evaluator):
     """The internal COCO-style metrics (``DetectionMetrics``: mirrors COCOeval, adds per-class P/R) and the
-    confusion matrix; with ``save_dir``, ``pr_curve.png`` and ``confusion_matrix.png``.
+    confusion matrix; with ``save_dir``, ``pr_curve.png``, ``confusion_matrix.png`` and the metric-confidence curves
+    ``F1_curve.png``, ``P_curve.png`` and ``R_curve.png`` (ultralytics' names).
 
     ``evaluate`` returns ``map50_95_internal``, ``map50_internal``, ``map75_internal``, ``precision``, ``recall`` and
     ``per_class``; ``report`` is the per-class table.
@@ -69,9 +73,12 @@ class MetricsEvaluator(Evaluator):
         computed = self.metrics.compute()
         self.report = self.metrics.format_table()
         if self.save_dir is not None:
-            from yolorep.plots import plot_confusion_matrix, plot_pr_curve
+            from yolorep.plots import plot_confidence_curve, plot_confusion_matrix, plot_pr_curve
 
-            plot_pr_curve(self.metrics.pr_curve(), self.save_dir / "pr_curve.png")
+            curves = self.metrics.pr_curve()
+            plot_pr_curve(curves, self.save_dir / "pr_curve.png")
+            for metric, name in CONFIDENCE_CURVES.items():
+                plot_confidence_curve(curves, metric, self.save_dir / name)
             plot_confusion_matrix(self.confusion.matrix, self.names, self.save_dir / "confusion_matrix.png")
         return {
             "map50_95_internal": computed["map50_95"],

@@ -286,11 +286,18 @@ class DetectionMetrics:
 
         Returns:
             ``classes`` [K] ids, ``names`` [K], ``recall`` [101] and ``precision`` [K, 101] (COCO's interpolated
-            precision at IoU 0.5), ``ap50`` [K], and against ``conf`` [1000]: ``p``, ``r``, ``f1`` [K, 1000].
+            precision at IoU 0.5), ``ap50`` [K], and against ``conf`` [1000]: ``p``, ``r``, ``f1`` [K, 1000] and
+            their means over the classes, smoothed as ``compute`` smooths the F1 to choose its threshold: ``p_mean``,
+            ``r_mean``, ``f1_mean`` [1000] (zeros without ground truth).
         """
         self.compute()
         curves = self._curves
+        means = {
+            f"{key}_mean": _smooth(curves[key].mean(axis=0)) if len(curves["classes"]) else np.zeros_like(CONF_GRID)
+            for key in ("p", "r", "f1")
+        }
         return {
+            **means,
             "classes": curves["classes"],
             "names": [self.names[c] for c in curves["classes"]],
             "recall": RECALL_THRESHOLDS,

@@ -12,7 +12,9 @@ from yolorep.options.train import MAX_IMGSZ
 
 __all__ = ["ExportOptions", "PredictOptions", "ValOptions", "read_classes", "read_model", "read_source"]
 
+SPLITS = ("train", "val", "test")  # test: only where the data YAML declares it (yolorep.datasets.spec)
 DEVICE_HELP = "cpu, cuda, 0, 0,1 ... (default: the first GPU if any, else cpu)"
+MODEL_IMGSZ_HELP = "image size (default: the size the model was trained or exported at)"
 AUGMENT_HELP = "test-time augmentation: also run each image flipped and scaled by 0.83 and 0.67, NMS over all"
 WORKERS_HELP = "data loader worker processes (default: on a CPU the cores torch's threads leave free, on a GPU up to 8)"
 
@@ -61,14 +63,16 @@ class ValOptions(Options):
     weights: Any = option(
         help="checkpoint or exported model to evaluate (.pt, .onnx, .torchscript, OpenVINO folder)", convert=read_model
     )
-    data: str | None = option(None, "dataset YAML (default: the one the checkpoint was trained on)")
-    split: str = option("val", "which split to score", check=one_of("train", "val"))
-    imgsz: int | None = _image_size(None, "image size (default: the checkpoint's training size)")
+    data: str | None = option(None, "dataset YAML (default: the one the model was trained on)")
+    split: str = option(
+        "val", "which split to score: train, val, or test where the data YAML declares one", check=one_of(*SPLITS)
+    )
+    imgsz: int | None = _image_size(None, MODEL_IMGSZ_HELP)
     batch: int = option(32, "images per batch", check=at_least(1))
     device: str | None = option(None, DEVICE_HELP)
-    conf: float | None = option(None, "confidence threshold (default: the checkpoint's, 0.001)", check=fraction)
-    iou: float | None = option(None, "NMS IoU threshold (default: the checkpoint's, 0.7)", check=fraction)
-    max_det: int | None = option(None, "detections per image (default: the checkpoint's, 300)", check=at_least(1))
+    conf: float | None = option(None, "confidence threshold (default: the model's, 0.001)", check=fraction)
+    iou: float | None = option(None, "NMS IoU threshold (default: the model's, 0.7)", check=fraction)
+    max_det: int | None = option(None, "detections per image (default: the model's, 300)", check=at_least(1))
     agnostic_nms: bool = option(False, "class-agnostic NMS")
     half: bool = option(False, "fp16 inference (CUDA)")
     workers: int | None = option(None, WORKERS_HELP, check=at_least(0))
@@ -103,7 +107,7 @@ class PredictOptions(Options):
     save_txt: bool = option(False, "write YOLO-format labels to labels/")
     save_json: bool = option(False, "write predictions.json, a COCO results file (with each row's file name)")
     no_save: bool = option(False, "do not write annotated images or videos (save=False)")
-    imgsz: int | None = _image_size(None, "image size (default: the checkpoint's training size)")
+    imgsz: int | None = _image_size(None, MODEL_IMGSZ_HELP)
     batch: int = option(1, "frames per forward pass", check=at_least(1))
     device: str | None = option(None, DEVICE_HELP)
     project: str = option("runs/predict", "parent folder of the run")

@@ -1,4 +1,4 @@
-"""The options of ``yolorep demo``, ``info`` and ``convert``."""
+"""The options of ``yolorep demo``, ``info``, ``convert`` and ``check-data``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from yolorep.options.fields import Options, at_least, between, greater_than, opt
 from yolorep.options.inference import read_model
 from yolorep.options.train import MAX_IMGSZ
 
-__all__ = ["ConvertOptions", "DemoOptions", "ImportOptions", "InfoOptions"]
+__all__ = ["CheckDataOptions", "ConvertOptions", "DemoOptions", "ImportOptions", "InfoOptions"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,20 @@ class ImportOptions(Options):
 
     src: str = option(help="YOLOv6 v3.0 (N/S/M/L), YOLOv8 or YOLO11 detection checkpoint", flag="")
     out: str | None = option(None, "where to write it (default: SRC's stem + -yolorep.pt, beside it)")
+
+
+@dataclass(frozen=True)
+class CheckDataOptions(Options):
+    """``yolorep check-data``: what a data set holds and what is wrong with it, without training."""
+
+    command = "check-data"
+
+    data: str = option(help="dataset YAML (or a built-in name: shapes.yaml)", flag="")
+    imgsz: int = option(
+        640, "training image size; boxes under 2 px a side at this size count as tiny", check=between(1, MAX_IMGSZ)
+    )
+    near_duplicates: bool = option(
+        False, "also find near-duplicate images (re-encoded, resized) by a perceptual hash; decodes every image"
+    )
+    project: str = option("runs/check-data", "parent folder of the report")
+    name: str = option("exp", "run name; exp, exp2, ... are never overwritten")

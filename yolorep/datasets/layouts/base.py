@@ -11,7 +11,8 @@ A layout is met in the order the code above meets it:
 
 1. ``detect`` says how strongly a YAML (or folder) looks like this layout (:class:`Evidence`); the strongest wins.
 2. ``from_yaml`` reads the YAML keys only this layout has (``from_folder``, for ``convert``, a folder without YAML).
-3. ``check_data`` checks that the files exist and returns the class names and dataset category ids.
+3. ``check_data`` checks that the files exist and returns the class names and dataset category ids
+   (``check_split`` checks one split's files: those of a declared test split only when it is read).
 4. ``image_folder``, ``cache_key`` and ``read_split`` give one split's images and ground truth as
    :class:`~yolorep.datasets.targets.ImageRecord` objects, counting every problem in a
    :class:`~yolorep.datasets.targets.Problems` (``read_split`` runs only when the label cache is stale).
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "DIFFICULT",
     "IDS",
     "SPLITS",
+    "TEST_SPLIT",
     "TRUNCATED",
     "CacheKey",
     "ConvertItem",
@@ -55,7 +57,8 @@ __all__ = [
     "require_image_folder",
 ]
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val")  # every data set has them
+TEST_SPLIT = "test"  # optional; only `val --split test` (and check-data, convert) read it
 
 # What a data set may hold beyond boxes and classes (the words of convert's log lines); a writer ``keeps`` some.
 DIFFICULT = "difficult flags"
@@ -83,7 +86,7 @@ class YamlSource:
     root: Path
 
     def split_path(self, split: str) -> Path:
-        """The YAML's ``train``/``val`` entry, relative to the root (already checked to be a string)."""
+        """The YAML's ``train``/``val`` (or ``test``) entry, relative to the root (already checked to be a string)."""
         return self.root / self.raw[split]
 
 
@@ -152,6 +155,8 @@ class Layout(ABC):
         name: the YAML's ``layout:`` value and ``convert``'s ``--from``/``--to`` value.
         title: how messages name it (``"COCO"``).
         own_keys: YAML keys only this layout reads; naming another layout beside them is refused.
+        test_keys: the keys a declared ``test`` split needs beside it (COCO's ``test_json``), each with what it
+            names; only this layout reads them.
         needs_names: the YAML must list the class names (no annotation file holds them).
         writes: ``convert --to`` can write it (``write_split`` and ``data_yaml`` are implemented).
         keeps: the :class:`Extra` ``what`` words its writer keeps.
@@ -160,6 +165,7 @@ class Layout(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     own_keys: ClassVar[tuple[str, ...]] = ()
+    test_keys: ClassVar[Mapping[str, str]] = {}
     needs_names: ClassVar[bool] = False
     writes: ClassVar[bool] = False
     keeps: ClassVar[frozenset[str]] = frozenset()
@@ -190,6 +196,10 @@ class Layout(ABC):
         """Check that the files of both splits exist; return the class names (``spec.names``, or read from the
         files when the YAML gives none) and the dataset category id of each."""
 
+    def check_split(self, spec: SpecView, split: str) -> None:
+        """Check that the files of one split exist (the image folder, by default); raises DatasetError."""
+        require_image_folder(spec, split)
+
     # ---- reading a split -----------------------------------------------------------------------------------------
     def image_folder(self, spec: SpecView, split: str) -> Path:
         """The folder the split's image files lie below; records' paths are stored relative to it."""
@@ -216,8 +226,8 @@ class Layout(ABC):
         raise NotImplementedError(f"the {cls.title} layout is read, not written")
 
     @classmethod
-    def data_yaml(cls, names: tuple[str, ...]) -> dict[str, Any]:
-        """The data YAML of what :meth:`write_split` wrote, with ``path: .``."""
+    def data_yaml(cls, names: tuple[str, ...], splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+        """The data YAML of what :meth:`write_split` wrote for ``splits``, with ``path: .``."""
         raise NotImplementedError(f"the {cls.title} layout is read, not written")
 
     @classmethod

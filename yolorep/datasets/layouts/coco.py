@@ -1,6 +1,7 @@
 """The COCO layout: an instances JSON per split (``images``, ``annotations``, ``categories``) beside the images.
 
-The YAML names the files with ``train_json`` and ``val_json`` (relative to ``path``); the classes are the val file's
+The YAML names the files with ``train_json`` and ``val_json`` (relative to ``path``; ``test_json`` too for a
+declared ``test`` split); the classes are the val file's
 categories unless ``names`` is given. Category ids map to contiguous classes by ascending id. Image ids must be
 unique integers (duplicates would attach one file's boxes to another's). Crowd regions are kept apart, as COCOeval
 uses them. Written by ``convert --to coco`` with the ids and crowd regions; segmentations, keypoints, licences,
@@ -46,14 +47,16 @@ _LOST_ON_READ = "segmentations, keypoints, licences and info (areas become box a
 
 @dataclass(frozen=True)
 class CocoLayout(Layout):
-    """Attributes: the instances files of the two splits."""
+    """Attributes: the instances files of the two splits, and of the test split when the YAML declares one."""
 
     train_json: Path
     val_json: Path
+    test_json: Path | None = None
 
     name = "coco"
     title = "COCO"
     own_keys = ("train_json", "val_json")
+    test_keys = {"test_json": "<instances file>"}
     writes = True
     keeps = frozenset({DIFFICULT, TRUNCATED, CROWDS, IDS})
 
@@ -72,7 +75,7 @@ class CocoLayout(Layout):
                 )
             files[key] = None if value is None else (source.root / value).resolve()
         if None not in files.values():
-            return cls(**files)
+            return cls(**files, test_json=_test_json(source))
         if any(files.values()):
             raise DatasetError(f"{source.yaml_path}: train_json/val_json: give both; the COCO layout reads an "
                                "instances file per split")  # fmt: skip
@@ -82,19 +85,15 @@ class CocoLayout(Layout):
         )
 
     def json_of(self, split: str) -> Path:
-        """The instances file of ``split``."""
-        return self.train_json if split == "train" else self.val_json
+        """The instances file of ``split`` (a test split's only when declared: ``DataSpec.split_dir`` checks)."""
+        return {"train": self.train_json, "val": self.val_json, "test": self.test_json}[split]
 
     def default_category_ids(self, names: tuple[str, ...]) -> tuple[int, ...]:
         return ()  # read from the JSON categories by check_data
 
     def check_data(self, spec: SpecView) -> tuple[tuple[str, ...], tuple[int, ...]]:
         for split in SPLITS:
-            require_image_folder(spec, split)
-            if not self.json_of(split).is_file():
-                raise DatasetError(
-                    f"{spec.yaml_path}: {split}_json: {self.json_of(split)} does not exist; check the path"
-                )
+            self.check_split(spec, split)
         categories = read_coco_categories(self.val_json)
         ids = tuple(sorted(categories))
         names = spec.names or tuple(categories[i] for i in ids)
@@ -104,6 +103,11 @@ class CocoLayout(Layout):
                 "drop names to take them from the JSON, or make the counts agree"
             )
         return names, ids
+
+    def check_split(self, spec: SpecView, split: str) -> None:
+        require_image_folder(spec, split)
+        if not self.json_of(split).is_file():
+            raise DatasetError(f"{spec.yaml_path}: {split}_json: {self.json_of(split)} does not exist; check the path")
 
     def cache_key(self, spec: SpecView, split: str) -> CacheKey:
         """The instances file's name, size and time; the cache is ``<json stem>.cache.npz`` beside it."""
@@ -160,9 +164,9 @@ class CocoLayout(Layout):
         return items
 
     @classmethod
-    def data_yaml(cls, names: tuple[str, ...]) -> dict[str, Any]:
-        files = {f"{split}_json": f"annotations/instances_{split}.json" for split in SPLITS}
-        return {"path": ".", "train": "images/train", "val": "images/val", **files}
+    def data_yaml(cls, names: tuple[str, ...], splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+        files = {f"{split}_json": f"annotations/instances_{split}.json" for split in splits}
+        return {"path": ".", **{split: f"images/{split}" for split in splits}, **files}
 
     @classmethod
     def notes(cls, kept: set[str]) -> list[str]:
@@ -170,6 +174,19 @@ class CocoLayout(Layout):
             return []
         return ["VOC difficult/truncated flags kept as the annotation keys 'difficult'/'truncated'; pycocotools and "
                 "yolorep's COCO loader do not read them (difficult objects count as ordinary ones there)"]  # fmt: skip
+
+
+def _test_json(source: YamlSource) -> Path | None:
+    """The test split's instances file; a COCO test split names both its images (``test``) and ``test_json``."""
+    value, has_test = source.raw.get("test_json"), source.raw.get("test") is not None
+    if value is not None and not isinstance(value, str):
+        raise DatasetError(f"{source.yaml_path}: test_json: expected a file path relative to path, got {quoted(value)}")
+    if has_test != (value is not None):
+        missing = "test_json" if has_test else "test"
+        raise DatasetError(
+            f"{source.yaml_path}: {missing}: missing; a COCO test split needs both test (images) and test_json"
+        )
+    return None if value is None else (source.root / value).resolve()
 
 
 def _is_int(value: Any) -> bool:

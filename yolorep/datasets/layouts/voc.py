@@ -76,6 +76,9 @@ class VocLayout(Layout):
         names = voc_xml.check_split_names(str(spec.yaml_path), self.images, self.annotations, splits, spec.names)
         return names, numbered(names)
 
+    def check_split(self, spec: SpecView, split: str) -> None:
+        voc_xml.check_folders(str(spec.yaml_path), self.images, self.annotations, {split: spec.split_dir(split)})
+
     def image_folder(self, spec: SpecView, split: str) -> Path:
         return self.images
 

@@ -78,13 +78,16 @@ class YoloLayout(Layout):
 
     def check_data(self, spec: SpecView) -> tuple[tuple[str, ...], tuple[int, ...]]:
         for split in SPLITS:
-            require_image_folder(spec, split)
-            if not labels_dir(spec, split).is_dir():
-                raise DatasetError(
-                    f"{spec.yaml_path}: {split}: label folder {labels_dir(spec, split)} does not exist; "
-                    "the YOLO layout needs labels/<split>/*.txt beside images/<split>/"
-                )
+            self.check_split(spec, split)
         return spec.names, numbered(spec.names)
+
+    def check_split(self, spec: SpecView, split: str) -> None:
+        require_image_folder(spec, split)
+        if not labels_dir(spec, split).is_dir():
+            raise DatasetError(
+                f"{spec.yaml_path}: {split}: label folder {labels_dir(spec, split)} does not exist; "
+                "the YOLO layout needs labels/<split>/*.txt beside images/<split>/"
+            )
 
     def cache_key(self, spec: SpecView, split: str) -> CacheKey:
         """Every label file's name, size and time; the cache is ``<labels dir>.cache.npz``."""
@@ -128,8 +131,8 @@ class YoloLayout(Layout):
         return written
 
     @classmethod
-    def data_yaml(cls, names: tuple[str, ...]) -> dict[str, Any]:
-        return {"path": ".", "train": "images/train", "val": "images/val", "names": list(names)}
+    def data_yaml(cls, names: tuple[str, ...], splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+        return {"path": ".", **{split: f"images/{split}" for split in splits}, "names": list(names)}
 
 
 def parse_yolo_labels(

@@ -327,6 +327,7 @@ class Results:
         """``records()`` as a JSON string."""
         return json.dumps(self.records())
 
+
 def _free_name(path: Path) -> Path:
     """``path``, or ``<stem>_2<suffix>``, ``<stem>_3<suffix>`` ... the first that does not exist."""
     candidate, n = path, 1

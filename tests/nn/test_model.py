@@ -20,6 +20,10 @@ MODEL_FILES = sorted(glob.glob(str(Path(__file__).parents[2] / "cfg" / "models" 
 # original code is benchmarks/verify_imports.py's); their n and s scales run here.
 _LARGE = {("yolov8", "m"), ("yolov8", "l"), ("yolov8", "x"), ("yolo11", "m"), ("yolo11", "l"), ("yolo11", "x"),
           ("yolov6-m", None), ("yolov6-l", None)}  # fmt: skip
+# The block families' m and l scales repeat their n and s scales' blocks at widths that only cost time (a DBB-l
+# model takes half a minute on 2 cores); the blocks themselves are checked exactly in tests/nn/test_blocks.py.
+_LARGE |= {(family, scale) for family in ("yolorep-acb", "yolorep-dbb", "yolorep-mobileone", "yolorep-qa")
+           for scale in ("m", "l")}  # fmt: skip
 
 
 def _scaled_models():

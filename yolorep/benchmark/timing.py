@@ -1,5 +1,6 @@
-"""The benchmark's timers: ``yolorep.engine.timing`` (where ``yolorep export --precision auto`` also times the
-precisions it chooses between), under the name the benchmark modules and scripts import them by."""
+"""The old import path of the timers, kept for scripts and code written against it: they live in
+``yolorep.engine.timing``, where ``yolorep export --precision auto`` times its candidate precisions too (the engine
+never imports the benchmark package)."""
 
 from yolorep.engine.timing import Clock, default_iters, default_warmup, time_calls, time_interleaved
 

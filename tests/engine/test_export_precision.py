@@ -5,6 +5,8 @@ recorded with its reason, checked with its tolerance, measured with data; INT8 t
 import json
 import logging
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -158,15 +160,20 @@ def test_auto_with_data_measures_each_precision(trained_tiny, tiny_shapes_yaml, 
 def test_int8_quantizes_every_convolution_of_a_fresh_model(tiny_shapes_yaml, tmp_path):
     """A freshly built model fuses to zero biases, which torch's exporter stores once and shares through Identity
     nodes; ONNX Runtime's quantizer left such convolutions in fp32 (slower than the fp32 model) until every
-    convolution was given initializers of its own."""
+    convolution was given initializers of its own. Run as the command line runs it: the quantizer's root-logger
+    warnings once installed a second handler, and every later line was printed twice."""
     fresh = yolorep.build_model("yolorep-n.yaml", nc=6).eval()
     weights = yolorep.save(fresh, tmp_path / "fresh.pt")
     fp32 = onnx.load(str(export(weights, format="onnx", imgsz=IMGSZ, precision="fp32")))
     produced_by = {out: node.op_type for node in fp32.graph.node for out in node.output}
     convs = [node for node in fp32.graph.node if node.op_type == "Conv"]
     assert any(produced_by.get(node.input[2]) == "Identity" for node in convs)  # the shared biases are there
-    path = export(weights, format="onnx", imgsz=IMGSZ, precision="int8", data=tiny_shapes_yaml, calib=4)
-    graph = onnx.load(str(path)).graph
+    command = ["export", "--weights", str(weights), "--format", "onnx", "--imgsz", str(IMGSZ), "--precision", "int8",
+               "--data", str(tiny_shapes_yaml), "--calib", "4"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "yolorep", *command], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).count("export done") == 1
+    graph = onnx.load(str(tmp_path / "fresh_int8.onnx")).graph
     assert float_convs(graph) == []
     assert sum(node.op_type == "Conv" for node in graph.node) == len(convs)
 

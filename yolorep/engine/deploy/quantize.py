@@ -168,23 +168,47 @@ def float_convs(graph: Any) -> list[str]:
     ]
 
 
-class _AdviceFilter(logging.Filter):
-    """Drops the advice onnxruntime's quantizer logs on the root logger to run its pre-processing (shape inference
-    and graph folding; measured here to change neither speed nor accuracy of this graph)."""
+def _is_advice(record: logging.LogRecord) -> bool:
+    """The advice onnxruntime's quantizer logs to run its pre-processing (shape inference and graph folding;
+    measured here to change neither speed nor accuracy of this graph)."""
+    message = record.getMessage()
+    return "consider" in message and "pre-processing" in message
 
+
+class _AdviceFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not ("consider" in message and "pre-processing" in message)
+        return not _is_advice(record)
+
+
+class _QuantizerLog(logging.Handler):
+    """Passes onnxruntime's root-logger warnings, less the advice, to this module's logger. Held on the root logger
+    while it quantizes: its module-level ``logging.warning`` calls install a handler on a root logger that has none
+    (``logging.basicConfig``), and every yolorep line after it was printed twice."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "root" and not _is_advice(record):  # yolorep's own records propagate here too
+            LOGGER.log(record.levelno, "onnxruntime: %s", record.getMessage())
 
 
 @contextlib.contextmanager
 def _without_advice() -> Iterator[None]:
-    root, advice = logging.getLogger(), _AdviceFilter()
-    root.addFilter(advice)
+    """onnxruntime's quantizer logs without its advice: through the host application's root handlers when it has
+    some, else through this module's logger (``_QuantizerLog``)."""
+    root = logging.getLogger()
+    if root.handlers:
+        advice = _AdviceFilter()
+        root.addFilter(advice)
+        try:
+            yield
+        finally:
+            root.removeFilter(advice)
+        return
+    forward = _QuantizerLog()
+    root.addHandler(forward)
     try:
         yield
     finally:
-        root.removeFilter(advice)
+        root.removeHandler(forward)
 
 
 def quantize_openvino(model: Any, batches: list[np.ndarray]) -> Any:

@@ -201,7 +201,7 @@ def export(*args: Any, **kwargs: Any) -> Path:
     ``weights`` (checkpoint path); ``format`` (``registry.FORMATS``: onnx, torchscript, openvino); ``imgsz``, the
     square input size the export is traced (and, without ``dynamic``, fixed) at (default: the size the checkpoint
     was trained at, else 640); ``batch``; ``dynamic`` (batch, height and width become dynamic axes, checked at a
-    second shape); ``precision`` (``precision.PRECISION_NAMES``; ``auto``, the default, applies the deploy rule:
+    second shape); ``precision`` (``options.inference.PRECISIONS``; ``auto``, the default, applies the deploy rule:
     bf16 where the format's runtime computes it and the CPU has native bf16, else fp32, and with ``data`` the
     fastest candidate measured within 0.005 mAP50-95 of fp32); ``half`` (``precision="fp16"``: fp16 weights and
     input on a CUDA device, or OpenVINO's fp16 inference precision); ``opset``; ``device`` to trace on; ``int8``

@@ -19,8 +19,8 @@ import torch
 
 import yolorep
 from yolorep.benchmark.paths import Runner, RunOptions
-from yolorep.benchmark.timing import time_interleaved
 from yolorep.engine.deploy.tolerance import exact_fp32, output_diff
+from yolorep.engine.timing import time_interleaved
 from yolorep.nn import DecodedModel
 
 

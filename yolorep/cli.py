@@ -86,7 +86,7 @@ COMMANDS = {
     ),
     "export": Command(
         "yolorep.engine.deploy.exporter", "export", (("export", ExportOptions),),
-        "export the fused model to ONNX, TorchScript or OpenVINO (fp32 or INT8)",
+        "export the fused model to ONNX, TorchScript or OpenVINO, in the precision for this CPU",
     ),
     "benchmark": Command(
         "yolorep.benchmark", "benchmark",

@@ -12,11 +12,11 @@ import yolorep
 from yolorep.benchmark import benchmark
 from yolorep.benchmark.paths import RunOptions
 from yolorep.benchmark.sweep import sweep_grid
-from yolorep.benchmark.timing import time_interleaved
 from yolorep.benchmark.train_step import PHASES, benchmark_train, synthetic_batch
 from yolorep.cli import main
 from yolorep.config import resolve_model_path
 from yolorep.engine.deploy import tolerance as benchmark_paths
+from yolorep.engine.timing import time_interleaved
 from yolorep.errors import YolorepError
 
 CPU = torch.device("cpu")
@@ -173,6 +173,12 @@ def test_interleaving_alternates_blocks():
     times = time_interleaved([lambda: calls.append("a"), lambda: calls.append("b")], iters=4, rounds=2, device=CPU)
     assert calls == ["a", "a", "b", "b", "b", "b", "a", "a"]
     assert [len(t) for t in times] == [4, 4] and all(t >= 0 for t in times[0] + times[1])
+
+
+def test_timers_keep_their_old_import_path():
+    from yolorep.benchmark import timing as old_path
+
+    assert old_path.time_interleaved is time_interleaved
 
 
 def test_synthetic_batch_matches_loss_format():

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_parse_formats_puts_the_reference_first():
     assert parse_formats("onnx, openvino-int8,onnx") == ["torch", "onnx", "openvino-int8"]
-    with pytest.raises(ArgumentError, match=r"--formats onnx,tflite: unknown format \['tflite'\]; use some of torch"):
+    with pytest.raises(
+        ArgumentError, match=r"--formats onnx,tflite: unknown format \['tflite'\]; use auto or some of torch"
+    ):
         parse_formats("onnx,tflite")
 
 

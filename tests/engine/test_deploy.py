@@ -49,9 +49,11 @@ def best(trained_tiny, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(best, tiny_shapes_yaml):
     """Every format, exported at batch 2 (validation at batch 4 then splits each batch; 6 images leave a partial
-    one), INT8 calibrated on 4 train images."""
+    one) in fp32 (exact on any CPU) or INT8 calibrated on 4 train images."""
     return {
-        name: export(best, format=fmt, imgsz=IMGSZ, batch=2, int8=int8, data=tiny_shapes_yaml, calib=4)
+        name: export(
+            best, format=fmt, imgsz=IMGSZ, batch=2, precision="int8" if int8 else "fp32", data=tiny_shapes_yaml, calib=4
+        )
         for name, (fmt, int8) in FORMATS.items()
     }
 

@@ -187,7 +187,7 @@ def test_missing_source_is_a_clear_error(fused, detector, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"imgsz": 100}, "--imgsz 100: must be a positive multiple of the model stride 32; use 96 or 128"),
-     ({"half": True}, "--half"), ({"conf": 1.5}, "--conf 1.5"), ({"classes": [3]}, "--classes")],
+     ({"conf": 1.5}, "--conf 1.5"), ({"classes": [3]}, "--classes")],
 )  # fmt: skip
 def test_bad_options(fused, kwargs, match):
     with pytest.raises(YolorepError, match=match):

@@ -101,10 +101,7 @@ def _run_formats(o: FormatsOptions) -> dict[str, Any]:
     if o.model and o.weights:
         raise YolorepError("--model and --weights: give one; --model builds random weights, --weights loads them")
     random_model = None if o.weights else randomize_for_check(build_model(o.model or DEFAULT_MODEL).eval())
-    result = benchmark_formats(
-        o.formats, weights=o.weights, random_model=random_model, data=o.data, calib=o.calib, imgsz=o.imgsz,
-        batch=o.batch, device=select_device(o.device), iters=o.iters, warmup=o.warmup, out=o.out,
-    )  # fmt: skip
+    result = benchmark_formats(o, random_model, select_device(o.device))
     LOGGER.info("%s", format_formats_table(result))
     return result
 

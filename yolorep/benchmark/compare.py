@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from yolorep.benchmark.paths import Runner, RunOptions
-from yolorep.benchmark.timing import default_iters, default_warmup, time_calls, time_interleaved
 from yolorep.engine.deploy.tolerance import DTYPE_NAMES, Check, exact_fp32
 from yolorep.engine.device import cudnn_autotune
+from yolorep.engine.timing import default_iters, default_warmup, time_calls, time_interleaved
 from yolorep.errors import YolorepError
 from yolorep.nn.model import DecodedModel, DetectionModel
 

@@ -1,17 +1,17 @@
 """``yolorep benchmark --formats``: the deployed forms of one model side by side, in one run.
 
-Each format is exported from the same checkpoint at one fixed shape (``[batch, 3, imgsz, imgsz]``), loaded through
-its backend, compared with the fused PyTorch model on the same images, and timed in interleaved rounds (so that
-background load falls on every format alike). With ``--data`` and trained weights each format is also scored by
-pycocotools on the same square letterboxed validation batches, so the mAP differences are the formats' alone.
+Each path (a format in a precision) is exported from the same checkpoint at one fixed shape (``[batch, 3, imgsz,
+imgsz]``), loaded through its backend, compared with the fused PyTorch model on the same images, and timed in
+interleaved rounds (so that background load falls on every path alike). With ``--data`` and trained weights each
+path is also scored by pycocotools on the same square letterboxed validation batches, so the mAP differences are
+the paths' alone. ``--formats auto`` measures every path this machine runs and recommends one (``recommend``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
-import statistics
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,112 +19,142 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolorep.benchmark.recommend import recommend
 from yolorep.benchmark.report import environment
-from yolorep.benchmark.timing import default_iters, default_warmup, time_calls, time_interleaved
 from yolorep.checks import check_imgsz
-from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.checkpoint import load_checkpoint, save_checkpoint
 from yolorep.engine.deploy import FORMATS as DEPLOY_FORMATS
 from yolorep.engine.deploy import Backend, PyTorchBackend, export, load_backend, load_fused
+from yolorep.engine.deploy.cpu import CpuFeatures, cpu_features
 from yolorep.engine.deploy.quantize import calibration_batches, int8_agreement
 from yolorep.engine.deploy.tolerance import output_diff
-from yolorep.engine.validator import build_eval_loader, build_validator, eval_settings
-from yolorep.errors import ArgumentError
+from yolorep.engine.deploy.trial import ROUNDS, score_backends, time_backends
+from yolorep.errors import ArgumentError, YolorepError
 from yolorep.nn.model import DetectionModel
-from yolorep.options import ExportOptions
+from yolorep.options import FormatsOptions
 
-__all__ = ["FORMATS", "benchmark_formats", "parse_formats"]
+__all__ = ["FORMATS", "available_paths", "benchmark_formats", "parse_formats"]
 
 LOGGER = logging.getLogger(__name__)
-# --formats name -> (export format, int8): every deploy format, and its INT8 form where it has one; "torch" is the
-# fused PyTorch model every other format is compared with
-FORMATS: dict[str, tuple[str, bool] | None] = {
-    "torch": None,
-    **{name: (name, False) for name in DEPLOY_FORMATS},
-    **{f"{name}-int8": (name, True) for name, deploy in DEPLOY_FORMATS.items() if deploy.int8},
+TORCH = "torch"
+# --formats name -> (export format or "torch", precision): "torch" is the fused PyTorch model every other path is
+# compared with, "torch-bf16" the same under bf16 autocast (``--half`` on a CPU with native bf16); every deploy
+# format in fp32, in the reduced precisions its runtime computes (openvino-bf16), and in INT8 where it quantizes
+FORMATS: dict[str, tuple[str, str]] = {
+    TORCH: (TORCH, "fp32"),
+    f"{TORCH}-bf16": (TORCH, "bf16"),
+    **{name: (name, "fp32") for name in DEPLOY_FORMATS},
+    **{f"{name}-{p}": (name, p) for name, deploy in DEPLOY_FORMATS.items() for p in deploy.reduced},
+    **{f"{name}-int8": (name, "int8") for name, deploy in DEPLOY_FORMATS.items() if deploy.int8},
 }
-ROUNDS = 10
 CHECK_IMAGES = 8  # images the outputs are compared on
 
 
-def parse_formats(text: str) -> list[str]:
-    """``"onnx,openvino-int8"`` -> ``["torch", "onnx", "openvino-int8"]``: the reference first, no repeats.
+def parse_formats(text: str, paths: list[str] | None = None) -> list[str]:
+    """``"onnx,openvino-int8"`` -> ``["torch", "onnx", "openvino-int8"]``: the reference first, no repeats;
+    ``auto`` stands for ``paths`` (``available_paths``).
 
     Raises:
         ArgumentError: an unknown name.
     """
     names = [name.strip() for name in text.split(",") if name.strip()]
+    names = [found for name in names for found in (paths or [] if name == "auto" else [name])]
     unknown = [name for name in names if name not in FORMATS]
     if unknown or not names:
-        raise ArgumentError(f"--formats {text}: unknown format {unknown or text!r}; use some of {', '.join(FORMATS)}")
-    return ["torch"] + [name for name in dict.fromkeys(names) if name != "torch"]
+        raise ArgumentError(
+            f"--formats {text}: unknown format {unknown or text!r}; use auto or some of {', '.join(FORMATS)}"
+        )
+    return [TORCH] + [name for name in dict.fromkeys(names) if name != TORCH]
 
 
-def benchmark_formats(
-    formats: str,
-    *,
-    weights: str | None,
-    random_model: DetectionModel | None,
-    data: str | None,
-    calib: int = ExportOptions.calib,
-    imgsz: int | None = None,
-    batch: int = 1,
-    device: torch.device,
-    iters: int | None = None,
-    warmup: int | None = None,
-    out: str | Path = "runs/benchmark",
-) -> dict[str, Any]:
-    """Export, check, time and (with ``data`` and trained ``weights``) score every format in ``formats``.
+def available_paths(device: torch.device, cpu: CpuFeatures, calibrated: bool) -> list[str]:
+    """Every path ``--formats auto`` measures here: the formats whose packages are installed, in fp32, in each
+    reduced precision this CPU computes natively, and in INT8 when there are calibration images."""
+    native = {"bf16": cpu.native_bf16, "fp16": cpu.native_fp16} if device.type == "cpu" else {}
+    paths = [TORCH] + ([f"{TORCH}-bf16"] if native.get("bf16") else [])
+    for name, fmt in DEPLOY_FORMATS.items():
+        if not all(importlib.util.find_spec(m.split(".")[0]) for m in fmt.packages + fmt.runtime):
+            continue
+        paths += [name] + [f"{name}-{p}" for p in fmt.reduced if native.get(p)]
+        if fmt.int8 and calibrated and all(importlib.util.find_spec(m.split(".")[0]) for m in fmt.int8_packages):
+            paths.append(f"{name}-int8")
+    return paths
 
-    Args:
-        weights: a checkpoint (fused or not); else ``random_model`` is saved and exported.
-        data: dataset YAML: its train split calibrates INT8 and gives the comparison images, its val split is scored.
-        imgsz: the exported input size (default: the size the checkpoint was trained at, else 640).
-        out: exports go to ``out/formats/``.
+
+def benchmark_formats(o: FormatsOptions, random_model: DetectionModel | None, device: torch.device) -> dict[str, Any]:
+    """Export, check, time and (with ``o.data`` and trained ``o.weights``) score every path in ``o.formats``, and
+    recommend the fastest within 0.005 mAP50-95 of fp32 (``recommend``).
+
+    ``o.weights`` is a checkpoint (fused or not); else ``random_model`` is saved and exported. ``o.data``'s train
+    split calibrates INT8 and gives the comparison images, its val split is scored. Exports go to
+    ``o.out/formats/`` (reduced precisions in a folder of their own, ``o.out/formats/bf16/``).
 
     Returns:
-        The figures ``format_formats_table`` prints: per format ``rows`` with latency (``ms``, ``ms_min``),
-        ``speedup`` over the fused PyTorch model, agreement with it and, when scored, ``map50_95`` and ``map_diff``.
+        The figures ``format_formats_table`` prints: per path ``rows`` with latency (``ms``, ``ms_min``),
+        ``speedup`` over the fused PyTorch model, agreement with it and, when scored, ``map50_95`` and ``map_diff``;
+        and the ``recommendation``.
     """
-    names = parse_formats(formats)
-    if data is None and any(FORMATS[name] and FORMATS[name][1] for name in names):
-        raise ArgumentError(f"--formats {formats}: INT8 formats need calibration images; add --data DATA.yaml")
-    checkpoint = _checkpoint(weights, random_model, Path(out) / "formats")
+    auto = "auto" in [name.strip() for name in o.formats.split(",")]
+    names = parse_formats(o.formats, available_paths(device, cpu_features(), o.data is not None) if auto else None)
+    if o.data is None and any(FORMATS[name][1] == "int8" for name in names):
+        raise ArgumentError(f"--formats {o.formats}: INT8 formats need calibration images; add --data DATA.yaml")
+    checkpoint = _checkpoint(o.weights, random_model, Path(o.out) / "formats")
     reference = PyTorchBackend(load_fused(checkpoint), device, source=str(checkpoint))
-    imgsz = check_imgsz(imgsz or reference.info.imgsz or 640, reference.stride)
-    backends: dict[str, Backend] = {"torch": reference}
+    imgsz = check_imgsz(o.imgsz or reference.info.imgsz or 640, reference.stride)
+    backends: dict[str, Backend] = {TORCH: reference}
     for name in names[1:]:
-        fmt, int8 = FORMATS[name]
-        path = export(weights=checkpoint, format=fmt, imgsz=imgsz, batch=batch, int8=int8, data=data, calib=calib)
-        backends[name] = load_backend(path, device)
-    images = _check_images(data, imgsz, batch, reference.stride)
+        try:
+            backends[name] = _load_path(name, checkpoint, o, imgsz, device)
+        except YolorepError as err:
+            if not auto:
+                raise
+            LOGGER.warning("--formats auto: %s skipped (%s)", name, err)
+    images = _check_images(o.data, imgsz, o.batch, reference.stride)
     rows = {name: _agreement(backend, reference, images) for name, backend in backends.items()}
-    timing = _time(backends, imgsz, batch, device, iters, warmup)
+    timing = time_backends(backends, imgsz, o.batch, device, o.iters, o.warmup)
     for name, row in rows.items():
         row.update(format=name, precision=backends[name].precision, source=backends[name].source)
         row.update(
-            {k: v for k, v in timing[name].items() if k != "times"}, speedup=timing["torch"]["ms"] / timing[name]["ms"]
+            {k: v for k, v in timing[name].items() if k != "times"}, speedup=timing[TORCH]["ms"] / timing[name]["ms"]
         )
-    scored = data is not None and random_model is None
+    scored = o.data is not None and random_model is None
     if scored:
-        scores = _score(backends, data, imgsz, batch)
+        scores = score_backends(backends, o.data, imgsz, o.batch)
         for name, figures in scores.items():
-            rows[name].update(figures, map_diff=figures["map50_95"] - scores["torch"]["map50_95"])
+            rows[name].update(figures, map_diff=figures["map50_95"] - scores[TORCH]["map50_95"])
+    weights = str(o.weights or checkpoint)
     return {
         "model": reference.info.model,
-        "source": str(weights or checkpoint),
+        "source": weights,
         "nc": len(reference.names),
         **environment(device),
+        "cpu_flags": cpu_features().summary(),
         "runtimes": _runtime_versions(),
         "imgsz": imgsz,
-        "batch": batch,
+        "batch": o.batch,
         "random_weights": random_model is not None,
-        "data": str(data) if data else None,
+        "data": str(o.data) if o.data else None,
         "scored": scored,
-        "iters": len(timing["torch"]["times"]),
+        "iters": len(timing[TORCH]["times"]),
         "rounds": ROUNDS,
         "rows": list(rows.values()),
+        "recommendation": recommend(list(rows.values()), FORMATS, weights, o, imgsz) if auto else None,
     }
+
+
+def _load_path(name: str, checkpoint: Path, o: FormatsOptions, imgsz: int, device: torch.device) -> Backend:
+    """The backend of one path: PyTorch under bf16 autocast, or an export in its precision (reduced precisions
+    into a folder of their own, since they share the fp32 file name)."""
+    fmt, precision = FORMATS[name]
+    if fmt == TORCH:
+        return PyTorchBackend(load_fused(checkpoint), device, half=True, source=f"{checkpoint} ({name})")
+    weights = checkpoint
+    if precision in DEPLOY_FORMATS[fmt].reduced:
+        (checkpoint.parent / precision).mkdir(exist_ok=True)
+        weights = Path(shutil.copy(checkpoint, checkpoint.parent / precision / checkpoint.name))
+    data = o.data if precision == "int8" else None
+    path = export(weights, format=fmt, precision=precision, imgsz=imgsz, batch=o.batch, data=data, calib=o.calib)
+    return load_backend(path, device)
 
 
 def _checkpoint(weights: str | None, random_model: DetectionModel | None, folder: Path) -> Path:
@@ -154,59 +184,6 @@ def _agreement(backend: Backend, reference: Backend, images: torch.Tensor) -> di
         "max_score_diff": score,
         "top100_iou": int8_agreement(expected, actual)["box_iou"],
     }
-
-
-def _time(
-    backends: dict[str, Backend],
-    imgsz: int,
-    batch: int,
-    device: torch.device,
-    iters: int | None,
-    warmup: int | None,
-) -> dict[str, dict[str, Any]]:
-    """Median and fastest latency (ms per batch) of every backend, timed in interleaved rounds on one input.
-
-    Host clocks time every call, each ending with a device synchronize: OpenVINO (and ONNX Runtime without its CUDA
-    provider) run on the CPU even when ``device`` is a GPU, where CUDA events would not see their work.
-    """
-    x = torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(1)).to(device)
-    calls = [partial(_synchronized, backend, x) for backend in backends.values()]
-    host = torch.device("cpu")
-    warmup = default_warmup(device) if warmup is None else warmup
-    warm = [time_calls(call, max(warmup, 1), host) for call in calls]
-    iters = iters or default_iters(sum(w[-1] for w in warm), device)
-    times = time_interleaved(calls, iters, ROUNDS, host)
-    return {
-        name: {"ms": statistics.median(t), "ms_min": min(t), "images_per_s": batch * 1e3 / statistics.median(t),
-               "times": t}
-        for name, t in zip(backends, times)
-    }  # fmt: skip
-
-
-def _synchronized(backend: Backend, x: torch.Tensor) -> None:
-    output = backend(x)
-    if output.is_cuda:
-        torch.cuda.synchronize(output.device)
-
-
-def _score(backends: dict[str, Backend], data: str, imgsz: int, batch: int) -> dict[str, dict[str, float]]:
-    """mAP by pycocotools of every backend on the same square letterboxed validation batches."""
-    spec = load_data_spec(data)
-    reference = backends["torch"]
-    single_cls = reference.info.single_cls
-    if (1 if single_cls else len(spec.names)) != len(reference.names):
-        raise ArgumentError(
-            f"--data {data}: has {len(spec.names)} classes but the model {len(reference.names)}; score on the data "
-            "set the model was trained on"
-        )
-    dataset, loader = build_eval_loader(spec, "val", imgsz, batch, reference.stride, single_cls=single_cls, rect=False)
-    settings = eval_settings(reference.info.eval_args, imgsz=imgsz)
-    scores = {}
-    for name, backend in backends.items():
-        results = build_validator(dataset, loader, settings)(backend)
-        scores[name] = {"map50_95": results["map50_95"], "map50": results["map50"], "val_images": results["images"]}
-        LOGGER.info("%s: mAP50-95 %.4f, mAP50 %.4f (pycocotools)", name, results["map50_95"], results["map50"])
-    return scores
 
 
 def _runtime_versions() -> dict[str, str]:

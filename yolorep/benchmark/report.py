@@ -135,7 +135,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def format_formats_table(result: dict[str, Any]) -> str:
-    """The table logged by ``yolorep benchmark --formats``: one row per format, PyTorch fused fp32 first."""
+    """The table logged by ``yolorep benchmark --formats``: one row per path, PyTorch fused fp32 first, and for
+    ``--formats auto`` the recommendation."""
     r = result
     runtimes = ", ".join(f"{k} {v}" for k, v in r["runtimes"].items())
     weights = "random (BatchNorm statistics randomized, class biases zeroed)" if r["random_weights"] else r["source"]
@@ -143,9 +144,10 @@ def format_formats_table(result: dict[str, Any]) -> str:
         f"yolorep benchmark --formats | {r['model']}, nc {r['nc']} | input [{r['batch']}, 3, {r['imgsz']}, "
         f"{r['imgsz']}] (fixed-shape exports)",
         environment_line(r) + (f" | {runtimes}" if runtimes else ""),
+        f"CPU flags: {r['cpu_flags']}",
         f"weights: {weights}",
         f"timing: median of {r['iters']} calls per format, interleaved in {r['rounds']} rounds; 'vs torch' is "
-        "PyTorch fused fp32 ms / format ms in this run",
+        "PyTorch fused fp32 ms / format ms in this run; a recommendation is judged on each path's fastest call",
         "agreement with PyTorch fused fp32 on the same images: largest box (px) and score difference, and the mean "
         "IoU of the boxes at its 100 most confident anchors per image",
     ]
@@ -165,6 +167,14 @@ def format_formats_table(result: dict[str, Any]) -> str:
         if r["scored"]:
             line += f"{row['map50_95']:>10.4f}{row['map_diff']:>+9.4f}"
         lines.append(line)
+    advice = r.get("recommendation")
+    if advice:
+        lines += [
+            "",
+            f"recommended: {advice['path']} ({advice['precision']}), {advice['reason']}",
+            *(f"  passed over {note}" for note in advice["passed_over"]),
+            f"  deploy it: {advice['command']}",
+        ]
     return "\n".join(lines)
 
 

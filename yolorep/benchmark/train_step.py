@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from yolorep.benchmark.paths import RunOptions
 from yolorep.benchmark.report import environment_line
-from yolorep.benchmark.timing import Clock, default_iters, default_warmup
 from yolorep.engine.deploy.tolerance import DTYPE_NAMES
 from yolorep.engine.device import cudnn_autotune
+from yolorep.engine.timing import Clock, default_iters, default_warmup
 from yolorep.loss import DetectionLoss
 from yolorep.options.hyp import load_hyp
 

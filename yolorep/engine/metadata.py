@@ -28,7 +28,7 @@ __all__ = [
     "metadata_problem",
 ]
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ class ModelMetadata:
         batch: the exported batch size (fixed unless ``dynamic``).
         dynamic: batch, height and width may change; otherwise the input is ``[batch, 3, imgsz, imgsz]``.
         fused: the re-parameterizable blocks were fused before export.
-        precision: ``fp32``, ``fp16`` or ``int8`` (quantized weights and activations).
+        precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (quantized weights and activations): what the export was
+            checked in and what its runtime computes in where the CPU has the units (else fp32).
+        precision_reason: why that precision was chosen (``this CPU has AMX``, measured latency and mAP ...).
         model: model name and scale, e.g. ``yolorep-n``.
         version: the yolorep version that wrote the file.
         task: ``detect``.
@@ -62,6 +64,7 @@ class ModelMetadata:
     dynamic: bool = True
     fused: bool = True
     precision: str = "fp32"
+    precision_reason: str = ""
     model: str = ""
     version: str = __version__
     task: str = "detect"
@@ -73,8 +76,8 @@ class ModelMetadata:
     family: str = ""
     source: str = ""
 
-    def with_precision(self, precision: str, calibration: str = "") -> ModelMetadata:
-        return replace(self, precision=precision, calibration=calibration)
+    def with_precision(self, precision: str, calibration: str = "", reason: str = "") -> ModelMetadata:
+        return replace(self, precision=precision, calibration=calibration, precision_reason=reason)
 
     def to_strings(self) -> dict[str, str]:
         """The mapping written into an exported file (every value a string; JSON where it is not one)."""
@@ -91,6 +94,8 @@ class ModelMetadata:
             "precision": self.precision,
             "eval_args": json.dumps(self.eval_args or {}),
         }
+        if self.precision_reason:
+            strings["precision_reason"] = self.precision_reason
         if self.calibration:
             strings["calibration"] = self.calibration
         if self.data:
@@ -148,6 +153,7 @@ class ModelMetadata:
             dynamic=_parsed(strings, "dynamic", "false", where),
             fused=_parsed(strings, "fused", "true", where),
             precision=strings.get("precision", "fp16" if half is True else "fp32"),
+            precision_reason=strings.get("precision_reason", ""),
             model=strings.get("model", ""),
             version=strings["yolorep"],
             task=strings.get("task", "detect"),
@@ -225,7 +231,7 @@ def metadata_problem(info: ModelMetadata) -> str | None:
 
 
 _FLAGS = ("dynamic", "fused", "single_cls")
-_STRINGS = ("model", "version", "calibration", "data", "scale", "family", "source")
+_STRINGS = ("model", "version", "precision_reason", "calibration", "data", "scale", "family", "source")
 
 
 def metadata_of(model: nn.Module, precision: str = "fp32") -> ModelMetadata:

@@ -49,7 +49,8 @@ class Detector:
         imgsz: longest image side fed to the model, a multiple of its stride (default: the training size, or 640).
         conf: keep detections scoring above this.
         iou: NMS IoU threshold.
-        half: fp16 inference (CUDA only).
+        half: the fast half precision of the device: fp16 on CUDA, bf16 autocast on a CPU with AMX or AVX-512 BF16
+            (for a PyTorch model; an exported file runs at the precision it was exported with).
         classes: keep only these class indices.
         max_det: detections per image at most.
 
@@ -69,11 +70,10 @@ class Detector:
         max_det: int = 300,
     ) -> None:
         self.device = select_device(device)
-        if half and self.device.type != "cuda":
-            raise YolorepError(f"--half: fp16 needs a CUDA device, got {self.device}; add --device 0 or drop --half")
         self.half = half
         self.model = load_backend(weights, self.device, half=half)
-        self.dtype = torch.float16 if half else torch.float32
+        # fp16 input only for fp16 weights on CUDA; a CPU backend (bf16 autocast, OpenVINO) takes fp32
+        self.dtype = torch.float16 if self.model.precision == "fp16" and self.device.type == "cuda" else torch.float32
         self.names = ClassNames(self.model.names)
         self.stride = self.model.stride
         self.agnostic = False  # class-agnostic NMS

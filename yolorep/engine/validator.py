@@ -23,7 +23,10 @@ from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.spec import DataSpec, ensure_split, load_data_spec
 from yolorep.engine.class_names import ReorderedClasses, evaluation_order
 from yolorep.engine.data_summary import format_data_summary
-from yolorep.engine.deploy import Backend, load_backend
+from yolorep.engine.deploy.base import Backend
+from yolorep.engine.deploy.cpu import cpu_features
+from yolorep.engine.deploy.loading import load_backend
+from yolorep.engine.deploy.precision import half_dtype
 from yolorep.engine.device import loader_workers, select_device
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.engine.tta import AugmentedBackend
@@ -327,10 +330,11 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
     weights, data, half = o.weights, o.data, o.half
     dev = select_device(o.device)
     workers = loader_workers(o.workers, dev)
-    if half and dev.type != "cuda":
-        LOGGER.warning("--half needs CUDA; evaluating in fp32 on %s", dev)
+    if half and half_dtype(dev, cpu_features()) is None:
+        LOGGER.warning("--half: %s has no fast half precision (fp16 on CUDA, bf16 on AMX or AVX-512 BF16); fp32", dev)
         half = False
     model = load_backend(weights, dev, half=half)
+    half = model.precision == "fp16" and dev.type == "cuda"  # fp16 images for fp16 weights; bf16 autocasts fp32 ones
     where = "the model" if isinstance(weights, nn.Module) else str(weights)
     if data is None:
         data = _data_of(where, model.info.data)

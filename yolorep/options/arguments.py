@@ -99,7 +99,7 @@ def _add(target: Any, name: str, f: Field, spec: OptionSpec, help: str, annotati
             kwargs["metavar"] = spec.metavar
         elif type_metavars and base in (int, float, str):
             kwargs["metavar"] = base.__name__.upper()
-    if f.default == "auto" and spec.convert is not None:  # --cache alone means true
+    if f.default == "auto" and bool in typing.get_args(annotation):  # --cache alone means true
         kwargs.update(nargs="?", const=True)
     if spec.const is not None:
         kwargs.update(nargs="?", const=spec.const)

@@ -25,7 +25,9 @@ class Backend:
     Attributes:
         format: ``pytorch``, ``torchscript``, ``onnx`` or ``openvino``.
         source: the file (or ``"model"`` for an in-memory model).
-        names, stride, imgsz, batch, dynamic, fused, precision: from ``info`` (see ``ModelMetadata``).
+        names, stride, imgsz, batch, dynamic, fused: from ``info`` (see ``ModelMetadata``).
+        precision: what it computes in: ``info.precision``, or fp32 where this CPU has no units for a bf16 or fp16
+            file, or bf16 for a PyTorch model run with ``half`` on a CPU with native bf16.
         info: the model's metadata.
         device: where outputs are returned.
     """

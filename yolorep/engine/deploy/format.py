@@ -32,7 +32,7 @@ class ExportJob:
             [B, N, 4 + nc]), in fp32 or (``--half``) fp16.
         example: an input of the exported shape, [batch, 3, imgsz, imgsz].
         path: where to write (a file, or a folder for formats that are folders).
-        info: the metadata the file must carry (its ``precision`` says fp32, fp16 or int8).
+        info: the metadata the file must carry (its ``precision`` says fp32, fp16, bf16 or int8).
         opset: the ONNX opset, for formats converted from ONNX.
         calibration: for INT8, batches [batch, 3, imgsz, imgsz] float32 in 0..1 of training images; else None.
     """
@@ -58,7 +58,10 @@ class DeployFormat:
         packages: modules the export needs (checked before minutes of work).
         runtime: modules the backend needs; without them an export is written but not checked.
         int8_packages: modules an INT8 export needs besides.
-        int8, half, dynamic: whether ``--int8``, ``--half`` and ``--dynamic`` are supported.
+        int8, half, dynamic: whether ``--int8``, ``--half`` (fp16 weights, on CUDA) and ``--dynamic`` are supported.
+        reduced: float precisions below fp32 that its CPU runtime computes in when the CPU has native units for them,
+            chosen when the file is loaded while the file itself stays fp32 (OpenVINO's ``bf16`` and ``fp16``
+            inference precision); ``--precision`` may ask for them, and ``auto`` picks bf16 where the CPU has it.
         uses_opset: the export goes through ONNX, so ``--opset`` applies.
         is_folder: the export is a folder (``path`` may also be a file inside it, such as OpenVINO's ``.xml``).
     """
@@ -74,6 +77,7 @@ class DeployFormat:
     int8: bool = False
     half: bool = False
     dynamic: bool = False
+    reduced: tuple[str, ...] = ()
     uses_opset: bool = False
     is_folder: bool = False
     file_suffix: str = ""  # the suffix of the file inside a folder format that may be passed instead (.xml)

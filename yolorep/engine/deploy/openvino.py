@@ -1,6 +1,7 @@
 """The OpenVINO format: the exported ONNX graph converted to OpenVINO IR (``<stem>_openvino_model/`` holding
 ``.xml`` + ``.bin``), optionally quantized to INT8 with NNCF, with yolorep's metadata in its ``rt_info``; and
-``OpenVINOBackend``, which runs it on the CPU."""
+``OpenVINOBackend``, which runs it on the CPU. A bf16 or fp16 export is the fp32 IR whose metadata names the
+precision OpenVINO computes it in (its inference precision hint), so one file runs natively wherever it goes."""
 
 from __future__ import annotations
 
@@ -14,14 +15,17 @@ import torch
 from torch import Tensor
 
 from yolorep.engine.deploy.base import Backend
+from yolorep.engine.deploy.cpu import cpu_features
 from yolorep.engine.deploy.format import DeployFormat, ExportJob
 from yolorep.engine.deploy.onnx import write_onnx
 from yolorep.engine.deploy.optional import require
+from yolorep.engine.deploy.precision import PrecisionChoice, runtime_precision
 from yolorep.engine.deploy.quantize import quantize_openvino
 from yolorep.engine.metadata import ModelMetadata
 from yolorep.errors import YolorepError
 
 __all__ = [
+    "INFERENCE_PRECISION",
     "OPENVINO",
     "RT_INFO_KEY",
     "OpenVINOBackend",
@@ -56,19 +60,28 @@ def read_rt_metadata(model: Any) -> dict[str, str]:
     return {key: value.astype(str) for key, value in model.get_rt_info()[RT_INFO_KEY].items()}
 
 
-def compile_openvino(model: Any, core: Any) -> Any:
-    """Compile for the CPU: latency mode, torch's thread count, and f32 for what is not quantized (OpenVINO would
-    otherwise run it in bf16 on CPUs that have it, and an fp32 model would no longer match PyTorch)."""
+# yolorep precision -> OpenVINO's inference precision for what is not quantized (an INT8 model's remaining float
+# ops stay f32: with bf16 they were not faster on an AMX CPU, and the decode tail keeps its pixel resolution)
+INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+
+
+def compile_openvino(model: Any, core: Any, precision: str = "fp32") -> Any:
+    """Compile for the CPU: latency mode, torch's thread count, and the inference precision of ``precision``.
+
+    The hint is always given: without one OpenVINO runs fp32 models in bf16 on CPUs that have it, and what a file
+    computes in must be the precision it was checked in (its metadata), not the machine's default.
+    """
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision],
     }
     return core.compile_model(model, "CPU", config)
 
 
 class OpenVINOBackend(Backend):
-    """Runs a yolorep OpenVINO IR on the CPU; outputs are moved to ``device``."""
+    """Runs a yolorep OpenVINO IR on the CPU in the precision its metadata names (``runtime_precision``: fp32 where a
+    bf16 or fp16 file meets a CPU without native units for it); outputs are moved to ``device``."""
 
     format = "openvino"
 
@@ -84,14 +97,28 @@ class OpenVINOBackend(Backend):
         info = ModelMetadata.from_strings(read_rt_metadata(model), str(path))
         if device.type != "cpu":
             LOGGER.info("%s: OpenVINO runs on the CPU; outputs are moved to %s", path, device)
-        self.request = compile_openvino(model, core).create_infer_request()
+        precision = _runnable(info.precision, core, path)
+        self.request = compile_openvino(model, core, precision).create_infer_request()
         super().__init__(str(path), info, device)
+        self.precision = precision
 
     def _forward(self, images: Tensor) -> Tensor:
         x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
         self.request.infer({0: x})
         # the request reuses its output buffer on the next call: copy
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
+
+
+def _runnable(stored: str, core: Any, path: Path) -> str:
+    """What to compile a file whose metadata says ``stored`` in: ``runtime_precision`` on this CPU's flags, and fp32
+    where OpenVINO's CPU plugin does not list the precision among its capabilities."""
+    choice = runtime_precision(stored, cpu_features())
+    capability = {"bf16": "BF16", "fp16": "FP16"}.get(choice.precision)
+    if capability and capability not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        choice = PrecisionChoice("fp32", f"OpenVINO does not compute {stored} on this CPU; the file runs in fp32")
+    if choice.precision != stored:
+        LOGGER.info("%s: %s", path, choice.reason)
+    return choice.precision
 
 
 def export_openvino(job: ExportJob) -> None:
@@ -122,6 +149,7 @@ OPENVINO = DeployFormat(
     int8_packages=("nncf",),
     int8=True,
     dynamic=True,
+    reduced=("bf16", "fp16"),
     uses_opset=True,
     is_folder=True,
     file_suffix=".xml",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,10 @@ LOGGER = logging.getLogger(__name__)
 MIN_OPSET = 11  # the head's chunk of the box distances has no export before opset 11
 
 
-def export_path(weights: str | Path, format: str, int8: bool = False) -> Path:
+def export_path(weights: str | Path, format: str, int8: bool = False, half: bool = False) -> Path:
     """Where ``export`` writes: ``best.onnx``, ``best_int8.onnx``, ``best.torchscript``, ``best_openvino_model/``,
-    ``best_int8_openvino_model/``, beside the weights."""
-    return FORMATS[format].path_for(weights, int8)
+    ``best_int8_openvino_model/``, ``best_fp16_ncnn_model/``, ``best_int8.tflite`` ..., beside the weights."""
+    return FORMATS[format].path_for(weights, int8, half)
 
 
 def max_opset() -> int:
@@ -78,22 +79,29 @@ def export(*args: Any, **kwargs: Any) -> Path:
     """``yolorep export``: write the fused model beside the weights (names: ``export_path``).
 
     The options are ``ExportOptions``, or its fields as keywords (``export("best.pt", format="onnx")``):
-    ``weights`` (checkpoint path); ``format`` (``registry.FORMATS``: onnx, torchscript, openvino); ``imgsz``, the
-    square input size the export is traced (and, without ``dynamic``, fixed) at (default: the size the checkpoint
-    was trained at, else 640); ``batch``; ``dynamic`` (batch, height and width become dynamic axes, checked at a
-    second shape); ``half`` (fp16 weights and input, on a CUDA device); ``opset``; ``device`` to trace on; ``int8``
-    (post-training quantization: ONNX Runtime static QDQ for onnx, NNCF for openvino) calibrated on ``calib``
-    train images of ``data``.
+    ``weights`` (checkpoint path); ``format`` (``registry.FORMATS``: onnx, torchscript, openvino, ncnn, tflite, coreml,
+    tensorrt); ``imgsz``, the square input size the export is traced (and, without ``dynamic``, fixed) at (default:
+    the size the checkpoint was trained at, else 640); ``batch``; ``dynamic`` (batch, height and width become dynamic
+    axes, checked at a second shape); ``half`` (fp16 weights: traced in fp16 on a CUDA device for onnx, torchscript
+    and tensorrt, converted while writing on any device for ncnn, tflite and coreml); ``opset``; ``device`` to trace
+    on; ``int8`` (post-training quantization: ONNX Runtime static QDQ for onnx and tensorrt, NNCF for openvino, AI
+    Edge Quantizer for tflite) calibrated on ``calib`` train images of ``data``.
 
     Returns:
-        The exported file (a folder for OpenVINO).
+        The exported file (a folder for OpenVINO, NCNN and CoreML).
     """
     o = ExportOptions.build(args, kwargs)
     fmt = _checked_format(o)
     device = select_device(o.device)
-    if o.half and device.type != "cuda":
+    if fmt.needs_cuda and device.type != "cuda":
+        raise YolorepError(
+            f"--format {fmt.name}: builds an engine for the GPU it will run on, and needs a CUDA device, got {device}; "
+            "run on the target GPU with --device 0"
+        )
+    if o.half and not fmt.half_on_cpu and device.type != "cuda":
         raise YolorepError(f"--half: fp16 export needs a CUDA device, got {device}; add --device 0 or drop --half")
-    dtype = torch.float16 if o.half else torch.float32
+    # formats that convert to fp16 while writing are traced in fp32; the others trace the fp16 model on CUDA
+    dtype = torch.float16 if o.half and not fmt.half_on_cpu else torch.float32
     model = load_fused(o.weights).to(device, dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -109,12 +117,12 @@ def export(*args: Any, **kwargs: Any) -> Path:
         n = sum(len(b) for b in calibration)
         LOGGER.info("INT8 calibration on %d images of the train split of %s", n, o.data)
         info = info.with_precision("int8", f"{n} train images of {Path(o.data).name}")
-    path = fmt.path_for(o.weights, o.int8)
+    path = fmt.path_for(o.weights, o.int8, o.half)
     LOGGER.info("exporting %s -> %s (input %s %s)", o.weights, path, tuple(example.shape), info.precision)
     job = ExportJob(model, example, path, info, o.opset, calibration)
     fmt.export(job)
     _check_export(fmt, job)
-    size_mb = sum(f.stat().st_size for f in ([path] if path.is_file() else path.iterdir())) / 1e6
+    size_mb = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file()) / 1e6
     LOGGER.info("export done: %s (%.1f MB)", path, size_mb)
     return path
 
@@ -137,6 +145,9 @@ def _check_export(fmt: DeployFormat, job: ExportJob) -> None:
     """Load the written file through its backend and compare its outputs with the model's: within the tolerance
     of its precision (``tolerance.TOLERANCES``), or for INT8 by agreement on the calibration images."""
     device = job.example.device
+    if not fmt.runs_here():
+        LOGGER.warning("export: %s does not run on %s; outputs not checked here", fmt.name, sys.platform)
+        return
     missing = [m for m in fmt.runtime if importlib.util.find_spec(m) is None]
     if missing:
         LOGGER.warning("export: %s is not installed; outputs not checked (pip install 'yolorep[%s]')", missing[0],

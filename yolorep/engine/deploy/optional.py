@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
+import warnings
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 
 from yolorep.errors import YolorepError
 
-__all__ = ["QUIET_ON_IMPORT", "require"]
+__all__ = ["QUIET_ON_IMPORT", "quiet", "require"]
 
 # loggers that warn while a package is imported, about nothing yolorep uses: importing nncf probes torch's C++
 # extension toolchain, which warns "No CUDA runtime is found" on every CPU-only machine
@@ -37,3 +41,22 @@ def require(module: str, purpose: str, extra: str) -> ModuleType:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet(environment: Mapping[str, str], expected_warnings: tuple[str, ...] = ()) -> Iterator[None]:
+    """Run a converter with ``environment`` set (the switches that turn off its progress printing) and the
+    ``expected_warnings`` (message patterns) ignored; the caller's environment is restored after the block."""
+    previous = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    try:
+        with warnings.catch_warnings():
+            for pattern in expected_warnings:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_parse_formats_puts_the_reference_first():
     assert parse_formats("onnx, openvino-int8,onnx") == ["torch", "onnx", "openvino-int8"]
-    with pytest.raises(ArgumentError, match=r"--formats onnx,tflite: unknown format \['tflite'\]; use some of torch"):
-        parse_formats("onnx,tflite")
+    with pytest.raises(ArgumentError, match=r"--formats onnx,caffe: unknown format \['caffe'\]; use some of torch"):
+        parse_formats("onnx,caffe")
 
 
 def test_formats_table_with_map(trained_tiny, tiny_shapes_yaml, tmp_path, caplog):

@@ -14,6 +14,7 @@ import copy
 import logging
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,9 @@ def export_coreml(job: ExportJob) -> None:
         model, example = copy.deepcopy(model).cpu(), example.cpu()
     program = torch.export.export(model.eval(), (example,)).run_decompositions()
     precision = ct.precision.FLOAT16 if job.info.precision == "fp16" else ct.precision.FLOAT32
-    mlmodel = ct.convert(program, convert_to="mlprogram", compute_precision=precision)
+    with warnings.catch_warnings():  # coremltools' own use of its deprecated op registry warns per op
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        mlmodel = ct.convert(program, convert_to="mlprogram", compute_precision=precision)
     spec = mlmodel.get_spec()
     ct.utils.rename_feature(spec, spec.description.output[0].name, OUTPUT)
     spec.description.metadata.userDefined.update(job.info.to_strings())

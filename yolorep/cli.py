@@ -76,7 +76,7 @@ COMMANDS = {
     ),
     "export": Command(
         "yolorep.engine.deploy.exporter", "export", (("export", ExportOptions),),
-        "export the fused model to ONNX, TorchScript or OpenVINO (fp32 or INT8)",
+        "export the fused model to ONNX, TorchScript, OpenVINO, NCNN, TFLite, CoreML or TensorRT (fp32, fp16, INT8)",
     ),
     "benchmark": Command(
         "yolorep.benchmark", "benchmark",

@@ -1,6 +1,7 @@
 """Deploying what was trained: every export format (fp32 and INT8) scored by ``val`` and run by ``Detector`` exactly
 like the checkpoint it came from, on the tiny trained model at 64 px."""
 
+import importlib.util
 import json
 
 import cv2
@@ -13,6 +14,7 @@ import yolorep
 from yolorep.benchmark.command import randomize_for_check
 from yolorep.cli import main
 from yolorep.datasets.spec import load_data_spec
+from yolorep.engine.deploy import FORMATS as DEPLOY_FORMATS
 from yolorep.engine.deploy import export, load_backend
 from yolorep.engine.deploy.openvino import find_openvino_xml, read_rt_metadata
 from yolorep.engine.predictor import Detector
@@ -26,14 +28,24 @@ pytest.importorskip("nncf")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 IMGSZ = 64
-# (export format, int8): the formats yolorep exports, each at the fixed shape [2, 3, 64, 64]
+# (export format, int8): the formats yolorep exports and runs on a CPU, each at the fixed shape [2, 3, 64, 64]
 FORMATS = {
     "onnx": ("onnx", False),
     "torchscript": ("torchscript", False),
     "openvino": ("openvino", False),
+    "ncnn": ("ncnn", False),
+    "tflite": ("tflite", False),
     "onnx-int8": ("onnx", True),
     "openvino-int8": ("openvino", True),
+    "tflite-int8": ("tflite", True),
 }
+
+
+def installed(fmt: str, int8: bool) -> bool:
+    """Whether the packages that export and run ``fmt`` are here (NCNN and TFLite are optional extras)."""
+    deploy = DEPLOY_FORMATS[fmt]
+    modules = deploy.packages + deploy.runtime + (deploy.int8_packages if int8 else ())
+    return all(importlib.util.find_spec(m.split(".")[0]) for m in modules)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +65,14 @@ def exported(best, tiny_shapes_yaml):
     return {
         name: export(best, format=fmt, imgsz=IMGSZ, batch=2, int8=int8, data=tiny_shapes_yaml, calib=4)
         for name, (fmt, int8) in FORMATS.items()
+        if installed(fmt, int8)
     }
+
+
+def exported_as(exported, name):
+    if name not in exported:
+        pytest.skip(f"{name}: its optional packages are not installed")
+    return exported[name]
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +127,12 @@ def raw_metadata(path):
         extra = {"config.txt": ""}
         torch.jit.load(str(path), _extra_files=extra)
         return json.loads(extra["config.txt"])
+    if path.suffix == ".tflite":
+        from yolorep.engine.deploy.tflite import read_tflite_metadata
+
+        return json.loads(read_tflite_metadata(path.read_bytes(), str(path)))
+    if path.name.endswith("_ncnn_model"):
+        return json.loads((path / "metadata.json").read_text())
     import openvino
 
     return read_rt_metadata(openvino.Core().read_model(str(find_openvino_xml(path))))
@@ -125,9 +150,9 @@ def test_every_format_carries_its_metadata(exported, best):
         assert meta.get("calibration", "") == ("4 train images of shapes.yaml" if name.endswith("int8") else ""), name
 
 
-@pytest.mark.parametrize("name", ["onnx", "torchscript", "openvino"])
+@pytest.mark.parametrize("name", ["onnx", "torchscript", "openvino", "ncnn", "tflite"])
 def test_fp32_export_scores_like_the_checkpoint(name, exported, square_reference, tiny_shapes_yaml, tmp_path):
-    metrics = val(exported[name], data=tiny_shapes_yaml, batch=4, workers=0, project=tmp_path, name="v")
+    metrics = val(exported_as(exported, name), data=tiny_shapes_yaml, batch=4, workers=0, project=tmp_path, name="v")
     expected, expected_predictions = square_reference
     stored = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert stored["source"] == "pycocotools" and stored["fused"] is True and metrics["images"] == 6
@@ -143,9 +168,9 @@ def test_fp32_export_scores_like_the_checkpoint(name, exported, square_reference
             ), (name, image, score, category, box)
 
 
-@pytest.mark.parametrize("name", ["onnx-int8", "openvino-int8"])
+@pytest.mark.parametrize("name", ["onnx-int8", "openvino-int8", "tflite-int8"])
 def test_int8_export_scores_and_finds_the_same_boxes(name, exported, square_reference, tiny_shapes_yaml, tmp_path):
-    backend = load_backend(exported[name], "cpu")
+    backend = load_backend(exported_as(exported, name), "cpu")
     assert backend.precision == "int8" and "4 train images" in backend.info.calibration
     metrics = val(exported[name], data=tiny_shapes_yaml, batch=4, workers=0, project=tmp_path, name="v")
     assert metrics["source"] == "pycocotools" and metrics["images"] == 6 and 0 <= metrics["map50_95"] <= 1
@@ -160,7 +185,7 @@ def test_int8_export_scores_and_finds_the_same_boxes(name, exported, square_refe
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_predict_from_every_format_finds_the_checkpoints_boxes(name, exported, expected_results, square_images):
     expected = expected_results
-    detector = Detector(exported[name], device="cpu", conf=0.05, max_det=10)
+    detector = Detector(exported_as(exported, name), device="cpu", conf=0.05, max_det=10)
     assert detector.imgsz == IMGSZ and detector.names == expected[0].names  # read from the file
     results = detector.predict(square_images)
     assert [r.path for r in results] == [r.path for r in expected]

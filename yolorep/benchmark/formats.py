@@ -36,12 +36,14 @@ from yolorep.options import ExportOptions
 __all__ = ["FORMATS", "benchmark_formats", "parse_formats"]
 
 LOGGER = logging.getLogger(__name__)
-# --formats name -> (export format, int8): every deploy format, and its INT8 form where it has one; "torch" is the
-# fused PyTorch model every other format is compared with
-FORMATS: dict[str, tuple[str, bool] | None] = {
+# --formats name -> (export format, precision): every deploy format, and its INT8 and fp16 forms where it has them
+# (fp16 traced on a GPU for onnx, torchscript and tensorrt; converted on any device for ncnn, tflite and coreml);
+# "torch" is the fused PyTorch model every other format is compared with
+FORMATS: dict[str, tuple[str, str] | None] = {
     "torch": None,
-    **{name: (name, False) for name in DEPLOY_FORMATS},
-    **{f"{name}-int8": (name, True) for name, deploy in DEPLOY_FORMATS.items() if deploy.int8},
+    **{name: (name, "fp32") for name in DEPLOY_FORMATS},
+    **{f"{name}-int8": (name, "int8") for name, deploy in DEPLOY_FORMATS.items() if deploy.int8},
+    **{f"{name}-fp16": (name, "fp16") for name, deploy in DEPLOY_FORMATS.items() if deploy.half},
 }
 ROUNDS = 10
 CHECK_IMAGES = 8  # images the outputs are compared on
@@ -87,15 +89,18 @@ def benchmark_formats(
         ``speedup`` over the fused PyTorch model, agreement with it and, when scored, ``map50_95`` and ``map_diff``.
     """
     names = parse_formats(formats)
-    if data is None and any(FORMATS[name] and FORMATS[name][1] for name in names):
+    if data is None and any(FORMATS[name] and FORMATS[name][1] == "int8" for name in names):
         raise ArgumentError(f"--formats {formats}: INT8 formats need calibration images; add --data DATA.yaml")
     checkpoint = _checkpoint(weights, random_model, Path(out) / "formats")
     reference = PyTorchBackend(load_fused(checkpoint), device, source=str(checkpoint))
     imgsz = check_imgsz(imgsz or reference.info.imgsz or 640, reference.stride)
     backends: dict[str, Backend] = {"torch": reference}
     for name in names[1:]:
-        fmt, int8 = FORMATS[name]
-        path = export(weights=checkpoint, format=fmt, imgsz=imgsz, batch=batch, int8=int8, data=data, calib=calib)
+        fmt, precision = FORMATS[name]
+        path = export(
+            weights=checkpoint, format=fmt, imgsz=imgsz, batch=batch, int8=precision == "int8",
+            half=precision == "fp16", data=data, calib=calib, device=_export_device(fmt, precision, device),
+        )  # fmt: skip
         backends[name] = load_backend(path, device)
     images = _check_images(data, imgsz, batch, reference.stride)
     rows = {name: _agreement(backend, reference, images) for name, backend in backends.items()}
@@ -125,6 +130,13 @@ def benchmark_formats(
         "rounds": ROUNDS,
         "rows": list(rows.values()),
     }
+
+
+def _export_device(fmt: str, precision: str, device: torch.device) -> str:
+    """Where a format is exported: on the benchmarked device when it builds for a GPU (TensorRT) or traces fp16 on
+    one (ONNX, TorchScript); else on the CPU (the exported file then runs wherever its backend puts it)."""
+    deploy = DEPLOY_FORMATS[fmt]
+    return str(device) if deploy.needs_cuda or (precision == "fp16" and not deploy.half_on_cpu) else "cpu"
 
 
 def _checkpoint(weights: str | None, random_model: DetectionModel | None, folder: Path) -> Path:
@@ -211,7 +223,7 @@ def _score(backends: dict[str, Backend], data: str, imgsz: int, batch: int) -> d
 
 def _runtime_versions() -> dict[str, str]:
     versions = {}
-    for package in ("onnxruntime", "openvino", "nncf"):
+    for package in ("onnxruntime", "openvino", "nncf", "ncnn", "pnnx", "litert-torch", "ai-edge-litert", "tensorrt"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -111,7 +111,7 @@ class FormatsOptions(Options):
 
     command = "benchmark"
 
-    formats: str = option(help="compare exported formats, e.g. torch,onnx,openvino,onnx-int8,openvino-int8")
+    formats: str = option(help="compare exported formats, e.g. torch,onnx,openvino,ncnn-fp16,tflite-int8")
     model: str | None = _model()
     weights: str | None = _weights()
     data: str | None = option(None, "dataset YAML calibrating INT8 and, for trained weights, scoring mAP")
@@ -132,7 +132,7 @@ BENCHMARK_MODES: dict[str, tuple[type[Options], str]] = {
     "sweep": (SweepOptions, "grid of batch and image sizes -> CSV + plot"),
     "train": (TrainStepOptions, "time training steps (forward + loss + backward + step)"),
     "epoch": (EpochOptions, "train --epochs on --data and break each epoch down by phase"),
-    "formats": (FormatsOptions, "compare exported formats, e.g. torch,onnx,openvino,onnx-int8,openvino-int8"),
+    "formats": (FormatsOptions, "compare exported formats, e.g. torch,onnx,openvino,ncnn-fp16,tflite-int8"),
 }
 
 

@@ -104,18 +104,19 @@ class PredictOptions(Options):
 
 @dataclass(frozen=True)
 class ExportOptions(Options):
-    """``yolorep export``: the fused model as ONNX, TorchScript or OpenVINO (fp32 or INT8), checked."""
+    """``yolorep export``: the fused model as ONNX, TorchScript, OpenVINO, NCNN, TFLite, CoreML or TensorRT (fp32,
+    fp16 or INT8), checked."""
 
     command = "export"
 
     weights: Any = option(help="checkpoint to export (.pt)", convert=read_model)
-    format: str = option("onnx", "file format: onnx, torchscript or openvino")
+    format: str = option("onnx", "file format: onnx, torchscript, openvino, ncnn, tflite, coreml or tensorrt")
     imgsz: int | None = _image_size(None, "input size (default: the checkpoint's training size)")
     batch: int = option(1, "batch size of the exported input", check=at_least(1))
     dynamic: bool = option(False, "dynamic batch and image size axes")
-    half: bool = option(False, "fp16 weights (needs --device cuda)")
+    half: bool = option(False, "fp16 weights (onnx, torchscript, tensorrt: --device cuda; ncnn, tflite, coreml: any)")
     opset: int = option(17, "ONNX opset version", check=at_least(1))
-    int8: bool = option(False, "INT8 post-training quantization (onnx, openvino); needs --data")
+    int8: bool = option(False, "INT8 post-training quantization (onnx, openvino, tflite, tensorrt); needs --data")
     data: str | None = option(None, "dataset YAML whose train split calibrates --int8")
     calib: int = option(64, "calibration images for --int8", check=at_least(1))
     device: str | None = option("cpu", DEVICE_HELP)

@@ -22,7 +22,7 @@ from torch import nn
 
 from yolorep.checks import check_imgsz
 from yolorep.engine.deploy.format import DeployFormat, ExportJob
-from yolorep.engine.deploy.optional import require
+from yolorep.engine.deploy.optional import require_installed
 from yolorep.engine.deploy.pytorch import load_fused
 from yolorep.engine.deploy.quantize import calibration_batches, int8_agreement
 from yolorep.engine.deploy.registry import FORMATS
@@ -71,7 +71,7 @@ def _checked_format(o: ExportOptions) -> DeployFormat:
         )
     purpose = f"--format {fmt.name}{' --int8' if o.int8 else ''}"
     for module in fmt.packages + (fmt.int8_packages if o.int8 else ()):
-        require(module, purpose, fmt.extra)
+        require_installed(module, purpose, fmt.extra)
     return fmt
 
 

@@ -52,7 +52,8 @@ class DeployFormat:
     """One deploy format.
 
     Attributes:
-        name: the ``--format`` name (``onnx``); ``benchmark --formats`` also takes ``<name>-int8`` when ``int8``.
+        name: the ``--format`` name (``onnx``); ``benchmark --formats`` also takes ``<name>-int8`` when ``int8`` and
+            ``<name>-fp16`` when ``half``.
         suffix: what follows the weights' stem in the exported name (``.onnx``; ``_openvino_model`` for a folder).
         export: writes ``job.path`` from ``job.model`` (the exporter then checks it through ``backend``).
         backend: runs an exported file: ``backend(path, device)``.

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
+import importlib.util
 import logging
-import os
-import warnings
-from collections.abc import Iterator, Mapping
 from types import ModuleType
 
 from yolorep.errors import YolorepError
 
-__all__ = ["QUIET_ON_IMPORT", "quiet", "require"]
+__all__ = ["QUIET_ON_IMPORT", "require", "require_installed"]
 
 # loggers that warn while a package is imported, about nothing yolorep uses: importing nncf probes torch's C++
 # extension toolchain, which warns "No CUDA runtime is found" on every CPU-only machine
@@ -43,20 +40,15 @@ def require(module: str, purpose: str, extra: str) -> ModuleType:
             logger.setLevel(level)
 
 
-@contextlib.contextmanager
-def quiet(environment: Mapping[str, str], expected_warnings: tuple[str, ...] = ()) -> Iterator[None]:
-    """Run a converter with ``environment`` set (the switches that turn off its progress printing) and the
-    ``expected_warnings`` (message patterns) ignored; the caller's environment is restored after the block."""
-    previous = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
+def require_installed(module: str, purpose: str, extra: str) -> None:
+    """Check that ``module`` is installed without importing it (a converter whose import is heavy or starts threads
+    runs in a child process), or raise ``require``'s one line."""
     try:
-        with warnings.catch_warnings():
-            for pattern in expected_warnings:
-                warnings.filterwarnings("ignore", message=pattern)
-            yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package of a dotted name is missing, or an import was blocked
+        found = False
+    if not found:
+        package = module.split(".")[0]
+        raise YolorepError(
+            f"{purpose}: needs the {package} package, which is not installed; pip install 'yolorep[{extra}]'"
+        )

@@ -14,7 +14,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,7 @@ from torch import Tensor
 from yolorep.atomic import atomic_path
 from yolorep.engine.deploy.base import Backend
 from yolorep.engine.deploy.format import DeployFormat, ExportJob
-from yolorep.engine.deploy.optional import quiet, require
+from yolorep.engine.deploy.optional import require, require_installed
 from yolorep.engine.metadata import ModelMetadata, strings_from_json
 from yolorep.errors import YolorepError
 
@@ -109,20 +113,36 @@ class TFLiteBackend(Backend):
         return torch.from_numpy(self.interpreter.get_tensor(self.output["index"]))  # a copy
 
 
-# litert-torch prints a line per conversion step unless this switch says not to
-QUIET = {"LITERT_TORCH_SHOW_PROGRESS": "n"}
-# the calibrating interpreter keeps every intermediate tensor on purpose, and LiteRT warns about it
-EXPECTED_WARNINGS = (".*experimental_preserve_all_tensors",)
+# litert-torch converts in a child process: it imports JAX, whose threads make a later fork (a DataLoader's workers,
+# as when the benchmark scores the export) prone to deadlock; and it prints a line per step unless told not to
+CONVERT = """
+import sys, torch, litert_torch
+program = torch.export.load(sys.argv[1])
+shape = [int(n) for n in sys.argv[2].split(",")]
+litert_torch.convert(program.module(), (torch.zeros(shape),)).export(sys.argv[3])
+"""
+CONVERT_TIMEOUT_S = 1800
 
 
 def _convert(job: ExportJob, path: Path) -> None:
-    """The fp32 flatbuffer of ``job.model`` at ``job.example``'s shape, written to ``path``."""
-    litert_torch = require("litert_torch", "--format tflite", EXTRA)
+    """The fp32 flatbuffer of ``job.model`` at ``job.example``'s shape, written to ``path`` by litert-torch from the
+    model's ``torch.export`` program."""
+    require_installed("litert_torch", "--format tflite", EXTRA)
     model, example = job.model, job.example
-    if example.device.type != "cpu":  # litert-torch exports on the CPU; the caller's model stays where it is
+    if example.device.type != "cpu":  # converted on the CPU; the caller's model stays where it is
         model, example = copy.deepcopy(model).cpu(), example.cpu()
-    with quiet(QUIET, EXPECTED_WARNINGS):
-        litert_torch.convert(model.eval(), (example,)).export(str(path))
+    program = path.with_suffix(".pt2")
+    torch.export.save(torch.export.export(model.eval(), (torch.zeros_like(example),)), str(program))
+    command = [sys.executable, "-c", CONVERT, str(program), ",".join(map(str, example.shape)), str(path)]
+    environment = dict(os.environ, LITERT_TORCH_SHOW_PROGRESS="n")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=CONVERT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise YolorepError(f"export: litert-torch did not finish in {CONVERT_TIMEOUT_S} s; please report it") from None
+    LOGGER.debug("litert-torch output:\n%s%s", done.stdout, done.stderr)
+    if done.returncode != 0 or not path.is_file():
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+        raise YolorepError(f"export: litert-torch failed converting the model ({tail}); please report it")
 
 
 def _quantized(path: Path, job: ExportJob) -> bytes:
@@ -168,7 +188,9 @@ def export_tflite(job: ExportJob) -> None:
         if job.info.precision == "fp32":
             data = fp32.read_bytes()
         else:
-            with quiet(QUIET, EXPECTED_WARNINGS):
+            with warnings.catch_warnings():
+                # the calibrating interpreter keeps every intermediate tensor on purpose, and LiteRT warns about it
+                warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
                 data = _quantized(fp32, job)
     with atomic_path(job.path) as out:
         out.write_bytes(data)

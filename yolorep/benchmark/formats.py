@@ -96,12 +96,7 @@ def benchmark_formats(
     imgsz = check_imgsz(imgsz or reference.info.imgsz or 640, reference.stride)
     backends: dict[str, Backend] = {"torch": reference}
     for name in names[1:]:
-        fmt, precision = FORMATS[name]
-        path = export(
-            weights=checkpoint, format=fmt, imgsz=imgsz, batch=batch, int8=precision == "int8",
-            half=precision == "fp16", data=data, calib=calib, device=_export_device(fmt, precision, device),
-        )  # fmt: skip
-        backends[name] = load_backend(path, device)
+        backends[name] = _exported(name, checkpoint, imgsz, batch, data, calib, device)
     images = _check_images(data, imgsz, batch, reference.stride)
     rows = {name: _agreement(backend, reference, images) for name, backend in backends.items()}
     timing = _time(backends, imgsz, batch, device, iters, warmup)
@@ -130,6 +125,18 @@ def benchmark_formats(
         "rounds": ROUNDS,
         "rows": list(rows.values()),
     }
+
+
+def _exported(
+    name: str, checkpoint: Path, imgsz: int, batch: int, data: str | None, calib: int, device: torch.device
+) -> Backend:
+    """The ``--formats`` entry ``name`` exported from ``checkpoint`` and loaded on ``device``."""
+    fmt, precision = FORMATS[name]
+    path = export(
+        weights=checkpoint, format=fmt, imgsz=imgsz, batch=batch, int8=precision == "int8", half=precision == "fp16",
+        data=data, calib=calib, device=_export_device(fmt, precision, device),
+    )  # fmt: skip
+    return load_backend(path, device)
 
 
 def _export_device(fmt: str, precision: str, device: torch.device) -> str:

@@ -53,6 +53,7 @@ def test_int8_formats_need_data(caplog):
     assert "INT8 formats need calibration images; add --data DATA.yaml" in caplog.text
 
 
+@pytest.mark.slow  # two pnnx conversions and the timing rounds: half a minute on 2 cores
 def test_ncnn_fp32_and_fp16_side_by_side(tmp_path):
     """An fp16 form exported on the CPU beside its fp32 form, both checked against PyTorch and timed."""
     pytest.importorskip("pnnx")

@@ -39,6 +39,13 @@ FORMATS = {
     "openvino-int8": ("openvino", True),
     "tflite-int8": ("tflite", True),
 }
+# litert-torch converts in a child process that imports JAX: over a minute per file on 2 busy cores
+SLOW = {"tflite", "tflite-int8"}
+
+
+def params(names):
+    """``names`` as pytest parameters, the slow formats marked ``slow`` (run them with ``-m slow``)."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in names]
 
 
 def installed(fmt: str, int8: bool) -> bool:
@@ -58,21 +65,27 @@ def best(trained_tiny, tmp_path_factory):
     return yolorep.save(model, tmp_path_factory.mktemp("deploy") / "best.pt", **settings)
 
 
+class Exports(dict):
+    """``FORMATS`` name -> its export, made when a test first asks for it (so the tests that run pay only for their
+    formats) and skipped when its optional packages are absent."""
+
+    def __init__(self, best, data):
+        super().__init__()
+        self.best, self.data = best, data
+
+    def __missing__(self, name):
+        fmt, int8 = FORMATS[name]
+        if not installed(fmt, int8):
+            pytest.skip(f"{name}: its optional packages are not installed")
+        self[name] = export(self.best, format=fmt, imgsz=IMGSZ, batch=2, int8=int8, data=self.data, calib=4)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def exported(best, tiny_shapes_yaml):
-    """Every format, exported at batch 2 (validation at batch 4 then splits each batch; 6 images leave a partial
+    """Each format, exported at batch 2 (validation at batch 4 then splits each batch; 6 images leave a partial
     one), INT8 calibrated on 4 train images."""
-    return {
-        name: export(best, format=fmt, imgsz=IMGSZ, batch=2, int8=int8, data=tiny_shapes_yaml, calib=4)
-        for name, (fmt, int8) in FORMATS.items()
-        if installed(fmt, int8)
-    }
-
-
-def exported_as(exported, name):
-    if name not in exported:
-        pytest.skip(f"{name}: its optional packages are not installed")
-    return exported[name]
+    return Exports(best, tiny_shapes_yaml)
 
 
 @pytest.fixture(scope="module")
@@ -139,20 +152,20 @@ def raw_metadata(path):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-def test_every_format_carries_its_metadata(exported, best):
+@pytest.mark.parametrize("name", params(FORMATS))
+def test_every_format_carries_its_metadata(name, exported, best):
     names = yolorep.load(best).names
-    for name, path in exported.items():
-        meta = raw_metadata(path)
-        assert json.loads(meta["names"]) == names and json.loads(meta["imgsz"]) == [IMGSZ, IMGSZ], name
-        assert (meta["stride"], meta["batch"], meta["dynamic"], meta["fused"]) == ("32", "2", "false", "true"), name
-        assert (meta["task"], meta["model"], meta["yolorep"]) == ("detect", "yolorep-n", yolorep.__version__), name
-        assert meta["precision"] == ("int8" if name.endswith("int8") else "fp32"), name
-        assert meta.get("calibration", "") == ("4 train images of shapes.yaml" if name.endswith("int8") else ""), name
+    meta = raw_metadata(exported[name])
+    assert json.loads(meta["names"]) == names and json.loads(meta["imgsz"]) == [IMGSZ, IMGSZ]
+    assert (meta["stride"], meta["batch"], meta["dynamic"], meta["fused"]) == ("32", "2", "false", "true")
+    assert (meta["task"], meta["model"], meta["yolorep"]) == ("detect", "yolorep-n", yolorep.__version__)
+    assert meta["precision"] == ("int8" if name.endswith("int8") else "fp32")
+    assert meta.get("calibration", "") == ("4 train images of shapes.yaml" if name.endswith("int8") else "")
 
 
-@pytest.mark.parametrize("name", ["onnx", "torchscript", "openvino", "ncnn", "tflite"])
+@pytest.mark.parametrize("name", params(["onnx", "torchscript", "openvino", "ncnn", "tflite"]))
 def test_fp32_export_scores_like_the_checkpoint(name, exported, square_reference, tiny_shapes_yaml, tmp_path):
-    metrics = val(exported_as(exported, name), data=tiny_shapes_yaml, batch=4, workers=0, project=tmp_path, name="v")
+    metrics = val(exported[name], data=tiny_shapes_yaml, batch=4, workers=0, project=tmp_path, name="v")
     expected, expected_predictions = square_reference
     stored = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert stored["source"] == "pycocotools" and stored["fused"] is True and metrics["images"] == 6
@@ -168,9 +181,9 @@ def test_fp32_export_scores_like_the_checkpoint(name, exported, square_reference
             ), (name, image, score, category, box)
 
 
-@pytest.mark.parametrize("name", ["onnx-int8", "openvino-int8", "tflite-int8"])
+@pytest.mark.parametrize("name", params(["onnx-int8", "openvino-int8", "tflite-int8"]))
 def test_int8_export_scores_and_finds_the_same_boxes(name, exported, square_reference, tiny_shapes_yaml, tmp_path):
-    backend = load_backend(exported_as(exported, name), "cpu")
+    backend = load_backend(exported[name], "cpu")
     assert backend.precision == "int8" and "4 train images" in backend.info.calibration
     metrics = val(exported[name], data=tiny_shapes_yaml, batch=4, workers=0, project=tmp_path, name="v")
     assert metrics["source"] == "pycocotools" and metrics["images"] == 6 and 0 <= metrics["map50_95"] <= 1
@@ -182,10 +195,10 @@ def test_int8_export_scores_and_finds_the_same_boxes(name, exported, square_refe
     assert np.mean(ious) > 0.8, ious
 
 
-@pytest.mark.parametrize("name", list(FORMATS))
+@pytest.mark.parametrize("name", params(FORMATS))
 def test_predict_from_every_format_finds_the_checkpoints_boxes(name, exported, expected_results, square_images):
     expected = expected_results
-    detector = Detector(exported_as(exported, name), device="cpu", conf=0.05, max_det=10)
+    detector = Detector(exported[name], device="cpu", conf=0.05, max_det=10)
     assert detector.imgsz == IMGSZ and detector.names == expected[0].names  # read from the file
     results = detector.predict(square_images)
     assert [r.path for r in results] == [r.path for r in expected]

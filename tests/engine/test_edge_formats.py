@@ -2,8 +2,10 @@
 loaded back through its backend where its runtime runs here and compared with the unfused PyTorch model; CoreML,
 which runs only on Apple systems, by its program's structure, weights and metadata. Each format's tests skip when
 its optional packages are absent (the dev extra installs NCNN and CoreML; TFLite's converter is large, see
-docs/DEPLOY.md)."""
+docs/DEPLOY.md). The default run converts two NCNN models and one CoreML model; the TFLite conversions (each a child
+process importing JAX: 400 s for the three on 2 busy cores) and a second CoreML one are marked slow."""
 
+import importlib.util
 import json
 import logging
 import sys
@@ -46,6 +48,13 @@ def images_and_reference(unfused):
     x = torch.rand(3, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         return x, unfused.decode(unfused(x))
+
+
+def skip_without(module: str) -> None:
+    """Skip unless ``module`` is installed, without importing it: litert_torch imports JAX, whose threads would stay in
+    the test process and make a later fork (a DataLoader's workers) prone to deadlock, and take seconds to load."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
 
 
 def conv_count(model: nn.Module) -> int:
@@ -118,12 +127,13 @@ def test_ncnn_folder_without_metadata_is_refused(ncnn_exports, tmp_path):
 
 @pytest.fixture(scope="module")
 def tflite_exports(weights, tiny_shapes_yaml):
-    pytest.importorskip("litert_torch")
+    skip_without("litert_torch")
     pytest.importorskip("ai_edge_litert")
     options = {"fp32": {}, "fp16": {"half": True}, "int8": {"int8": True, "data": tiny_shapes_yaml, "calib": 4}}
     return {name: export(weights, format="tflite", imgsz=IMGSZ, batch=2, **kw) for name, kw in options.items()}
 
 
+@pytest.mark.slow
 def test_tflite_fp32_and_fp16_compute_what_pytorch_does(tflite_exports, images_and_reference, unfused):
     from yolorep.engine.deploy.tflite import tensor_types
 
@@ -135,6 +145,7 @@ def test_tflite_fp32_and_fp16_compute_what_pytorch_does(tflite_exports, images_a
     assert tensor_types(tflite_exports["fp16"])["float16"] == conv_count(unfused)  # every convolution's weights
 
 
+@pytest.mark.slow
 def test_tflite_int8_is_full_integer_and_follows_fp32(tflite_exports, images_and_reference):
     from yolorep.engine.deploy.tflite import tensor_types
 
@@ -147,20 +158,25 @@ def test_tflite_int8_is_full_integer_and_follows_fp32(tflite_exports, images_and
     assert agreement["box_iou"] > 0.9 and agreement["score_mean"] < 0.01, agreement
 
 
-def test_tflite_metadata_round_trip_and_foreign_files(tflite_exports, tmp_path):
+@pytest.mark.slow
+def test_tflite_metadata_round_trip(tflite_exports):
     from yolorep.engine.deploy.tflite import read_tflite_metadata, write_tflite_metadata
 
     data = tflite_exports["fp32"].read_bytes()
     assert json.loads(read_tflite_metadata(data, "x"))["names"] == json.dumps(NAMES)
     rewritten = write_tflite_metadata(data, {"yolorep": "9", "names": "[]"})
     assert json.loads(read_tflite_metadata(rewritten, "x")) == {"yolorep": "9", "names": "[]"}  # replaced, not added
+
+
+def test_tflite_foreign_file_is_refused(tmp_path):
+    pytest.importorskip("ai_edge_litert")
     (tmp_path / "junk.tflite").write_bytes(b"\0" * 64)
     with pytest.raises(YolorepError, match="junk.tflite: not a TFLite model"):
         load_backend(tmp_path / "junk.tflite", "cpu")
 
 
 def test_tflite_int8_needs_data(weights):
-    pytest.importorskip("litert_torch")
+    skip_without("litert_torch")
     with pytest.raises(YolorepError, match="--int8: calibration needs images; add --data"):
         export(weights, format="tflite", imgsz=IMGSZ, int8=True)
 
@@ -214,6 +230,7 @@ def test_coreml_metadata_and_running_elsewhere(coreml_exports):
         load_backend(coreml_exports[True], "cpu")
 
 
+@pytest.mark.slow
 def test_coreml_cli_export_in_fp32_says_it_was_not_run(unfused, tmp_path, caplog):
     pytest.importorskip("coremltools")
     from yolorep.engine.deploy.coreml import coreml_program

@@ -4,12 +4,14 @@
 #   demo     yolorep-n, the demo's recipe (12 epochs at 256 on the bundled shapes set)
 #   qa       yolorep-qa-n, the same recipe: the quantization-friendly model the INT8 target is about
 #   raccoon  yolorep-n, 30 epochs at 320 on the 200 raccoon photos (sorted names: first 160 train, last 40 val)
-# Models already trained under OUT are reused, so the benchmark alone can be rerun (and timed) in a quiet hour.
+# Models already trained under OUT are reused, so the benchmark alone can be rerun (and timed) in a quiet hour; a
+# checkpoint copied to OUT/train/<model>/weights/best.pt beforehand is benchmarked instead of training one.
 #
 #   bash benchmarks/edge_formats.sh [OUT]                        # train what is missing, then benchmark all three
 #   ITERS=5 WARMUP=1 bash benchmarks/edge_formats.sh [OUT]       # mAP only (latency from 5 calls means little)
 #   MODELS="raccoon" FORMATS=torch,ncnn,ncnn-fp16,openvino bash benchmarks/edge_formats.sh [OUT]
 #   DEMO_EPOCHS=6 RACCOON_EPOCHS=15 ...                          # shorter training (the recipes' epochs otherwise)
+#   RACCOON=/work/shared/data/raccoon ...                        # the photos (default: ../shared/data/raccoon)
 #
 # Needs the extras of the formats asked for: pip install -e ".[dev,tflite]" (ncnn, tflite, openvino, onnx). Results:
 # OUT/<model>_formats.json and the table in OUT/<model>_formats.log, one per model.

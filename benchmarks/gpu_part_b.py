@@ -13,7 +13,8 @@ Steps, most important first (a step that would start after ``--budget`` seconds 
    and fp16 on the GPU), each validated on the GPU; ``benchmark --formats torchscript,onnx`` on the GPU;
 3. ``torchrun --nproc_per_node <every GPU>`` on NCCL with the default device and with a device list;
 4. ``benchmarks/gpu_check.sh`` for yolorep-n and yolorep-s (the issue's throughput targets);
-5. TensorRT fp16 beside PyTorch, when TensorRT is installed.
+5. TensorRT fp16 beside PyTorch, and ``export --format tensorrt`` in fp32, fp16 and INT8 timed and scored by
+   ``benchmark --formats``, when TensorRT is installed.
 Everything goes to OUT/<date-time>/: a log per step under logs/, summary.txt and summary.json.
 """
 
@@ -342,6 +343,23 @@ def tensorrt(run: Run) -> tuple[bool | None, str]:
     return not any(rcs), f"exits {rcs}; {note}"
 
 
+def tensorrt_formats(run: Run) -> tuple[bool | None, str]:
+    """``yolorep export --format tensorrt`` in fp32, fp16 and INT8 (issue 29), each checked against PyTorch at
+    export, timed beside ONNX Runtime and scored by pycocotools on the trained model, when TensorRT is installed."""
+    if not run.gpu or not (run.facts.get("tensorrt") or run.dry):
+        return None, "TensorRT is not installed" if run.gpu else "CUDA only"
+    s, out = sizes(run), run.out / "e2e"
+    argv = run.yolorep("benchmark", "--formats", "onnx,tensorrt,tensorrt-fp16,tensorrt-int8", "--weights",
+                       str(out / "amp/weights/best.pt"), "--data", s["data"], "--device", run.device,
+                       "--imgsz", str(s["imgsz"]), "--batch", "8", "--iters", "50", "--out", str(out / "trt_formats"),
+                       "--json", str(out / "trt_formats.json"))  # fmt: skip
+    rc = run.call("tensorrt_formats", argv, timeout=900)
+    path = out / "trt_formats.json"
+    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+    note = ", ".join(f"{r['format']} {r['ms']:.2f} ms mAP50-95 {r.get('map50_95', float('nan')):.4f}" for r in rows)
+    return rc == 0, f"exit {rc}; {note}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", nargs="?", default="runs/gpu_part_b", help="parent folder of this run's folder")
@@ -366,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     run.step("gpu_check yolorep-n", gpu_check, "yolorep-n")
     run.step("gpu_check yolorep-s", gpu_check, "yolorep-s")
     run.step("TensorRT fp16", tensorrt)
+    run.step("TensorRT exports fp32, fp16, INT8", tensorrt_formats)
     return summarize(run.out, run.steps, time.perf_counter() - run.started)
 
 

@@ -12,7 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "partial_dir", "process_alive", "remove_abandoned_partials", "write_text_atomic"]
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "partial_dir",
+    "process_alive",
+    "remove_abandoned_partials",
+    "write_text_atomic",
+]
 
 
 def _umask() -> int:
@@ -85,3 +92,19 @@ def remove_abandoned_partials(target: Path) -> None:
         pid = partial.name.rsplit(".partial-", 1)[1].split("-")[0]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a partial folder (``partial_dir``) to build the folder ``path`` in; on success it replaces ``path`` (a
+    previous folder of that name is deleted first), on any exception it is deleted."""
+    path = Path(path)
+    work = partial_dir(path)
+    try:
+        yield work
+        if path.is_dir():
+            shutil.rmtree(path)
+        work.rename(path)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise

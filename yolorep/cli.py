@@ -86,7 +86,8 @@ COMMANDS = {
     ),
     "export": Command(
         "yolorep.engine.deploy.exporter", "export", (("export", ExportOptions),),
-        "export the fused model to ONNX, TorchScript or OpenVINO, in the precision for this CPU",
+        "export the fused model to ONNX, TorchScript, OpenVINO, NCNN, TFLite, CoreML or TensorRT, in the precision "
+        "for this CPU",
     ),
     "benchmark": Command(
         "yolorep.benchmark", "benchmark",

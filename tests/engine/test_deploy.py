@@ -1,6 +1,7 @@
 """Deploying what was trained: every export format (fp32 and INT8) scored by ``val`` and run by ``Detector`` exactly
 like the checkpoint it came from, on the tiny trained model at 64 px."""
 
+import importlib.util
 import json
 
 import cv2
@@ -13,6 +14,7 @@ import yolorep
 from yolorep.benchmark.command import randomize_for_check
 from yolorep.cli import main
 from yolorep.datasets.spec import load_data_spec
+from yolorep.engine.deploy import FORMATS as DEPLOY_FORMATS
 from yolorep.engine.deploy import export, load_backend
 from yolorep.engine.deploy.openvino import find_openvino_xml, read_rt_metadata
 from yolorep.engine.predictor import Detector
@@ -26,14 +28,31 @@ pytest.importorskip("nncf")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 IMGSZ = 64
-# (export format, int8): the formats yolorep exports, each at the fixed shape [2, 3, 64, 64]
+# (export format, int8): the formats yolorep exports and runs on a CPU, each at the fixed shape [2, 3, 64, 64]
 FORMATS = {
     "onnx": ("onnx", False),
     "torchscript": ("torchscript", False),
     "openvino": ("openvino", False),
+    "ncnn": ("ncnn", False),
+    "tflite": ("tflite", False),
     "onnx-int8": ("onnx", True),
     "openvino-int8": ("openvino", True),
+    "tflite-int8": ("tflite", True),
 }
+# litert-torch converts in a child process that imports JAX: over a minute per file on 2 busy cores
+SLOW = {"tflite", "tflite-int8"}
+
+
+def params(names):
+    """``names`` as pytest parameters, the slow formats marked ``slow`` (run them with ``-m slow``)."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in names]
+
+
+def installed(fmt: str, int8: bool) -> bool:
+    """Whether the packages that export and run ``fmt`` are here (NCNN and TFLite are optional extras)."""
+    deploy = DEPLOY_FORMATS[fmt]
+    modules = deploy.packages + deploy.runtime + (deploy.int8_packages if int8 else ())
+    return all(importlib.util.find_spec(m.split(".")[0]) for m in modules)
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +65,27 @@ def best(trained_tiny, tmp_path_factory):
     return yolorep.save(model, tmp_path_factory.mktemp("deploy") / "best.pt", **settings)
 
 
+class Exports(dict):
+    """``FORMATS`` name -> its export, made when a test first asks for it (so the tests that run pay only for their
+    formats) and skipped when its optional packages are absent."""
+
+    def __init__(self, best, data):
+        super().__init__()
+        self.best, self.data = best, data
+
+    def __missing__(self, name):
+        fmt, int8 = FORMATS[name]
+        if not installed(fmt, int8):
+            pytest.skip(f"{name}: its optional packages are not installed")
+        self[name] = export(self.best, format=fmt, imgsz=IMGSZ, batch=2, precision="int8" if int8 else "fp32", data=self.data, calib=4)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def exported(best, tiny_shapes_yaml):
-    """Every format, exported at batch 2 (validation at batch 4 then splits each batch; 6 images leave a partial
-    one) in fp32 (exact on any CPU) or INT8 calibrated on 4 train images."""
-    return {
-        name: export(
-            best, format=fmt, imgsz=IMGSZ, batch=2, precision="int8" if int8 else "fp32", data=tiny_shapes_yaml, calib=4
-        )
-        for name, (fmt, int8) in FORMATS.items()
-    }
+    """Each format, exported at batch 2 (validation at batch 4 then splits each batch; 6 images leave a partial
+    one), INT8 calibrated on 4 train images."""
+    return Exports(best, tiny_shapes_yaml)
 
 
 @pytest.fixture(scope="module")
@@ -110,24 +140,30 @@ def raw_metadata(path):
         extra = {"config.txt": ""}
         torch.jit.load(str(path), _extra_files=extra)
         return json.loads(extra["config.txt"])
+    if path.suffix == ".tflite":
+        from yolorep.engine.deploy.tflite import read_tflite_metadata
+
+        return json.loads(read_tflite_metadata(path.read_bytes(), str(path)))
+    if path.name.endswith("_ncnn_model"):
+        return json.loads((path / "metadata.json").read_text())
     import openvino
 
     return read_rt_metadata(openvino.Core().read_model(str(find_openvino_xml(path))))
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-def test_every_format_carries_its_metadata(exported, best):
+@pytest.mark.parametrize("name", params(FORMATS))
+def test_every_format_carries_its_metadata(name, exported, best):
     names = yolorep.load(best).names
-    for name, path in exported.items():
-        meta = raw_metadata(path)
-        assert json.loads(meta["names"]) == names and json.loads(meta["imgsz"]) == [IMGSZ, IMGSZ], name
-        assert (meta["stride"], meta["batch"], meta["dynamic"], meta["fused"]) == ("32", "2", "false", "true"), name
-        assert (meta["task"], meta["model"], meta["yolorep"]) == ("detect", "yolorep-n", yolorep.__version__), name
-        assert meta["precision"] == ("int8" if name.endswith("int8") else "fp32"), name
-        assert meta.get("calibration", "") == ("4 train images of shapes.yaml" if name.endswith("int8") else ""), name
+    meta = raw_metadata(exported[name])
+    assert json.loads(meta["names"]) == names and json.loads(meta["imgsz"]) == [IMGSZ, IMGSZ]
+    assert (meta["stride"], meta["batch"], meta["dynamic"], meta["fused"]) == ("32", "2", "false", "true")
+    assert (meta["task"], meta["model"], meta["yolorep"]) == ("detect", "yolorep-n", yolorep.__version__)
+    assert meta["precision"] == ("int8" if name.endswith("int8") else "fp32")
+    assert meta.get("calibration", "") == ("4 train images of shapes.yaml" if name.endswith("int8") else "")
 
 
-@pytest.mark.parametrize("name", ["onnx", "torchscript", "openvino"])
+@pytest.mark.parametrize("name", params(["onnx", "torchscript", "openvino", "ncnn", "tflite"]))
 def test_fp32_export_scores_like_the_checkpoint(name, exported, square_reference, tiny_shapes_yaml, tmp_path):
     metrics = val(exported[name], data=tiny_shapes_yaml, batch=4, workers=0, project=tmp_path, name="v")
     expected, expected_predictions = square_reference
@@ -145,7 +181,7 @@ def test_fp32_export_scores_like_the_checkpoint(name, exported, square_reference
             ), (name, image, score, category, box)
 
 
-@pytest.mark.parametrize("name", ["onnx-int8", "openvino-int8"])
+@pytest.mark.parametrize("name", params(["onnx-int8", "openvino-int8", "tflite-int8"]))
 def test_int8_export_scores_and_finds_the_same_boxes(name, exported, square_reference, tiny_shapes_yaml, tmp_path):
     backend = load_backend(exported[name], "cpu")
     assert backend.precision == "int8" and "4 train images" in backend.info.calibration
@@ -159,7 +195,7 @@ def test_int8_export_scores_and_finds_the_same_boxes(name, exported, square_refe
     assert np.mean(ious) > 0.8, ious
 
 
-@pytest.mark.parametrize("name", list(FORMATS))
+@pytest.mark.parametrize("name", params(FORMATS))
 def test_predict_from_every_format_finds_the_checkpoints_boxes(name, exported, expected_results, square_images):
     expected = expected_results
     detector = Detector(exported[name], device="cpu", conf=0.05, max_det=10)

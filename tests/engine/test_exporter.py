@@ -133,7 +133,7 @@ def test_torchscript_export_refuses_a_graph_bound_to_its_device(tmp_path):
     [
         ({"half": True}, "--half"),
         ({"imgsz": 50}, "--imgsz 50: must be a positive multiple of the model stride 32; use 32 or 64"),
-        ({"format": "tflite"}, "--format tflite"),
+        ({"format": "tensorflow"}, "--format tensorflow: unknown export format"),
     ],
 )
 def test_bad_options(weights, kwargs, match):

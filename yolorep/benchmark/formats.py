@@ -39,13 +39,16 @@ LOGGER = logging.getLogger(__name__)
 TORCH = "torch"
 # --formats name -> (export format or "torch", precision): "torch" is the fused PyTorch model every other path is
 # compared with, "torch-bf16" the same under bf16 autocast (``--half`` on a CPU with native bf16); every deploy
-# format in fp32, in the reduced precisions its runtime computes (openvino-bf16), and in INT8 where it quantizes
+# format in fp32, in the reduced precisions its runtime computes (openvino-bf16), in INT8 where it quantizes, and in
+# fp16 where it has --half (traced on a GPU for onnx, torchscript and tensorrt; converted on any device for ncnn,
+# tflite and coreml)
 FORMATS: dict[str, tuple[str, str]] = {
     TORCH: (TORCH, "fp32"),
     f"{TORCH}-bf16": (TORCH, "bf16"),
     **{name: (name, "fp32") for name in DEPLOY_FORMATS},
     **{f"{name}-{p}": (name, p) for name, deploy in DEPLOY_FORMATS.items() for p in deploy.reduced},
     **{f"{name}-int8": (name, "int8") for name, deploy in DEPLOY_FORMATS.items() if deploy.int8},
+    **{f"{name}-fp16": (name, "fp16") for name, deploy in DEPLOY_FORMATS.items() if deploy.half},
 }
 CHECK_IMAGES = 8  # images the outputs are compared on
 
@@ -153,8 +156,18 @@ def _load_path(name: str, checkpoint: Path, o: FormatsOptions, imgsz: int, devic
         (checkpoint.parent / precision).mkdir(exist_ok=True)
         weights = Path(shutil.copy(checkpoint, checkpoint.parent / precision / checkpoint.name))
     data = o.data if precision == "int8" else None
-    path = export(weights, format=fmt, precision=precision, imgsz=imgsz, batch=o.batch, data=data, calib=o.calib)
+    path = export(
+        weights, format=fmt, precision=precision, imgsz=imgsz, batch=o.batch, data=data, calib=o.calib,
+        device=_export_device(fmt, precision, device),
+    )  # fmt: skip
     return load_backend(path, device)
+
+
+def _export_device(fmt: str, precision: str, device: torch.device) -> str:
+    """Where a format is exported: on the benchmarked device when it builds for a GPU (TensorRT) or traces fp16 on
+    one (ONNX, TorchScript); else on the CPU (the exported file then runs wherever its backend puts it)."""
+    deploy = DEPLOY_FORMATS[fmt]
+    return str(device) if deploy.needs_cuda or (precision == "fp16" and not deploy.half_on_cpu) else "cpu"
 
 
 def _checkpoint(weights: str | None, random_model: DetectionModel | None, folder: Path) -> Path:
@@ -188,7 +201,7 @@ def _agreement(backend: Backend, reference: Backend, images: torch.Tensor) -> di
 
 def _runtime_versions() -> dict[str, str]:
     versions = {}
-    for package in ("onnxruntime", "openvino", "nncf"):
+    for package in ("onnxruntime", "openvino", "nncf", "ncnn", "pnnx", "litert-torch", "ai-edge-litert", "tensorrt"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -26,6 +26,7 @@ __all__ = [
     "legacy_metadata",
     "metadata_of",
     "metadata_problem",
+    "strings_from_json",
 ]
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -165,6 +166,25 @@ class ModelMetadata:
             family=strings.get("family", ""),
             source=strings.get("source", ""),
         )
+
+
+def strings_from_json(text: str | bytes, where: str, stored_as: str) -> dict[str, str]:
+    """The metadata mapping of a format that stores it as JSON text (TorchScript's ``config.txt``, NCNN's
+    ``metadata.json``, a TFLite metadata entry, a TensorRT engine's header); empty when ``text`` is. Untrusted:
+    checked to be a mapping of strings, never echoed.
+
+    Raises:
+        YolorepError: ``text`` is not a JSON mapping of strings.
+    """
+    try:
+        strings = json.loads(text) if text else {}
+    except ValueError:  # includes UnicodeDecodeError
+        strings = None
+    if not isinstance(strings, dict) or not all(isinstance(v, str) for v in strings.values()):
+        raise YolorepError(
+            f"{where}: malformed yolorep metadata ({stored_as}: not a JSON mapping of strings); export the model again"
+        )
+    return strings
 
 
 def _parsed(strings: Mapping[str, str], key: str, default: str | None, where: str) -> Any:

@@ -112,7 +112,7 @@ class FormatsOptions(Options):
     command = "benchmark"
 
     formats: str = option(
-        help="compare deploy paths, e.g. torch,torch-bf16,onnx,openvino,openvino-bf16,onnx-int8,openvino-int8, or "
+        help="compare deploy paths, e.g. torch,torch-bf16,onnx,openvino-bf16,onnx-int8,ncnn-fp16,tflite-int8, or "
         "auto: every path this machine runs, and the recommended one"
     )
     model: str | None = _model()
@@ -135,7 +135,7 @@ BENCHMARK_MODES: dict[str, tuple[type[Options], str]] = {
     "sweep": (SweepOptions, "grid of batch and image sizes -> CSV + plot"),
     "train": (TrainStepOptions, "time training steps (forward + loss + backward + step)"),
     "epoch": (EpochOptions, "train --epochs on --data and break each epoch down by phase"),
-    "formats": (FormatsOptions, "compare deploy paths (torch,onnx,openvino-bf16,onnx-int8 ...) or auto: every one"),
+    "formats": (FormatsOptions, "compare deploy paths (torch,onnx,openvino-bf16,ncnn-fp16 ...) or auto: every one"),
 }
 
 

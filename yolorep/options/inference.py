@@ -160,12 +160,13 @@ class PredictOptions(Options):
 
 @dataclass(frozen=True)
 class ExportOptions(Options):
-    """``yolorep export``: the fused model as ONNX, TorchScript or OpenVINO in the precision for this CPU, checked."""
+    """``yolorep export``: the fused model as ONNX, TorchScript, OpenVINO, NCNN, TFLite, CoreML or TensorRT (fp32,
+    fp16 or INT8), checked."""
 
     command = "export"
 
     weights: Any = option(help="checkpoint to export (.pt)", convert=read_model)
-    format: str = option("onnx", "file format: onnx, torchscript or openvino")
+    format: str = option("onnx", "file format: onnx, torchscript, openvino, ncnn, tflite, coreml or tensorrt")
     imgsz: int | None = _image_size(None, "input size (default: the checkpoint's training size)")
     batch: int = option(1, "batch size of the exported input", check=at_least(1))
     dynamic: bool = option(False, "dynamic batch and image size axes")
@@ -176,9 +177,10 @@ class ExportOptions(Options):
         convert=read_precision,
         metavar="PRECISION",
     )
-    half: bool = option(False, "--precision fp16: fp16 weights (needs --device cuda), OpenVINO fp16 on the CPU")
+    half: bool = option(False, "--precision fp16: fp16 weights (onnx, torchscript, tensorrt: --device cuda; ncnn, tflite, coreml: any), "
+        "OpenVINO fp16 on the CPU")
     opset: int = option(17, "ONNX opset version", check=at_least(1))
-    int8: bool = option(False, "--precision int8: post-training quantization (onnx, openvino); needs --data")
+    int8: bool = option(False, "--precision int8: post-training quantization (onnx, openvino, tflite, tensorrt); needs --data")
     data: str | None = option(
         None, "dataset YAML: its train split calibrates INT8, its val split scores each precision for auto"
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from torch import nn
 from yolorep.checks import check_imgsz
 from yolorep.engine.deploy.cpu import cpu_features
 from yolorep.engine.deploy.format import DeployFormat, ExportJob
-from yolorep.engine.deploy.optional import require
+from yolorep.engine.deploy.optional import require_installed
 from yolorep.engine.deploy.precision import PrecisionChoice, candidates, explicit_choice, static_choice
 from yolorep.engine.deploy.pytorch import load_fused
 from yolorep.engine.deploy.quantize import calibration_batches, int8_agreement
@@ -43,10 +44,10 @@ LOGGER = logging.getLogger(__name__)
 MIN_OPSET = 11  # the head's chunk of the box distances has no export before opset 11
 
 
-def export_path(weights: str | Path, format: str, int8: bool = False) -> Path:
+def export_path(weights: str | Path, format: str, int8: bool = False, half: bool = False) -> Path:
     """Where ``export`` writes: ``best.onnx``, ``best_int8.onnx``, ``best.torchscript``, ``best_openvino_model/``,
-    ``best_int8_openvino_model/``, beside the weights."""
-    return FORMATS[format].path_for(weights, int8)
+    ``best_int8_openvino_model/``, ``best_fp16_ncnn_model/``, ``best_int8.tflite`` ..., beside the weights."""
+    return FORMATS[format].path_for(weights, int8, half)
 
 
 def max_opset() -> int:
@@ -110,7 +111,7 @@ def _checked_format(o: ExportOptions, precision: str) -> DeployFormat:
     quantizes = precision == "int8" or (precision == "auto" and o.data is not None and fmt.int8)
     purpose = f"--format {fmt.name}{' --precision int8' if quantizes else ''}"
     for module in fmt.packages + (fmt.int8_packages if quantizes else ()):
-        require(module, purpose, fmt.extra)
+        require_installed(module, purpose, fmt.extra)
     return fmt
 
 
@@ -138,13 +139,19 @@ class _Source:
 
 def _source(o: ExportOptions, fmt: DeployFormat, precision: str) -> _Source:
     device = select_device(o.device)
-    fp16_weights = precision == "fp16" and "fp16" not in fmt.reduced
-    if fp16_weights and device.type != "cuda":
+    if fmt.needs_cuda and device.type != "cuda":
+        raise YolorepError(
+            f"--format {fmt.name}: builds an engine for the GPU it will run on, and needs a CUDA device, got {device}; "
+            "run on the target GPU with --device 0"
+        )
+    # fp16 weights: traced in fp16 on CUDA, or (half_on_cpu formats) traced in fp32 and converted while writing
+    fp16_traced = precision == "fp16" and "fp16" not in fmt.reduced and not fmt.half_on_cpu
+    if fp16_traced and device.type != "cuda":
         raise YolorepError(
             f"{_precision_flag(o, precision)}: fp16 export needs a CUDA device, got {device}; add --device 0 or drop "
             f"{_precision_flag(o, precision)}"
         )
-    dtype = torch.float16 if fp16_weights else torch.float32
+    dtype = torch.float16 if fp16_traced else torch.float32
     model = load_fused(o.weights).to(device, dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -164,8 +171,8 @@ def _write(source: _Source, precision: str, weights: Path, reason: str) -> Path:
     if precision == "int8":
         calibration = source.calibration_batches()
         described = f"{sum(len(b) for b in calibration)} train images of {Path(o.data).name}"
-    info = info.with_precision("fp16" if source.example.dtype == torch.float16 else precision, described, reason)
-    path = fmt.path_for(weights, precision == "int8")
+    info = info.with_precision(precision, described, reason)
+    path = fmt.path_for(weights, precision == "int8", precision == "fp16")
     LOGGER.info("exporting %s -> %s (input %s %s)", o.weights, path, tuple(source.example.shape), info.precision)
     job = ExportJob(source.model, source.example, path, info, o.opset, calibration)
     fmt.export(job)
@@ -198,18 +205,19 @@ def export(*args: Any, **kwargs: Any) -> Path:
     """``yolorep export``: write the fused model beside the weights (names: ``export_path``).
 
     The options are ``ExportOptions``, or its fields as keywords (``export("best.pt", format="onnx")``):
-    ``weights`` (checkpoint path); ``format`` (``registry.FORMATS``: onnx, torchscript, openvino); ``imgsz``, the
-    square input size the export is traced (and, without ``dynamic``, fixed) at (default: the size the checkpoint
-    was trained at, else 640); ``batch``; ``dynamic`` (batch, height and width become dynamic axes, checked at a
-    second shape); ``precision`` (``options.inference.PRECISIONS``; ``auto``, the default, applies the deploy rule:
-    bf16 where the format's runtime computes it and the CPU has native bf16, else fp32, and with ``data`` the
-    fastest candidate measured within 0.005 mAP50-95 of fp32); ``half`` (``precision="fp16"``: fp16 weights and
-    input on a CUDA device, or OpenVINO's fp16 inference precision); ``opset``; ``device`` to trace on; ``int8``
-    (``precision="int8"``: post-training quantization, ONNX Runtime static QDQ for onnx, NNCF for openvino)
-    calibrated on ``calib`` train images of ``data``.
+    ``weights`` (checkpoint path); ``format`` (``registry.FORMATS``: onnx, torchscript, openvino, ncnn, tflite, coreml,
+    tensorrt); ``imgsz``, the square input size the export is traced (and, without ``dynamic``, fixed) at (default:
+    the size the checkpoint was trained at, else 640); ``batch``; ``dynamic`` (batch, height and width become dynamic
+    axes, checked at a second shape); ``precision`` (``options.inference.PRECISIONS``; ``auto``, the default, applies
+    the deploy rule: bf16 where the format's runtime computes it and the CPU has native bf16, else fp32, and with
+    ``data`` the fastest candidate measured within 0.005 mAP50-95 of fp32); ``half`` (``precision="fp16"``: fp16
+    weights, traced in fp16 on a CUDA device for onnx, torchscript and tensorrt, converted while writing on any device
+    for ncnn, tflite and coreml; OpenVINO's fp16 inference precision); ``opset``; ``device`` to trace on; ``int8``
+    (``precision="int8"``: post-training quantization: ONNX Runtime static QDQ for onnx and tensorrt, NNCF for
+    openvino, AI Edge Quantizer for tflite) calibrated on ``calib`` train images of ``data``.
 
     Returns:
-        The exported file (a folder for OpenVINO).
+        The exported file (a folder for OpenVINO, NCNN and CoreML).
     """
     o = ExportOptions.build(args, kwargs)
     requested = requested_precision(o)
@@ -218,7 +226,7 @@ def export(*args: Any, **kwargs: Any) -> Path:
     choice = _choose(source, requested)
     LOGGER.info("precision %s", choice)
     path = _write(source, choice.precision, Path(o.weights), choice.reason)
-    size_mb = sum(f.stat().st_size for f in ([path] if path.is_file() else path.iterdir())) / 1e6
+    size_mb = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file()) / 1e6
     LOGGER.info("export done: %s (%.1f MB)", path, size_mb)
     return path
 
@@ -241,6 +249,9 @@ def _check_export(fmt: DeployFormat, job: ExportJob) -> None:
     """Load the written file through its backend and compare its outputs with the model's: within the tolerance
     of its precision (``tolerance.TOLERANCES``), or for INT8 by agreement on the calibration images."""
     device = job.example.device
+    if not fmt.runs_here():
+        LOGGER.warning("export: %s does not run on %s; outputs not checked here", fmt.name, sys.platform)
+        return
     missing = [m for m in fmt.runtime if importlib.util.find_spec(m) is None]
     if missing:
         LOGGER.warning("export: %s is not installed; outputs not checked (pip install 'yolorep[%s]')", missing[0],

@@ -1,7 +1,8 @@
 """``load_backend`` turns a checkpoint, an exported file or a model into a ``Backend``, ``backend(images [B, 3, H, W]
 in 0..1) -> [B, N, 4 + nc]``, whatever runs it: a ``.pt`` checkpoint or a model runs in ``PyTorchBackend`` (fused on
 load), an exported file in its format's backend (``registry.FORMATS``: ``best.torchscript``, ``best.onnx``,
-``best_openvino_model/`` or its ``.xml``).
+``best_openvino_model/`` or its ``.xml``, ``best_ncnn_model/``, ``best.tflite``, ``best.mlpackage`` on macOS,
+``best.engine`` on a GPU).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def load_backend(
     """The backend for ``weights``, returning its outputs on ``device``.
 
     Args:
-        weights: a ``.pt`` checkpoint or an in-memory model (fused on load; a model is copied first), a ``.onnx``
-            or ``.torchscript`` file, an OpenVINO model folder or its ``.xml``, or a ``Backend`` (returned as is).
+        weights: a ``.pt`` checkpoint or an in-memory model (fused on load; a model is copied first), a ``.onnx``,
+            ``.torchscript``, ``.tflite`` or ``.engine`` file, an OpenVINO or NCNN model folder (or its ``.xml`` or
+            ``.param``), an ``.mlpackage``, or a ``Backend`` (returned as is).
         device: ``None`` (first GPU, else CPU), ``"cpu"``, ``"0"`` ... or a ``torch.device``.
         half: fp16 inference for PyTorch models; an exported file runs at the precision it was exported with.
 
@@ -45,8 +47,8 @@ def load_backend(
     path = Path(weights)
     if not path.exists():
         raise YolorepError(
-            f"{path}: not found; pass a .pt checkpoint, a .onnx or .torchscript file, or an OpenVINO model folder "
-            "written by yolorep export"
+            f"{path}: not found; pass a .pt checkpoint, or a file or folder written by yolorep export (.onnx, "
+            ".torchscript, _openvino_model, _ncnn_model, .tflite, .mlpackage, .engine)"
         )
     deploy_format = format_of(path)
     if deploy_format is None:

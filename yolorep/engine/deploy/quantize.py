@@ -38,6 +38,7 @@ __all__ = [
 
 LOGGER = logging.getLogger(__name__)
 NETWORK_SCOPE = "/model/"
+TENSORRT_QDQ = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 
 
 def calibration_batches(data: str | Path, imgsz: int, batch: int, n: int, stride: int) -> list[np.ndarray]:
@@ -70,7 +71,7 @@ def tail_nodes(graph: Any) -> list[str]:
     return [name for name in names if not name.startswith(NETWORK_SCOPE)]
 
 
-def quantize_onnx(src: Path, dst: Path, batches: list[np.ndarray]) -> Path:
+def quantize_onnx(src: Path, dst: Path, batches: list[np.ndarray], for_tensorrt: bool = False) -> Path:
     """ONNX Runtime static quantization of ``src`` into ``dst``: QDQ format, activations uint8 and weights int8
     per output channel, MinMax ranges from ``batches``; the decode tail stays fp32.
 
@@ -78,6 +79,9 @@ def quantize_onnx(src: Path, dst: Path, batches: list[np.ndarray]) -> Path:
     are left as dequantize -> fp32 conv and run slower than the fp32 model. So is a convolution whose bias is not an
     initializer of its own, which ``unshare_initializers`` prevents; a convolution left in fp32 anyway is logged.
     ``src``'s metadata is not carried over.
+
+    ``for_tensorrt``: the explicit quantization TensorRT builds from (the only INT8 path of TensorRT 11): int8
+    activations and weights, both symmetric (zero point 0), biases left in fp32 (TensorRT folds them itself).
     """
     onnx = require("onnx", "--int8 --format onnx", "export")
     quantization = require("onnxruntime.quantization", "--int8 --format onnx", "export")
@@ -103,12 +107,13 @@ def quantize_onnx(src: Path, dst: Path, batches: list[np.ndarray]) -> Path:
             calibration_data_reader=Reader(),
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
-            activation_type=quantization.QuantType.QUInt8,
+            activation_type=quantization.QuantType.QInt8 if for_tensorrt else quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax,
             nodes_to_exclude=tail_nodes(model.graph),
+            extra_options=TENSORRT_QDQ if for_tensorrt else {},
         )
-    left = float_convs(onnx.load(str(dst)).graph)
+    left = [] if for_tensorrt else float_convs(onnx.load(str(dst)).graph)  # TensorRT keeps fp32 biases by design
     if left:
         LOGGER.warning("INT8: %d convolutions stayed fp32 (%s ...); they run slower than in the fp32 model", len(left),
                        left[0])  # fmt: skip

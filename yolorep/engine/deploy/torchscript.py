@@ -13,23 +13,10 @@ from torch import Tensor
 
 from yolorep.engine.deploy.base import Backend
 from yolorep.engine.deploy.format import DeployFormat, ExportJob
-from yolorep.engine.metadata import ModelMetadata
+from yolorep.engine.metadata import ModelMetadata, strings_from_json
 from yolorep.errors import YolorepError
 
 __all__ = ["TORCHSCRIPT", "TorchScriptBackend", "device_constants", "export_torchscript"]
-
-
-def _config_strings(config: str | bytes, path: Path) -> dict[str, str]:
-    """The metadata mapping stored as ``config.txt`` (JSON text; empty when the file has none)."""
-    try:
-        strings = json.loads(config) if config else {}
-    except ValueError:  # includes UnicodeDecodeError
-        strings = None
-    if not isinstance(strings, dict) or not all(isinstance(v, str) for v in strings.values()):
-        raise YolorepError(
-            f"{path}: malformed yolorep metadata (config.txt: not a JSON mapping of strings); export the model again"
-        )
-    return strings
 
 
 class TorchScriptBackend(Backend):
@@ -46,7 +33,7 @@ class TorchScriptBackend(Backend):
         except (RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise YolorepError(f"{path}: not a readable TorchScript file ({first}); export it with yolorep") from None
-        info = ModelMetadata.from_strings(_config_strings(extra["config.txt"], path), str(path))
+        info = ModelMetadata.from_strings(strings_from_json(extra["config.txt"], str(path), "config.txt"), str(path))
         if info.precision == "fp16" and device.type != "cuda":
             raise YolorepError(
                 f"{path}: holds fp16 weights, which run on CUDA; use --device 0 or export without --half"

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_parse_formats_puts_the_reference_first():
     assert parse_formats("onnx, openvino-int8,onnx") == ["torch", "onnx", "openvino-int8"]
-    with pytest.raises(ArgumentError, match=r"--formats onnx,caffe: unknown format \['caffe'\]; use auto or some of torch"):
+    with pytest.raises(
+        ArgumentError, match=r"--formats onnx,caffe: unknown format \['caffe'\]; use auto or some of torch"
+    ):
         parse_formats("onnx,caffe")
     # every deploy format, its INT8 form where it quantizes and its fp16 form where it has --half
     assert parse_formats("ncnn-fp16,tflite-int8,tflite-fp16,coreml-fp16,tensorrt-int8") == [

@@ -77,7 +77,8 @@ class Exports(dict):
         fmt, int8 = FORMATS[name]
         if not installed(fmt, int8):
             pytest.skip(f"{name}: its optional packages are not installed")
-        self[name] = export(self.best, format=fmt, imgsz=IMGSZ, batch=2, precision="int8" if int8 else "fp32", data=self.data, calib=4)
+        precision = "int8" if int8 else "fp32"
+        self[name] = export(self.best, format=fmt, imgsz=IMGSZ, batch=2, precision=precision, data=self.data, calib=4)
         return self[name]
 
 

@@ -177,8 +177,11 @@ class ExportOptions(Options):
         convert=read_precision,
         metavar="PRECISION",
     )
-    half: bool = option(False, "--precision fp16: fp16 weights (onnx, torchscript, tensorrt: --device cuda; ncnn, tflite, coreml: "
-        "any), OpenVINO fp16 on the CPU")
+    half: bool = option(
+        False,
+        "--precision fp16: fp16 weights (onnx, torchscript, tensorrt: --device cuda; ncnn, tflite, coreml: any), "
+        "OpenVINO fp16 on the CPU",
+    )
     opset: int = option(17, "ONNX opset version", check=at_least(1))
     int8: bool = option(
         False, "--precision int8: post-training quantization (onnx, openvino, tflite, tensorrt); needs --data"

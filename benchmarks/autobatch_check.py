@@ -16,7 +16,7 @@ import copy
 import torch
 
 import yolorep
-from yolorep.engine.autobatch import FRACTION, CudaMemory, auto_batch
+from yolorep.engine.train.autobatch import FRACTION, CudaMemory, auto_batch
 from yolorep.loss import DetectionLoss
 from yolorep.options.hyp import load_hyp
 

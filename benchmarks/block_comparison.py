@@ -34,7 +34,7 @@ from yolorep.benchmark.report import environment, environment_line
 from yolorep.benchmark.timing import default_iters, time_calls, time_interleaved
 from yolorep.engine.checkpoint import load_checkpoint
 from yolorep.engine.deploy import export, load_backend
-from yolorep.engine.validator import val
+from yolorep.engine.val.validator import val
 from yolorep.logs import configure_logging
 
 MODELS = {  # block -> model YAML: the same network, that block in every RepVGGBlock place

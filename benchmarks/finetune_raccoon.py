@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from yolorep.engine.checkpoint import read_checkpoint
-from yolorep.engine.train_setup import train
+from yolorep.engine.train.setup import train
 from yolorep.logs import configure_logging
 
 

@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yolorep  # noqa: E402
-from yolorep.engine.predictor import Detector  # noqa: E402
-from yolorep.engine.sources import IMAGE_SUFFIXES  # noqa: E402
+from yolorep.engine.predict.predictor import Detector  # noqa: E402
+from yolorep.engine.predict.sources import IMAGE_SUFFIXES  # noqa: E402
 from yolorep.logs import configure_logging  # noqa: E402
 
 

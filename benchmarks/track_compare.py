@@ -98,7 +98,7 @@ def sequences_of(gt: Path) -> list[Path]:
 
 def detect(weights: str, sequences: list[Path], out: Path, imgsz: int | None) -> dict[str, list[np.ndarray]]:
     """Run our detector once per frame; ``{sequence: [detections [N, 6] per frame]}``, also written to ``out``."""
-    from yolorep.engine.predictor import Detector
+    from yolorep.engine.predict.predictor import Detector
 
     found = {}
     out.mkdir(parents=True, exist_ok=True)

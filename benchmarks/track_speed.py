@@ -120,8 +120,8 @@ def demo_video(folder: Path) -> Path:
 
 
 def end_to_end(weights: str, video: Path, repeats: int, imgsz: int | None) -> None:
-    from yolorep.engine.predictor import predict
-    from yolorep.engine.tracking import track
+    from yolorep.engine.predict.predictor import predict
+    from yolorep.engine.predict.tracking import track
 
     capture = cv2.VideoCapture(str(video))
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))

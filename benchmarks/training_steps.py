@@ -35,7 +35,7 @@ class Stop(BaseException):
 
 def record(out: Path, device: str) -> None:
     import yolorep
-    from yolorep.engine.train_setup import train
+    from yolorep.engine.train.setup import train
     from yolorep.loss import DetectionLoss
 
     torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 
     python benchmarks/tta_views.py --weights best.pt --data shapes.yaml [--batch 8] [--device cpu]
 
-The model runs once per batch on each view of ``yolorep.engine.tta.TTA_VIEWS`` (full size, 0.83 flipped, 0.67);
+The model runs once per batch on each view of ``yolorep.engine.predict.tta.TTA_VIEWS`` (full size, 0.83 flipped, 0.67);
 the outputs are recorded and replayed to score, with pycocotools on the same ground truth:
 
 * ``plain``: the full-size view alone, i.e. ``yolorep val`` without ``--augment``;
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolorep.datasets.spec import load_data_spec  # noqa: E402
 from yolorep.engine.deploy import Backend, load_backend  # noqa: E402
-from yolorep.engine.tta import TTA_VIEWS, AugmentedBackend  # noqa: E402
-from yolorep.engine.validator import build_eval_loader, build_validator, eval_settings  # noqa: E402
+from yolorep.engine.predict.tta import TTA_VIEWS, AugmentedBackend  # noqa: E402
+from yolorep.engine.val.validator import build_eval_loader, build_validator, eval_settings  # noqa: E402
 from yolorep.logs import configure_logging  # noqa: E402
 
 

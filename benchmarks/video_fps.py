@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import yolorep
-from yolorep.engine.predictor import Detector
+from yolorep.engine.predict.predictor import Detector
 from yolorep.nn import DecodedModel
 
 

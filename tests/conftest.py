@@ -68,7 +68,7 @@ def tiny_shapes_yaml(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_shapes_yaml, tmp_path_factory) -> Path:
     """The run folder of yolorep-n trained for 2 epochs at 64 px on the tiny set."""
-    from yolorep.engine.train_setup import train
+    from yolorep.engine.train.setup import train
 
     project = tmp_path_factory.mktemp("runs")
     results = train(

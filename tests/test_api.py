@@ -16,7 +16,7 @@ from PIL import Image
 import yolorep
 from yolorep.api import Metrics
 from yolorep.engine.deploy import load_backend
-from yolorep.engine.results import Boxes, Results
+from yolorep.engine.predict.results import Boxes, Results
 from yolorep.logs import configure_logging
 
 pytestmark = pytest.mark.usefixtures("one_thread")

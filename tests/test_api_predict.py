@@ -14,7 +14,7 @@ import torch
 import yolorep
 from yolorep.benchmark.command import randomize_for_check
 from yolorep.engine.deploy import export
-from yolorep.engine.results import Boxes, Results
+from yolorep.engine.predict.results import Boxes, Results
 from yolorep.errors import YolorepError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

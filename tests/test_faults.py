@@ -200,7 +200,7 @@ def test_read_only_project_is_one_line(ctx, monkeypatch, caplog):
 
 
 def _val(ctx: Ctx, name: str, **kwargs) -> dict:
-    from yolorep.engine.validator import val
+    from yolorep.engine.val.validator import val
 
     return val(weights=ctx.best, data=ctx.data, batch=4, workers=0, project=ctx.tmp / "val", name=name, **kwargs)
 
@@ -262,7 +262,7 @@ def test_truncated_and_rotated_images(ctx, caplog):
     assert rotated.shape == (h, w)  # the stored pixels, not the displayed orientation
     metrics = _val(ctx, "exif")
     assert metrics["ground_truth"]["skipped_images"] == 1
-    from yolorep.engine.sources import read_image
+    from yolorep.engine.predict.sources import read_image
 
     assert read_image(files[0]) is None and read_image(files[1]) is not None  # predict skips it as unreadable
     import cv2
@@ -292,7 +292,7 @@ def test_failed_start_leaves_no_run_folder_and_abandoned_temporaries_are_removed
 
 def test_few_transferred_tensors_warn(tmp_path, caplog):
     """Case 12: weights of another architecture seed little of the model, and the user is told."""
-    from yolorep.engine.train_build import _transfer_weights
+    from yolorep.engine.train.build import _transfer_weights
 
     other = yolorep.save(yolorep.build_model("yolorep-s.yaml", nc=6), tmp_path / "s.pt")
     model = yolorep.build_model("yolorep-n.yaml", nc=6)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from yolorep.engine.val_metrics import Metrics
+from yolorep.engine.val.metrics import Metrics
 from yolorep.errors import YolorepError
 from yolorep.logs import configure_logging
 
@@ -84,7 +84,7 @@ class YOLO:
 
     @property
     def names(self) -> list[str]:
-        from yolorep.engine.results import ClassNames
+        from yolorep.engine.predict.results import ClassNames
 
         return ClassNames(self.model.names)
 
@@ -108,14 +108,14 @@ class YOLO:
             )
 
     def train(self, **kwargs: Any) -> Metrics:
-        """Train (see ``yolorep.engine.train_setup.train`` for the options; any cfg/default.yaml key works too).
+        """Train (see ``yolorep.engine.train.setup.train`` for the options; any cfg/default.yaml key works too).
 
         From a YAML the model trains from scratch; from a checkpoint its weights seed the run. Afterwards this
         object holds the run's ``best.pt`` and ``trainer`` the run's ``Trainer``.
         """
-        from yolorep.engine.callbacks import Callbacks
         from yolorep.engine.checkpoint import load_checkpoint
-        from yolorep.engine.train_setup import train
+        from yolorep.engine.train.callbacks import Callbacks
+        from yolorep.engine.train.setup import train
 
         self._refuse_exported("train", "trained; train from the .pt checkpoint it was exported from, or a model YAML")
         if "model" not in kwargs and "resume" not in kwargs:
@@ -136,7 +136,7 @@ class YOLO:
 
     def val(self, **kwargs: Any) -> Metrics:
         """Evaluate (fused) with pycocotools; ``data`` defaults to the data set the checkpoint was trained on."""
-        from yolorep.engine.validator import val
+        from yolorep.engine.val.validator import val
 
         weights = self.exported or self.checkpoint or self.model
         return Metrics(val(weights=str(weights) if isinstance(weights, Path) else weights, **kwargs), self.names)
@@ -152,7 +152,7 @@ class YOLO:
 
         The model is loaded and fused once and kept in ``predictor`` until ``device`` or ``half`` change.
         """
-        from yolorep.engine.prediction_writer import Outputs, PredictionWriter, written
+        from yolorep.engine.predict.writer import Outputs, PredictionWriter, written
         from yolorep.engine.run_dir import increment_run_dir
         from yolorep.options import PredictOptions
 
@@ -181,8 +181,8 @@ class YOLO:
         the previous call carry over, so frames fed one call at a time (``model.track(frame, persist=True)`` in a
         loop) keep their identities.
         """
-        from yolorep.engine.predictor import Detector
-        from yolorep.engine.tracking import ObjectTracker
+        from yolorep.engine.predict.predictor import Detector
+        from yolorep.engine.predict.tracking import ObjectTracker
 
         run_kwargs = {k: kwargs.pop(k) for k in ("batch", "vid_stride") if k in kwargs}
         kwargs.setdefault("conf", 0.1)
@@ -194,7 +194,7 @@ class YOLO:
     def _detector(self, options: Any) -> Any:
         """The kept ``Detector``, rebuilt when the model, ``device`` or ``half`` changed; set to ``options``."""
         from yolorep.engine.device import select_device
-        from yolorep.engine.predictor import Detector
+        from yolorep.engine.predict.predictor import Detector
 
         device = select_device(options.device)
         key = (id(self.model), self.checkpoint, str(device), options.half)

@@ -59,29 +59,29 @@ class Command:
 
 COMMANDS = {
     "train": Command(
-        "yolorep.engine.train_setup", "train", (("train", TrainOptions),),
+        "yolorep.engine.train.setup", "train", (("train", TrainOptions),),
         "train a detector (multi-branch); validates a fused copy every epoch",
         "yolorep train [--model M] [--data D] [--epochs N] [--imgsz N] [--batch N] [...] [--HYPERPARAM V]",
     ),
     "tune": Command(
-        "yolorep.engine.tune", "tune", (("tune", TuneOptions),),
+        "yolorep.engine.train.tune", "tune", (("tune", TuneOptions),),
         "search hyperparameters with Optuna: trials in parallel processes, each on the --time budget",
         "yolorep tune --data D --time HOURS [--trials N] [--processes N] [--storage URL] [TRAIN FLAGS] [...]",
     ),
     "val": Command(
-        "yolorep.engine.validator", "val", (("val", ValOptions),),
+        "yolorep.engine.val.validator", "val", (("val", ValOptions),),
         "evaluate a checkpoint (fused) or an exported model with pycocotools",
     ),
     "predict": Command(
-        "yolorep.engine.predictor", "predict", (("predict", PredictOptions),),
+        "yolorep.engine.predict.predictor", "predict", (("predict", PredictOptions),),
         "detect objects in images, folders, globs, videos or a webcam",
     ),
     "track": Command(
-        "yolorep.engine.tracking", "track", (("track", TrackOptions),),
+        "yolorep.engine.predict.tracking", "track", (("track", TrackOptions),),
         "detect and track objects (ByteTrack, BoT-SORT) in videos, frames or a webcam",
     ),
     "track-eval": Command(
-        "yolorep.engine.track_eval", "track_eval", (("track-eval", TrackEvalOptions),),
+        "yolorep.engine.predict.track_eval", "track_eval", (("track-eval", TrackEvalOptions),),
         "score tracks against MOTChallenge ground truth: HOTA, IDF1, MOTA, IDSW",
     ),
     "export": Command(

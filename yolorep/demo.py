@@ -71,7 +71,7 @@ def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]
     o = options if options is not None else DemoOptions.from_kwargs(kwargs)
     time, epochs, project, data = o.time, o.epochs, o.project, o.data or SHAPES_YAML
     from yolorep.benchmark import benchmark
-    from yolorep.engine.train_setup import train
+    from yolorep.engine.train.setup import train
 
     started = perf_counter()
     dev = select_device(o.device)
@@ -120,7 +120,7 @@ def demo(options: DemoOptions | None = None, /, **kwargs: Any) -> dict[str, Any]
 def _predict_samples(best: Path, val_images: list[Path], imgsz: int, device: str) -> tuple[Path, Path]:
     """Predict a few validation images, listed in a text file, and a video panned across others; returns the two
     predict folders inside the run."""
-    from yolorep.engine.predictor import predict
+    from yolorep.engine.predict.predictor import predict
 
     run = best.parents[1]
     listing = run / "demo_images.txt"

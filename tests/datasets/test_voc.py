@@ -12,7 +12,7 @@ from voc_files import obj, voc_xml, write_tree, write_yaml
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.records import load_records
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine.validator import coco_ground_truth
+from yolorep.engine.val.validator import coco_ground_truth
 from yolorep.errors import DatasetError
 from yolorep.evaluation import COCOEvaluator, Detections, MetricsEvaluator
 

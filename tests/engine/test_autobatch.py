@@ -11,8 +11,8 @@ import yaml
 from helpers import TINY_HYP
 
 import yolorep
-from yolorep.engine.autobatch import CPU_BATCH, FRACTION, auto_batch, fit_batch
-from yolorep.engine.train_setup import train
+from yolorep.engine.train.autobatch import CPU_BATCH, FRACTION, auto_batch, fit_batch
+from yolorep.engine.train.setup import train
 from yolorep.loss import DetectionLoss
 from yolorep.options.hyp import load_hyp
 

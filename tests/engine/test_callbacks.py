@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 import yolorep.plots
-from yolorep.engine import train_results
-from yolorep.engine.train_results import PLOT_SHARE, ResultsFiles
+from yolorep.engine.train import results as train_results
+from yolorep.engine.train.results import PLOT_SHARE, ResultsFiles
 
 DRAW_SECONDS, EPOCH_SECONDS = 2.0, 10.0
 

@@ -17,8 +17,8 @@ from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.deploy import FORMATS as DEPLOY_FORMATS
 from yolorep.engine.deploy import export, load_backend
 from yolorep.engine.deploy.openvino import find_openvino_xml, read_rt_metadata
-from yolorep.engine.predictor import Detector
-from yolorep.engine.validator import Validator, build_eval_loader, coco_ground_truth, default_eval_settings, val
+from yolorep.engine.predict.predictor import Detector
+from yolorep.engine.val.validator import Validator, build_eval_loader, coco_ground_truth, default_eval_settings, val
 from yolorep.evaluation import COCOEvaluator, MetricsEvaluator
 
 pytest.importorskip("onnxruntime")

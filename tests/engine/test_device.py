@@ -181,7 +181,7 @@ def test_free_memory_counts_the_address_space_limit(tmp_path):
 
 def test_auto_cache_declines_what_the_address_space_limit_cannot_hold(monkeypatch):
     from yolorep.engine import device
-    from yolorep.engine.train_build import cache_images
+    from yolorep.engine.train.build import cache_images
 
     monkeypatch.setattr(device, "_rlimit_room", lambda: [100 << 20])  # 100 MB left under the limit
 

@@ -13,8 +13,8 @@ import yolorep
 SCRIPT = textwrap.dedent(
     """
     import sys, torch
-    from yolorep.engine import distributed
-    from yolorep.engine.train_build import build_trainer
+    from yolorep.engine.train import distributed
+    from yolorep.engine.train.build import build_trainer
     from yolorep.options.hyp import load_hyp
 
     data, out = sys.argv[1], sys.argv[2]
@@ -58,7 +58,7 @@ def test_ranks_wait_for_rank_zero_longer_than_the_backend_default(monkeypatch):
     """Rank 0 validates while the others wait in a broadcast: NCCL's 10-minute default would abort the job."""
     from datetime import timedelta
 
-    from yolorep.engine import distributed
+    from yolorep.engine.train import distributed
 
     joined = {}
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -73,7 +73,7 @@ def _accumulate_two_steps(rank: int, port: int, out: str) -> None:
     """One rank: a step under gradient_sync(sync=False), then one with sync; saves the gradients after each."""
     import torch.distributed as dist
 
-    from yolorep.engine import distributed
+    from yolorep.engine.train import distributed
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

@@ -17,7 +17,7 @@ from yolorep.engine.deploy import cpu as cpu_module
 from yolorep.engine.deploy import export, load_backend, trial
 from yolorep.engine.deploy.quantize import float_convs
 from yolorep.engine.deploy.tolerance import TOLERANCES
-from yolorep.engine.predictor import Detector
+from yolorep.engine.predict.predictor import Detector
 from yolorep.errors import ArgumentError, YolorepError
 from yolorep.nn import randomize_batchnorm
 

@@ -139,7 +139,7 @@ def _reordered(ctx: Ctx) -> Path:
 def test_val_on_the_same_classes_in_another_order_scores_the_same(ctx, caplog):
     """Case 6: the model's scores are mapped to the data set's classes by name (it scored 0.0084 for 0.0231)."""
     from yolorep.datasets.spec import load_data_spec
-    from yolorep.engine.validator import val
+    from yolorep.engine.val.validator import val
 
     reordered = _reordered(ctx)
     assert load_data_spec(reordered).names == tuple(reversed(load_data_spec(ctx.data).names))
@@ -158,7 +158,7 @@ def test_val_on_the_same_classes_in_another_order_scores_the_same(ctx, caplog):
 def test_weights_seed_the_class_rows_by_name(ctx):
     """Case 6, train --weights: a checkpoint whose classes come in another order seeds each class's row."""
     import yolorep
-    from yolorep.engine.train_build import _transfer_weights
+    from yolorep.engine.train.build import _transfer_weights
 
     source = yolorep.load(ctx.best)
     names = list(reversed(source.names))

@@ -11,9 +11,9 @@ import pytest
 import torch
 from helpers import TINY_HYP
 
-from yolorep.engine.callbacks import EVENTS, Callbacks, user_hooks
-from yolorep.engine.hooks import STAGES, Hook
-from yolorep.engine.train_setup import train
+from yolorep.engine.train.callbacks import EVENTS, Callbacks, user_hooks
+from yolorep.engine.train.hooks import STAGES, Hook
+from yolorep.engine.train.setup import train
 from yolorep.errors import ArgumentError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

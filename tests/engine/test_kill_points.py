@@ -15,9 +15,9 @@ import torch
 from helpers import TINY_HYP
 
 from yolorep.cli import main
-from yolorep.engine import train_checkpoints as trainer_module
-from yolorep.engine import train_setup
-from yolorep.engine.train_setup import train
+from yolorep.engine.train import checkpoints as trainer_module
+from yolorep.engine.train import setup as train_setup
+from yolorep.engine.train.setup import train
 from yolorep.errors import YolorepError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

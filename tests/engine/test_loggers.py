@@ -12,8 +12,8 @@ import pytest
 from helpers import TINY_HYP
 
 from yolorep.cli import main
-from yolorep.engine import train_loggers
-from yolorep.engine.train_setup import train
+from yolorep.engine.train import loggers as train_loggers
+from yolorep.engine.train.setup import train
 from yolorep.errors import ArgumentError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,7 +23,7 @@ STOP = {"on_fit_epoch_end": [lambda trainer: setattr(trainer, "stop", True)]}  #
 
 def test_no_logger_is_imported_with_yolorep():
     code = (
-        "import sys, yolorep, yolorep.engine.train_setup, yolorep.cli\n"
+        "import sys, yolorep, yolorep.engine.train.setup, yolorep.cli\n"
         "print([m for m in ('mlflow', 'wandb', 'tensorboard', 'optuna') if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

@@ -10,7 +10,7 @@ from torch import nn
 import yolorep
 from yolorep.engine.deploy import export
 from yolorep.engine.deploy.tolerance import Check
-from yolorep.engine.train_setup import train
+from yolorep.engine.train.setup import train
 from yolorep.nn import MobileOneBlock
 from yolorep.nn.modules.conv import Conv
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import yolorep
-from yolorep.engine.optim import ModelEMA, build_optimizer, resolve_optimizer
+from yolorep.engine.train.optim import ModelEMA, build_optimizer, resolve_optimizer
 
 
 @pytest.fixture(scope="module")

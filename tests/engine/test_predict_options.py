@@ -11,8 +11,8 @@ from helpers import write_video
 
 import yolorep
 from yolorep.cli import main
-from yolorep.engine import display
-from yolorep.engine.predictor import predict
+from yolorep.engine.predict import display
+from yolorep.engine.predict.predictor import predict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ import pytest
 from voc_files import coloured_voc_set
 
 import yolorep
-from yolorep.engine.validator import val
+from yolorep.engine.val.validator import val
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

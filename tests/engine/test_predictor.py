@@ -12,9 +12,9 @@ from helpers import write_video
 
 import yolorep
 from yolorep.cli import main
-from yolorep.engine import prediction_writer
-from yolorep.engine.predictor import Detector, predict
-from yolorep.engine.results import Results
+from yolorep.engine.predict import writer as prediction_writer
+from yolorep.engine.predict.predictor import Detector, predict
+from yolorep.engine.predict.results import Results
 from yolorep.engine.run_dir import increment_run_dir
 from yolorep.errors import YolorepError
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from yolorep.engine.schedule import Schedule
+from yolorep.engine.train.schedule import Schedule
 
 
 @pytest.mark.parametrize("cosine", [False, True])

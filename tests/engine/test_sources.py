@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from helpers import write_video
 
-from yolorep.engine import sources
-from yolorep.engine.sources import Source, load_source, to_bgr
+from yolorep.engine.predict import sources
+from yolorep.engine.predict.sources import Source, load_source, to_bgr
 from yolorep.errors import YolorepError
 
 

@@ -16,8 +16,8 @@ import yolorep
 from yolorep import YOLO
 from yolorep.cli import main
 from yolorep.engine.deploy import export
-from yolorep.engine.predictor import Detector
-from yolorep.engine.tracking import ObjectTracker, track
+from yolorep.engine.predict.predictor import Detector
+from yolorep.engine.predict.tracking import ObjectTracker, track
 from yolorep.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from yolorep.datasets.targets import ImageRecord
-from yolorep.engine.train_labels import LABELS_FILE, LabelStatistics, label_arrays
+from yolorep.engine.train.labels import LABELS_FILE, LabelStatistics, label_arrays
 from yolorep.label_plots import plot_label_statistics
 
 

@@ -18,10 +18,11 @@ from helpers import TINY_HYP
 import yolorep
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine import train_build, train_data
-from yolorep.engine.callbacks import EVENTS
-from yolorep.engine.schedule import Schedule
-from yolorep.engine.train_setup import train
+from yolorep.engine.train import build as train_build
+from yolorep.engine.train import train_data
+from yolorep.engine.train.callbacks import EVENTS
+from yolorep.engine.train.schedule import Schedule
+from yolorep.engine.train.setup import train
 from yolorep.errors import ArgumentError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -177,7 +178,7 @@ def test_val_period_validates_every_n_epochs_and_the_last(tiny_shapes_yaml, tmp_
 @pytest.mark.parametrize("cache", [True, False])
 def test_epoch_benchmark_breaks_an_epoch_down_by_phase(tiny_shapes_yaml, cache, caplog):
     from yolorep.benchmark import benchmark
-    from yolorep.engine.phases import PHASES
+    from yolorep.engine.train.phases import PHASES
 
     caplog.set_level(logging.INFO, logger="yolorep")
     result = benchmark(epoch=True, model="yolorep-n.yaml", data=str(tiny_shapes_yaml), imgsz=64, batch=4, epochs=1,

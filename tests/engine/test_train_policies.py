@@ -15,12 +15,12 @@ from helpers import TINY_HYP
 import yolorep
 from yolorep.cli import main
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine.hooks import Hook
-from yolorep.engine.phases import PhaseTimer
-from yolorep.engine.schedule import Schedule
-from yolorep.engine.train_multiscale import MultiScale
-from yolorep.engine.train_setup import train
-from yolorep.engine.trainer import Batch, LoopSettings, Trainer
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.train.multiscale import MultiScale
+from yolorep.engine.train.phases import PhaseTimer
+from yolorep.engine.train.schedule import Schedule
+from yolorep.engine.train.setup import train
+from yolorep.engine.train.trainer import Batch, LoopSettings, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0)

@@ -8,7 +8,7 @@ from helpers import TINY_HYP
 from voc_files import coloured_voc_set
 
 import yolorep
-from yolorep.engine.train_setup import train
+from yolorep.engine.train.setup import train
 
 
 def test_one_epoch_on_a_tiny_voc_set_gives_pycocotools_metrics(tmp_path, one_thread):

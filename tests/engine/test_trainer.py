@@ -10,10 +10,10 @@ import torch
 from helpers import TINY_HYP
 
 import yolorep
-from yolorep.engine import trainer as trainer_module
-from yolorep.engine.callbacks import Callbacks
-from yolorep.engine.train_build import build_trainer
-from yolorep.engine.train_setup import train
+from yolorep.engine.train import trainer as trainer_module
+from yolorep.engine.train.build import build_trainer
+from yolorep.engine.train.callbacks import Callbacks
+from yolorep.engine.train.setup import train
 from yolorep.options import TrainOptions
 
 

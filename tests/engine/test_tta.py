@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from yolorep.engine.deploy import load_backend
-from yolorep.engine.predictor import Detector
-from yolorep.engine.tta import TTA_VIEWS, AugmentedBackend
-from yolorep.engine.validator import val
+from yolorep.engine.predict.predictor import Detector
+from yolorep.engine.predict.tta import TTA_VIEWS, AugmentedBackend
+from yolorep.engine.val.validator import val
 from yolorep.options import PredictOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,7 +11,7 @@ import yaml
 from helpers import TINY_HYP
 
 from yolorep.cli import main
-from yolorep.engine.tune import tune
+from yolorep.engine.train.tune import tune
 from yolorep.errors import ArgumentError
 from yolorep.options import Hyperparameters, TrainOptions
 from yolorep.options.tune import search_space

@@ -6,8 +6,8 @@ from helpers import TINY_HYP
 
 import yolorep.datasets.dataset as dataset_module
 from yolorep.cli import main
-from yolorep.engine.train_setup import train
-from yolorep.engine.validator import val
+from yolorep.engine.train.setup import train
+from yolorep.engine.val.validator import val
 
 
 def _with_test(tiny_shapes_yaml, folder, test: str, test_json: str):

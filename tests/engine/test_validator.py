@@ -6,7 +6,7 @@ import torch
 
 import yolorep
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine.validator import build_eval_loader, build_validator, default_eval_settings, val
+from yolorep.engine.val.validator import build_eval_loader, build_validator, default_eval_settings, val
 from yolorep.errors import CheckpointError, DatasetError
 from yolorep.nn import fused_copy
 

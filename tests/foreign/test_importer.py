@@ -129,7 +129,7 @@ def test_fine_tuning_keeps_all_but_the_class_predictions(family, v6_files, v8_fi
                                                          caplog):  # fmt: skip
     """--weights FOREIGN.pt with another class count trains the file's own architecture, starts from every tensor
     but the class predictors, says so, and --freeze keeps the first layers at the imported weights."""
-    from yolorep.engine.train_setup import train
+    from yolorep.engine.train.setup import train
 
     path = v6_files["plain"][0] if family == "yolov6" else v8_file[0]
     caplog.set_level("INFO", logger="yolorep")

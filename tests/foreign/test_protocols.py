@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from yolorep.cli import main
-from yolorep.engine import validator
-from yolorep.engine.validator import val
+from yolorep.engine.val import validator
+from yolorep.engine.val.validator import val
 
 
 def test_protocols_set_thresholds_detections_and_batches(trained_tiny, tmp_path, caplog, monkeypatch):

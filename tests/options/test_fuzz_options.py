@@ -68,7 +68,7 @@ def test_a_value_on_the_command_line_starts_training_or_exits_2_writing_nothing(
     project = tmp_path_factory.mktemp("runs")
     text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
     argv = ["train", f"{name}={text}", "--project", str(project), "--device", "cpu", "--model", "yolorep-n.yaml"]
-    with mock.patch("yolorep.engine.train_setup._run", _accept):
+    with mock.patch("yolorep.engine.train.setup._run", _accept):
         try:
             code = main(argv)
         except SystemExit as exit_:  # argparse refuses a value its type cannot read

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from yolorep.cli import main
-from yolorep.engine.track_eval import track_eval
+from yolorep.engine.predict.track_eval import track_eval
 from yolorep.track.metrics import find_sequences, score_tracks
 
 pytest.importorskip("trackeval")

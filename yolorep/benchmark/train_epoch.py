@@ -13,8 +13,8 @@ import tempfile
 import time
 from typing import Any
 
-from yolorep.engine.hooks import Hook
-from yolorep.engine.phases import PHASES
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.train.phases import PHASES
 
 __all__ = ["EpochPhases", "benchmark_epochs", "format_epoch_table"]
 
@@ -61,7 +61,7 @@ def benchmark_epochs(
         ``{"epochs": [{phase: seconds, ..., "epoch": wall, "other": unattributed}], "startup": s,
         "final_validation": s, "total": s, "images_per_epoch": n, ...}``.
     """
-    from yolorep.engine.train_setup import train
+    from yolorep.engine.train.setup import train
 
     start = time.perf_counter()
     phases = EpochPhases(start)

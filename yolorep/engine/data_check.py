@@ -21,7 +21,7 @@ from yolorep.datasets.records import ImageRecord, load_records
 from yolorep.datasets.spec import DataSpec, ensure_split, load_data_spec
 from yolorep.engine.duplicates import identical_files, near_duplicates
 from yolorep.engine.run_dir import increment_run_dir
-from yolorep.engine.train_labels import label_arrays
+from yolorep.engine.train.labels import label_arrays
 from yolorep.errors import DatasetError
 from yolorep.options import CheckDataOptions
 

@@ -128,7 +128,7 @@ def _check_seed(value: int) -> str | None:
 
 @dataclass(frozen=True)
 class TrainOptions(Options):
-    """The options of ``yolorep train`` / ``yolorep.engine.train_setup.train`` (hyperparameters in ``hyp``)."""
+    """The options of ``yolorep train`` / ``yolorep.engine.train.setup.train`` (hyperparameters in ``hyp``)."""
 
     command = "train"
 

@@ -33,7 +33,7 @@ def search_space(names: tuple[str, ...] = ()) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TuneOptions(Options):
-    """The options of ``yolorep tune`` / ``yolorep.engine.tune.tune`` besides the training options of every trial
+    """The options of ``yolorep tune`` / ``yolorep.engine.train.tune.tune`` besides the training options of every trial
     (``--data``, ``--model``, ``--time``, ``--imgsz``, ... and fixed hyperparameters such as ``--lr0``)."""
 
     command = "tune"

@@ -43,7 +43,7 @@ class Stop(BaseException):
 
 
 def main(out: Path) -> None:
-    from yolorep.engine.train_setup import train
+    from yolorep.engine.train.setup import train
 
     def stop(trainer):
         raise Stop

@@ -73,7 +73,7 @@ def score_backends(backends: Mapping[str, Backend], data: str, imgsz: int, batch
         ArgumentError: ``data`` has another number of classes than the models.
     """
     # imported here: the validator imports the deploy package, whose exporter imports this module
-    from yolorep.engine.validator import build_eval_loader, build_validator, eval_settings
+    from yolorep.engine.val.validator import build_eval_loader, build_validator, eval_settings
 
     spec = load_data_spec(data)
     reference = next(iter(backends.values()))

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from yolorep.engine.checkpoint import save_checkpoint, write_atomic
-from yolorep.engine.hooks import Hook
-from yolorep.engine.trainer import Trainer
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.train.trainer import Trainer
 
 __all__ = ["Checkpointer", "restore_best"]
 

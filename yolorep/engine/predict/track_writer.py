@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from yolorep.atomic import write_text_atomic
-from yolorep.engine.prediction_writer import Outputs, PredictionWriter
-from yolorep.engine.results import Results
+from yolorep.engine.predict.results import Results
+from yolorep.engine.predict.writer import Outputs, PredictionWriter
 from yolorep.ops import xyxy_to_ltwh
 from yolorep.plots import draw_trails
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from yolorep.engine.hooks import Hook
+from yolorep.engine.train.hooks import Hook
 
 __all__ = ["LABELS_FILE", "LabelStatistics", "label_arrays"]
 

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from yolorep.engine import distributed
-from yolorep.engine.hooks import Hook
-from yolorep.engine.optim import build_optimizer, resolve_optimizer
+from yolorep.engine.train import distributed
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.train.optim import build_optimizer, resolve_optimizer
 
 __all__ = ["AutoOptimizer", "OptimizerSettings", "build_run_optimizer"]
 

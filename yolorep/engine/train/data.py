@@ -14,10 +14,10 @@ from yolorep.datasets.image_cache import DiskImageCache
 from yolorep.datasets.loader import build_dataloader
 from yolorep.datasets.records import load_records
 from yolorep.datasets.spec import DataSpec
-from yolorep.engine import distributed
-from yolorep.engine.autobatch import auto_batch
 from yolorep.engine.device import amp_dtype, available_memory, keep_freed_memory, loader_workers
-from yolorep.engine.train_multiscale import largest_size
+from yolorep.engine.train import distributed
+from yolorep.engine.train.autobatch import auto_batch
+from yolorep.engine.train.multiscale import largest_size
 
 __all__ = ["AUTO_CACHE_BYTES", "AUTO_CACHE_SHARE", "build_train_data", "cache_images", "resolve_batch"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from yolorep.engine.hooks import Hook
-from yolorep.engine.optim import ModelEMA
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.train.optim import ModelEMA
 
 __all__ = ["EMA"]
 

@@ -156,7 +156,7 @@ def _work(job: dict[str, Any], index: int, log_file: Path | None) -> None:
     """One process: its share of the trials, drawn from the shared study."""
     import torch
 
-    from yolorep.engine.train_setup import train
+    from yolorep.engine.train.setup import train
 
     if log_file is not None:  # a spawned process: its training logs go to its own file
         handler = logging.FileHandler(log_file)

@@ -1,9 +1,9 @@
 """The training loop: epochs, batches, forward, loss, backward and optimizer steps, and the hooks it calls.
 
 Everything else a run does (the EMA, validation, the best model and patience, the time budget, results files,
-checkpoints, users' callbacks) is a hook (``yolorep.engine.hooks``) that owns its state. ``Trainer.state_dict`` and
-``load_state_dict`` are the one place that knows what ``last.pt`` carries to resume a run exactly;
-``yolorep.engine.train_build.build_trainer`` builds a trainer and its hooks from a run's options.
+checkpoints, users' callbacks) is a hook (``yolorep.engine.train.hooks``) that owns its state.
+``Trainer.state_dict`` and ``load_state_dict`` are the one place that knows what ``last.pt`` carries to resume a run
+exactly; ``yolorep.engine.train.build.build_trainer`` builds a trainer and its hooks from a run's options.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from yolorep.engine import distributed
 from yolorep.engine.checkpoint import load_state_dict_strict
 from yolorep.engine.device import amp_dtype, cudnn_autotune
-from yolorep.engine.hooks import Hook, check_state_keys, stage_methods
-from yolorep.engine.optim import ModelEMA
-from yolorep.engine.phases import PhaseTimer
-from yolorep.engine.schedule import Schedule
-from yolorep.engine.train_ema import EMA
+from yolorep.engine.train import distributed
+from yolorep.engine.train.ema import EMA
+from yolorep.engine.train.hooks import Hook, check_state_keys, stage_methods
+from yolorep.engine.train.optim import ModelEMA
+from yolorep.engine.train.phases import PhaseTimer
+from yolorep.engine.train.schedule import Schedule
 from yolorep.errors import CheckpointError, YolorepError
 from yolorep.logs import progress
 
@@ -98,7 +98,7 @@ class TrainState:
 
 class Trainer:
     """Train ``model`` with ``loss_fn`` and ``optimizer`` on ``train_loader`` over the epochs ``schedule`` plans,
-    calling ``hooks`` at the stages of ``yolorep.engine.hooks`` (in the order given).
+    calling ``hooks`` at the stages of ``yolorep.engine.train.hooks`` (in the order given).
 
     Callbacks read ``epoch``, ``state``, ``metrics``, ``losses``, ``schedule``, ``save_dir``, ``model``, ``ema``,
     ``optimizer`` and may set ``stop``.
@@ -132,7 +132,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         world_batch = train_loader.batch_size * distributed.world_size()
         self.accumulate = max(round(settings.hyp["nbs"] / world_batch), 1)
-        self.timer = PhaseTimer(settings.device, sync=settings.profile)  # seconds per phase (yolorep.engine.phases)
+        self.timer = PhaseTimer(settings.device, sync=settings.profile)  # seconds per phase (train.phases)
         self.epoch, self.last_epoch, self.stop = -1, -1, False  # the epoch training, the last one completed
         self.this_epoch = EpochRecord(started=time.perf_counter())
         self.batch: Batch | None = None
@@ -386,7 +386,7 @@ class Trainer:
         planned = self.epochs if self.schedule.fitted else "?"  # a budget's epochs are known after the first
         return progress(self.train_loader, desc=f"epoch {epoch + 1}/{planned}", total=n_batches, unit="batch")
 
-    # ---- end of epoch (rank 0): the stages of yolorep.engine.hooks ------------------------------------------------
+    # ---- end of epoch (rank 0): the stages of yolorep.engine.train.hooks --------------------------------------------
     def _end_epoch(self) -> None:
         self._review()
         if not self.this_epoch.validated and self.epoch + 1 >= self.epochs:

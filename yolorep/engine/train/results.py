@@ -1,6 +1,6 @@
 """Results of a training run as a policy: args.yaml, one row per epoch (``trainer.state.history``), results.csv,
 results.png, the epoch's log line, and the first training batches drawn (train_batch*.jpg); experiment loggers
-(TensorBoard, MLflow, W&B) are ``yolorep.engine.train_loggers``."""
+(TensorBoard, MLflow, W&B) are ``yolorep.engine.train.loggers``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from yolorep.atomic import atomic_path
-from yolorep.engine.hooks import Hook
-from yolorep.engine.resume import ARGS_FILE
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.train.resume import ARGS_FILE
 
 __all__ = ["Results", "ResultsFiles", "TrainBatchPlots"]
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from yolorep.atomic import write_text_atomic
 from yolorep.confined import confined
-from yolorep.engine.display import show_image
-from yolorep.engine.results import Results
+from yolorep.engine.predict.display import show_image
+from yolorep.engine.predict.results import Results
 from yolorep.errors import YolorepError
 from yolorep.options import PredictOptions
 

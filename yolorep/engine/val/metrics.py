@@ -71,9 +71,9 @@ class BoxMetrics:
         return float(self.p[i]), float(self.r[i]), float(self.ap50[i]), float(self.ap[i])
 
     def fitness(self) -> float:
-        """What training calls best (``yolorep.engine.trainer.fitness``: 0.9 mAP50-95 + 0.1 mAP50; ultralytics 8.4
+        """What training calls best (``yolorep.engine.train.trainer.fitness``: 0.9 mAP50-95 + 0.1 mAP50; ultralytics 8.4
         uses mAP50-95 alone)."""
-        from yolorep.engine.train_best import fitness
+        from yolorep.engine.train.best import fitness
 
         return fitness(self._figures)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from yolorep.engine.hooks import Hook
+from yolorep.engine.train.hooks import Hook
 
 __all__ = ["BestModel", "fitness"]
 

@@ -10,7 +10,7 @@ import statistics
 import time
 from typing import Any
 
-from yolorep.engine.hooks import Hook
+from yolorep.engine.train.hooks import Hook
 
 __all__ = ["TimeBudget"]
 

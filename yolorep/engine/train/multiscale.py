@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from yolorep.engine import distributed
-from yolorep.engine.hooks import Hook
+from yolorep.engine.train import distributed
+from yolorep.engine.train.hooks import Hook
 
 __all__ = ["MultiScale", "largest_size"]
 

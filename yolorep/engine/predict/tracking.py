@@ -20,11 +20,11 @@ import torch
 from yolorep.assets import datasets_root
 from yolorep.checks import check_batch
 from yolorep.datasets.shapes_track import SHAPES_TRACK, generate_shapes_track
-from yolorep.engine.predictor import Detector
-from yolorep.engine.results import Boxes, Results
+from yolorep.engine.predict.predictor import Detector
+from yolorep.engine.predict.results import Boxes, Results
+from yolorep.engine.predict.sources import Source, load_source
+from yolorep.engine.predict.track_writer import SequenceCounter, TrackWriter
 from yolorep.engine.run_dir import increment_run_dir
-from yolorep.engine.sources import Source, load_source
-from yolorep.engine.track_writer import SequenceCounter, TrackWriter
 from yolorep.errors import YolorepError
 from yolorep.logs import progress
 from yolorep.options import TrackOptions

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from yolorep.engine.hooks import Hook
-from yolorep.engine.validator import Validator
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.val.validator import Validator
 from yolorep.nn.fuse import fused_copy
 
 __all__ = ["Validation"]

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from yolorep.engine.hooks import Hook
+from yolorep.engine.train.hooks import Hook
 from yolorep.errors import ArgumentError, YolorepError
 
 __all__ = ["MLflowLogger", "TensorBoardLogger", "WandbLogger", "build_loggers", "check_loggers"]

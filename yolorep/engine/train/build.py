@@ -16,28 +16,28 @@ from torch import nn
 
 from yolorep.checks import check_imgsz
 from yolorep.datasets.spec import load_data_spec
-from yolorep.engine import distributed
 from yolorep.engine.checkpoint import read_checkpoint
 from yolorep.engine.class_names import class_rows_by_name, require_same_names
 from yolorep.engine.data_summary import format_data_summary
-from yolorep.engine.hooks import Hook
 from yolorep.engine.run_dir import increment_run_dir
-from yolorep.engine.schedule import Schedule
-from yolorep.engine.train_best import BestModel
-from yolorep.engine.train_budget import TimeBudget
-from yolorep.engine.train_checkpoints import Checkpointer
-from yolorep.engine.train_data import build_train_data, cache_images, resolve_batch
-from yolorep.engine.train_ema import EMA
-from yolorep.engine.train_labels import LabelStatistics
-from yolorep.engine.train_loggers import build_loggers
-from yolorep.engine.train_mosaic import MosaicClosing
-from yolorep.engine.train_multiscale import MultiScale
-from yolorep.engine.train_optimizer import STATE_KEY as OPTIMIZER_CHOICE
-from yolorep.engine.train_optimizer import OptimizerSettings, build_run_optimizer
-from yolorep.engine.train_results import Results, TrainBatchPlots
-from yolorep.engine.train_validation import Validation
-from yolorep.engine.trainer import LoopSettings, Trainer
-from yolorep.engine.validator import Validator, build_eval_loader, build_validator, eval_args
+from yolorep.engine.train import distributed
+from yolorep.engine.train.auto_optimizer import STATE_KEY as OPTIMIZER_CHOICE
+from yolorep.engine.train.auto_optimizer import OptimizerSettings, build_run_optimizer
+from yolorep.engine.train.best import BestModel
+from yolorep.engine.train.budget import TimeBudget
+from yolorep.engine.train.checkpoints import Checkpointer
+from yolorep.engine.train.data import build_train_data, cache_images, resolve_batch
+from yolorep.engine.train.ema import EMA
+from yolorep.engine.train.hooks import Hook
+from yolorep.engine.train.labels import LabelStatistics
+from yolorep.engine.train.loggers import build_loggers
+from yolorep.engine.train.mosaic import MosaicClosing
+from yolorep.engine.train.multiscale import MultiScale
+from yolorep.engine.train.results import Results, TrainBatchPlots
+from yolorep.engine.train.schedule import Schedule
+from yolorep.engine.train.trainer import LoopSettings, Trainer
+from yolorep.engine.train.validation import Validation
+from yolorep.engine.val.validator import Validator, build_eval_loader, build_validator, eval_args
 from yolorep.errors import CheckpointError
 from yolorep.loss import DetectionLoss
 from yolorep.nn.model import DetectionModel, build_model
@@ -179,7 +179,7 @@ def _distributed_model(model: nn.Module, sync_bn: bool, dev: torch.device) -> nn
 def _run_hooks(
     args: dict[str, Any], model: nn.Module, validator: Validator | None, save_dir: Path, started: float | None
 ) -> list[Hook]:
-    """The run's policies (``yolorep.engine.hooks``), in the order they act: on every rank the EMA and mosaic
+    """The run's policies (``yolorep.engine.train.hooks``), in the order they act: on every rank the EMA and mosaic
     closing; on rank 0 (the one with a ``validator``: it validates, keeps the best, plans a time budget and writes
     the run's files while the others wait) also labels.jpg and the first batches drawn, validation, best model and
     patience, the time budget, results and checkpoints. A new policy is one more entry here."""

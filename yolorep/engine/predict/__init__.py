@@ -1,0 +1,1 @@
+"""Prediction: sources, the predictor, results and what a predict or track run writes."""

@@ -1,0 +1,1 @@
+"""Validation: scoring a model on a data set with pycocotools."""

@@ -19,7 +19,7 @@ import yolorep
 from yolorep.datasets.dataset import DetectionDataset
 from yolorep.datasets.spec import load_data_spec
 from yolorep.engine.train import build as train_build
-from yolorep.engine.train import train_data
+from yolorep.engine.train import data as train_data
 from yolorep.engine.train.callbacks import EVENTS
 from yolorep.engine.train.schedule import Schedule
 from yolorep.engine.train.setup import train

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Iterator
 
@@ -182,6 +181,7 @@ _CGROUP_MEMORY_FILES = (
     ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
 )
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
+_FREED_MEMORY_KEPT: bool | None = None
 
 
 def keep_freed_memory() -> bool:
@@ -193,11 +193,16 @@ def keep_freed_memory() -> bool:
     1.25 s instead of 1.54 s, an epoch 3-9% less. The process keeps its peak memory, which training reaches every step
     anyway. Not glibc (macOS, Windows, musl): nothing changes.
     """
-    name = ctypes.util.find_library("c")
+    global _FREED_MEMORY_KEPT
+    if _FREED_MEMORY_KEPT is not None:  # once per process
+        return _FREED_MEMORY_KEPT
     try:
-        libc = ctypes.CDLL(name)
+        # the C library the process already runs on; ctypes.util.find_library would start ldconfig in a subprocess
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018 - glibc only: other C libraries give mallopt other parameters
     except (OSError, AttributeError, TypeError):
+        _FREED_MEMORY_KEPT = False
         return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    _FREED_MEMORY_KEPT = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _FREED_MEMORY_KEPT

@@ -158,7 +158,8 @@ def test_rect_batches_share_a_stride_multiple_shape(colour_boxes_yaml):
 
 def test_ram_cache_gives_identical_samples(colour_boxes_yaml):
     spec = load_data_spec(colour_boxes_yaml)
-    cached = DetectionDataset(spec, "val", imgsz=96, cache_images=True)
+    cached = DetectionDataset(spec, "val", imgsz=96)
+    cached.cache_images()
     plain = DetectionDataset(spec, "val", imgsz=96)
     for i in range(len(plain)):
         assert torch.equal(cached[i][0], plain[i][0]) and torch.equal(cached[i][1], plain[i][1])

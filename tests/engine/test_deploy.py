@@ -20,6 +20,7 @@ from yolorep.engine.deploy.openvino import find_openvino_xml, read_rt_metadata
 from yolorep.engine.predict.predictor import Detector
 from yolorep.engine.val.validator import Validator, build_eval_loader, coco_ground_truth, default_eval_settings, val
 from yolorep.evaluation import COCOEvaluator, MetricsEvaluator
+from yolorep.ops.nms import NMSSettings
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -100,7 +101,7 @@ def square_reference(best, tiny_shapes_yaml, tmp_path_factory):
     ]
     settings = default_eval_settings()
     validator = Validator(
-        dataset, loader, evaluators, conf=settings["conf"], iou=settings["iou"], max_det=settings["max_det"]
+        dataset, loader, evaluators, nms=NMSSettings(settings["conf"], settings["iou"], settings["max_det"])
     )
     metrics = validator(load_backend(best, "cpu"))
     assert metrics["map50_95"] > 0  # something to compare

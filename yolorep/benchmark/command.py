@@ -115,11 +115,9 @@ def _run(net: DetectionModel, run: RunOptions, meta: dict[str, Any], stride: int
         result = {**meta, **benchmark_train(net, run, batch=batch, imgsz=imgsz, iters=iters, warmup=warmup)}
         LOGGER.info("%s", format_train_table(result))
     elif isinstance(o, SweepOptions):
-        batches, imgszs = sweep_grid(batch, imgsz, run.device, stride)
+        grid = sweep_grid(batch, imgsz, run.device, stride)
         title = f"{meta['model']} | {meta['device']}"
-        swept = sweep_shapes(
-            net, fused_copy(net), run, batches, imgszs, out=o.out, iters=iters, warmup=warmup, title=title
-        )
+        swept = sweep_shapes(net, fused_copy(net), run, grid, out=o.out, iters=iters, warmup=warmup, title=title)
         result = {**meta, **swept}
         LOGGER.info("%s", format_sweep_table(meta, swept["rows"]))
         LOGGER.info("sweep written to %s and %s", swept["csv"], swept["plot"])

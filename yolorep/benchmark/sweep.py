@@ -33,19 +33,20 @@ def sweep_shapes(
     unfused: DetectionModel,
     fused: DetectionModel,
     options: RunOptions,
-    batches: list[int],
-    imgszs: list[int],
+    grid: tuple[list[int], list[int]],
     *,
     out: str | Path,
     iters: int | None = None,
     warmup: int | None = None,
     title: str = "",
 ) -> dict[str, Any]:
-    """``compare`` at every (imgsz, batch); write ``sweep.csv`` and ``sweep.png`` into ``out``.
+    """``compare`` at every (imgsz, batch) of ``grid`` (batches, image sizes: ``sweep_grid``); write ``sweep.csv``
+    and ``sweep.png`` into ``out``.
 
     Returns:
         ``{"rows": [one compare() result per point, with imgsz and batch], "csv": path, "plot": path}``.
     """
+    batches, imgszs = grid
     rows = []
     for imgsz in imgszs:
         for batch in batches:

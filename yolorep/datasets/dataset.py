@@ -81,8 +81,9 @@ class DetectionDataset(Dataset):
         rect: rectangular batches (sorted by aspect ratio; for training: HSV and flip only).
         batch_size: batch size the loader will use; only matters with ``rect``.
         stride: the model's largest stride; rect shapes are multiples of it.
-        cache_images: keep resized images in RAM (or call :meth:`cache_images` later).
-        single_cls: every object is of one class, ``object`` (category id 1).
+
+    After construction, :meth:`as_one_class` merges the classes (``--single-cls``), :meth:`keep_share` keeps a part
+    of the images (``--fraction``), and :meth:`cache_images` / :meth:`cache_to_disk` cache the decoded images.
     """
 
     def __init__(
@@ -95,8 +96,6 @@ class DetectionDataset(Dataset):
         rect: bool = False,
         batch_size: int = 16,
         stride: int = 32,
-        cache_images: bool = False,
-        single_cls: bool = False,
     ) -> None:
         check_imgsz(imgsz, stride)
         self.spec, self.split, self.imgsz, self.stride = spec, split, imgsz, stride
@@ -106,15 +105,17 @@ class DetectionDataset(Dataset):
         self.names, self.category_ids = spec.names, spec.category_ids
         loaded = load_records(spec, split)
         self.records, self.stats, self.cache_path = loaded.records, loaded.stats, loaded.cache_path
-        if single_cls:
-            self.records = [_one_class(r) for r in self.records]
-            self.names, self.category_ids = ("object",), (1,)
         self.mosaic_enabled = augment and not rect
         self.batch_shapes = self._sort_for_rect() if rect else []
         self._images: list[tuple[np.ndarray, tuple[float, float]] | None] = [None] * len(self.records)
         self._decoded_files: list[Path | None] = []  # per record, with cache_to_disk
-        if cache_images:
-            self.cache_images()
+
+    def as_one_class(self) -> DetectionDataset:
+        """Every object and crowd region of one class, ``object`` (category id 1), as ``--single-cls`` trains and
+        evaluates; returns the dataset itself."""
+        self.records = [_one_class(r) for r in self.records]
+        self.names, self.category_ids = ("object",), (1,)
+        return self
 
     def cache_images(self) -> None:
         """Read every image once and keep it resized in RAM (:meth:`decoded_bytes`); samples stay the same."""

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torchvision.ops import batched_nms, nms
 
 # NMS first runs over this many candidates per detection wanted (max_det), highest scores first
 PREFIX_PER_DETECTION = 4
+
+
+@dataclass(frozen=True)
+class NMSSettings:
+    """The NMS settings evaluation runs with: score threshold, IoU threshold, detections kept per image, and
+    whether boxes of different classes suppress each other."""
+
+    conf: float
+    iou: float
+    max_det: int
+    agnostic: bool = False
 
 
 def non_max_suppression(

@@ -55,8 +55,9 @@ def build_train_data(
     """The augmented training set (``--fraction`` of it), its loader for ``batch`` images a process (``sharded``
     across DDP processes), and the number of loader workers."""
     hyp, rect = args["hyp"], bool(args.get("rect"))
-    dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, rect=rect, batch_size=batch,
-                               stride=stride, single_cls=bool(args.get("single_cls")))  # fmt: skip
+    dataset = DetectionDataset(spec, "train", imgsz, augment=True, hyp=hyp, rect=rect, batch_size=batch, stride=stride)
+    if args.get("single_cls"):
+        dataset.as_one_class()
     fraction = args.get("fraction", 1.0)
     if fraction < 1:
         total = len(dataset)

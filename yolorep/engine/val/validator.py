@@ -7,6 +7,7 @@ pycocotools. See ``yolorep.evaluation`` for the evaluators.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -44,7 +45,7 @@ from yolorep.foreign import EVAL_PROTOCOLS
 from yolorep.logs import progress
 from yolorep.nn.model import DetectionModel
 from yolorep.ops.boxes import scale_boxes
-from yolorep.ops.nms import non_max_suppression
+from yolorep.ops.nms import NMSSettings, non_max_suppression
 from yolorep.options import ValOptions, load_hyp
 
 __all__ = [
@@ -74,7 +75,7 @@ class Validator:
         loader: its loader, without shuffling.
         evaluators: what to compute; one ``MetricsEvaluator`` is required (the internal estimate), a
             ``COCOEvaluator`` makes pycocotools the number of record.
-        conf, iou, max_det, agnostic: NMS settings.
+        nms: the NMS settings.
         half: feed fp16 images (for a model cast to fp16).
         save_dir: where ``metrics.json`` goes; ``None`` writes nothing (evaluators write their own files).
         loss_fn: with it, a ``DetectionModel``'s raw maps are also scored by the training loss against the
@@ -87,10 +88,7 @@ class Validator:
         loader: torch.utils.data.DataLoader,
         evaluators: list[Evaluator],
         *,
-        conf: float,
-        iou: float,
-        max_det: int,
-        agnostic: bool = False,
+        nms: NMSSettings,
         half: bool = False,
         save_dir: Path | None = None,
         loss_fn: nn.Module | None = None,
@@ -98,7 +96,7 @@ class Validator:
         if not any(isinstance(e, MetricsEvaluator) for e in evaluators):
             raise ValueError("Validator: evaluators must include a MetricsEvaluator (the internal estimate)")
         self.dataset, self.loader, self.evaluators = dataset, loader, list(evaluators)
-        self.conf, self.iou, self.max_det, self.agnostic, self.half = conf, iou, max_det, agnostic, half
+        self.nms, self.half = nms, half
         self.save_dir, self.loss_fn = save_dir, loss_fn
 
     @torch.no_grad()
@@ -135,8 +133,8 @@ class Validator:
             # An untrained model puts nearly every anchor and class above conf 0.001: keeping the 10 * max_det best
             # candidates bounds NMS time without changing what COCOeval scores (its top 100 per image and class).
             detections = non_max_suppression(
-                raw, self.conf, self.iou, self.max_det, agnostic=self.agnostic, multi_label=True,
-                max_candidates=10 * self.max_det,
+                raw, self.nms.conf, self.nms.iou, self.nms.max_det, agnostic=self.nms.agnostic, multi_label=True,
+                max_candidates=10 * self.nms.max_det,
             )  # fmt: skip
             times["preprocess"] += loaded - start
             times["inference"] += inferred - loaded
@@ -196,7 +194,7 @@ class Validator:
             "images": images_seen,
             "ground_truth": ground_truth,
             "speed_ms_per_image": {k: 1000 * v / n for k, v in times.items()},
-            "settings": {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "agnostic": self.agnostic},
+            "settings": dataclasses.asdict(self.nms),
         }
 
 
@@ -251,10 +249,8 @@ def build_validator(
         evaluators.append(COCOEvaluator(coco_ground_truth(dataset), list(dataset.category_ids), save_dir))
     if save_dir is not None:
         evaluators.append(SampleImages(names, save_dir))
-    return Validator(
-        dataset, loader, evaluators, conf=settings["conf"], iou=settings["iou"], max_det=int(settings["max_det"]),
-        agnostic=agnostic, half=half, save_dir=save_dir, loss_fn=loss_fn,
-    )  # fmt: skip
+    nms = NMSSettings(settings["conf"], settings["iou"], int(settings["max_det"]), agnostic)
+    return Validator(dataset, loader, evaluators, nms=nms, half=half, save_dir=save_dir, loss_fn=loss_fn)
 
 
 def eval_args(hyp: dict[str, Any]) -> dict[str, Any]:
@@ -286,9 +282,9 @@ def build_eval_loader(
 ) -> tuple[DetectionDataset, torch.utils.data.DataLoader]:
     """Letterboxed batches: rectangular (one shape per batch) or, ``rect=False``, square ``imgsz x imgsz`` (what a
     fixed-shape export accepts)."""
-    dataset = DetectionDataset(
-        spec, split, imgsz, augment=False, rect=rect, batch_size=batch, stride=stride, single_cls=single_cls
-    )
+    dataset = DetectionDataset(spec, split, imgsz, augment=False, rect=rect, batch_size=batch, stride=stride)
+    if single_cls:
+        dataset.as_one_class()
     return dataset, build_dataloader(dataset, batch, shuffle=False, workers=workers)
 
 

@@ -49,6 +49,19 @@ def _user_cache_folder(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_dataloader_sigchld_handler():
+    """Keep torch's DataLoader from installing its SIGCHLD handler in the test process. A loader with workers
+    installs it for good; with it in place, once OpenVINO had run in the process, a later test's subprocess
+    exiting crashed the whole test process (SIGSEGV while waiting on the child's pipe)."""
+    from torch.utils.data._utils import signal_handling
+
+    installed = signal_handling._SIGCHLD_handler_set
+    signal_handling._SIGCHLD_handler_set = True
+    yield
+    signal_handling._SIGCHLD_handler_set = installed
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes_yaml(tmp_path_factory) -> Path:
     """A dataset YAML for a tiny synthetic shapes set (12 train / 6 val images, ~96 px), generated once."""

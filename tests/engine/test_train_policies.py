@@ -64,6 +64,15 @@ def test_logged_learning_rates_are_the_ones_used(tiny_shapes_yaml, tmp_path):
     assert second == pytest.approx(dict.fromkeys(("lr/pg0", "lr/pg1", "lr/pg2"), 0.01 * linear))
 
 
+def test_adamw_biases_warm_up_from_zero_like_its_other_weights(tiny_shapes_yaml, tmp_path):
+    """AdamW moves each weight by about its learning rate a step: biases starting at warmup_bias_lr (0.1, 50x lr0)
+    wrecked a pretrained head within an epoch, so only SGD's biases start there."""
+    train(data=tiny_shapes_yaml, epochs=2, project=tmp_path, name="lr", optimizer="AdamW", lr0=0.002,
+          hyp=dict(TINY_HYP, warmup_epochs=1.0), **RUN)  # fmt: skip
+    first = {k: float(v) for k, v in _rows(tmp_path / "lr")[0].items() if k.startswith("lr/")}
+    assert first == pytest.approx(dict.fromkeys(("lr/pg0", "lr/pg1", "lr/pg2"), 0.001))  # halfway from 0 to lr0
+
+
 def _optimizer_of(last):
     """(name, lr0) of the optimizer a last.pt's run trained with, read from the optimizer's own state."""
     group = torch.load(last, weights_only=True)["train_state"]["optimizer"]["param_groups"][0]

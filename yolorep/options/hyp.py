@@ -53,7 +53,9 @@ class Hyperparameters(Options):
     warmup_momentum: float = option(
         0.8, "momentum at the start of warm-up", check=between(0, 1, high_open=True), search=Search(0.0, 0.95)
     )
-    warmup_bias_lr: float = option(0.1, "bias learning rate at the start of warm-up", check=fraction)
+    warmup_bias_lr: float = option(
+        0.1, "bias learning rate at the start of warm-up (SGD; AdamW's start at 0)", check=fraction
+    )
     nbs: int = option(16, "nominal batch size: smaller batches accumulate gradients up to it", check=at_least(1))
     grad_clip: float = option(10.0, "max gradient norm", check=greater_than(0))
     amp: bool = option(True, "mixed precision: fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16/AMX)")

@@ -298,7 +298,9 @@ class Trainer:
     def _warmup(self, step: int, warmup_iters: int, epoch: int) -> None:
         factor, hyp = self.schedule(epoch), self.hyp
         for index, group in enumerate(self.optimizer.param_groups):
-            start = hyp["warmup_bias_lr"] if index == 2 else 0.0
+            # SGD's biases start high and fall to lr0; an adaptive optimizer's step is about its learning rate per
+            # weight, so AdamW's would move every bias by ~0.1 a step (a pretrained head collapsed): it starts at 0
+            start = hyp["warmup_bias_lr"] if index == 2 and "momentum" in group else 0.0
             group["lr"] = float(np.interp(step, [0, warmup_iters], [start, group["initial_lr"] * factor]))
             if "momentum" in group:
                 group["momentum"] = float(np.interp(step, [0, warmup_iters], [hyp["warmup_momentum"], hyp["momentum"]]))

@@ -77,6 +77,8 @@ class Backend:
                 f"{images.shape[3]}; letterbox to {self.imgsz}x{self.imgsz} (square, rect=False) or export with "
                 "--dynamic"
             )
+        if images.shape[0] == self.batch:  # the usual call: one batch as exported, nothing to split or join
+            return self._forward(images).to(self.device, torch.float32)
         outputs = []
         for chunk in images.split(self.batch):
             n = chunk.shape[0]

@@ -104,8 +104,9 @@ class OpenVINOBackend(Backend):
 
     def _forward(self, images: Tensor) -> Tensor:
         x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
-        self.request.infer({0: x})
-        # the request reuses its output buffer on the next call: copy
+        # the input is read in place and no output dict is built (each would copy several MB a call); the request
+        # reuses its output buffer on the next call, so the one copy kept is of the output
+        self.request.infer({0: x}, share_inputs=True, share_outputs=True)
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
 

@@ -209,7 +209,7 @@ class _SafeUnpickler(pickle.Unpickler):
         if allowed is not None:
             return allowed
         if module.startswith("torch") and not name[:1].isupper():
-            # torch functions (torch.load, torch.hub.*, ...): no checkpoint needs to call one
+            # torch functions (torch.load, the model-zoo loaders, ...): no checkpoint needs to call one
             raise UnsafePickle(f"refusing {module}.{name}: a torch function outside the tensor rebuilds")
         return record_type(f"{module}.{name}")
 

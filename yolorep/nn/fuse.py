@@ -28,6 +28,7 @@ from yolorep.errors import YolorepError
 __all__ = [
     "FuseRefused",
     "Fusable",
+    "add_pointwise_and_identity",
     "average_kernel",
     "bn_kernel_bias",
     "conv_from_kernel",
@@ -265,3 +266,20 @@ def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:
                     m.weight.copy_(uniform(n, 0.4, 1.6))
                     m.bias.copy_(uniform(n, -0.5, 0.5))
     return module
+
+
+def add_pointwise_and_identity(
+    kernel: torch.Tensor, bias: torch.Tensor, conv: nn.Conv2d, pointwise: nn.Module | None, identity: nn.Module | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``kernel``, ``bias`` of a k x k branch (``conv``'s shape) plus a 1 x 1 conv+BN branch (``pointwise``, with
+    ``kernel_bias()``; padded to k x k) and an identity BatchNorm branch, each when present (RepVGG's and
+    MobileOne's shared branches)."""
+    k = conv.kernel_size[0]
+    if pointwise is not None:
+        pointwise_kernel, pointwise_bias = pointwise.kernel_bias()
+        kernel, bias = kernel + pad_kernel(pointwise_kernel, k), bias + pointwise_bias
+    if identity is not None:
+        eye = identity_kernel(conv.in_channels, conv.groups, k, like=conv.weight)
+        eye_kernel, eye_bias = bn_kernel_bias(eye, identity)
+        kernel, bias = kernel + eye_kernel, bias + eye_bias
+    return kernel, bias

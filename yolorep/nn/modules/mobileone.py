@@ -13,7 +13,7 @@ import copy
 
 from torch import Tensor, nn
 
-from yolorep.nn.fuse import bn_kernel_bias, conv_from_kernel, identity_kernel, pad_kernel
+from yolorep.nn.fuse import add_pointwise_and_identity, conv_from_kernel
 from yolorep.nn.modules.conv import ConvBN, FusedConv, check_kernel_size, make_activation
 from yolorep.nn.registry import register
 
@@ -57,18 +57,11 @@ class MobileOneBlock(nn.Module):
 
     def fused(self) -> FusedConv:
         conv = self.dense[0].conv
-        k = conv.kernel_size[0]
         kernel, bias = self.dense[0].kernel_bias()
         for branch in self.dense[1:]:
             branch_kernel, branch_bias = branch.kernel_bias()
             kernel, bias = kernel + branch_kernel, bias + branch_bias
-        if self.scale is not None:
-            scale_kernel, scale_bias = self.scale.kernel_bias()
-            kernel, bias = kernel + pad_kernel(scale_kernel, k), bias + scale_bias
-        if self.identity is not None:
-            eye = identity_kernel(conv.in_channels, conv.groups, k, like=conv.weight)
-            eye_kernel, eye_bias = bn_kernel_bias(eye, self.identity)
-            kernel, bias = kernel + eye_kernel, bias + eye_bias
+        kernel, bias = add_pointwise_and_identity(kernel, bias, conv, self.scale, self.identity)
         return FusedConv(conv_from_kernel(conv, kernel, bias), copy.deepcopy(self.act)).eval()
 
 

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from yolorep.nn.fuse import bn_kernel_bias, conv_from_kernel, identity_kernel, pad_kernel
+from yolorep.nn.fuse import add_pointwise_and_identity, bn_kernel_bias, conv_from_kernel, identity_kernel, pad_kernel
 from yolorep.nn.modules.acb import ACBlock
 from yolorep.nn.modules.conv import Conv, ConvBN, FusedConv, apply_conv, check_kernel_size, make_activation
 from yolorep.nn.modules.dbb import DBBlock
@@ -52,15 +52,7 @@ class RepVGGBlock(nn.Module):
 
     def fused(self) -> FusedConv:
         conv = self.dense.conv
-        k = conv.kernel_size[0]
-        kernel, bias = self.dense.kernel_bias()
-        if self.pointwise is not None:
-            k1, b1 = self.pointwise.kernel_bias()
-            kernel, bias = kernel + pad_kernel(k1, k), bias + b1
-        if self.identity is not None:
-            eye = identity_kernel(conv.in_channels, conv.groups, k, like=conv.weight)
-            kid, bid = bn_kernel_bias(eye, self.identity)
-            kernel, bias = kernel + kid, bias + bid
+        kernel, bias = add_pointwise_and_identity(*self.dense.kernel_bias(), conv, self.pointwise, self.identity)
         return FusedConv(conv_from_kernel(conv, kernel, bias), copy.deepcopy(self.act)).eval()
 
 

@@ -1,7 +1,8 @@
 """Each tool's own default OpenVINO export, then its own predict on the same video, as their users meet them
-(issue 30): ``yolorep export --format openvino`` + ``yolorep predict``, and ultralytics' ``export(format="openvino")``
-+ ``predict``, with the inference time per image each reports. Alternated ``--repeats`` times, so that a change in
-background load falls on both.
+(issue 30): ``yolorep export --format openvino`` + ``yolorep.YOLO(...).predict``, and ultralytics'
+``export(format="openvino")`` + ``YOLO(...).predict``, both streamed without saving, each run in a process of its own,
+with the mean inference time per image each reports. Alternated ``--repeats`` times, so that a change in background
+load falls on both.
 
 Run in the ultralytics venv (``/work/shared/anchors/README.md``), from the repository root, on a quiet machine:
 
@@ -48,11 +49,24 @@ def yolorep_cli(*args: str) -> str:
     return done.stdout + done.stderr
 
 
-def yolorep_predict_ms(model: Path, video: Path, out: Path) -> float:
-    """``yolorep predict``'s own "ms inference" per image."""
-    log = yolorep_cli("predict", "--weights", str(model), "--source", str(video), "--project", str(out), "--imgsz",
-                      "640")  # fmt: skip
-    return float(re.search(r"([0-9.]+) ms inference", log).group(1))
+# each tool's Python predict, streamed and saving nothing, in a process of its own (ultralytics sets torch's thread
+# count to one less than the CPU count when it selects a device; a process per run keeps that out of the other's)
+ENVIRONMENT = dict(os.environ)  # as it was before ultralytics, which sets OMP_NUM_THREADS when it is imported
+PREDICT = {
+    "yolorep": "import yolorep\n"
+    "results = yolorep.YOLO({model!r}).predict({video!r}, stream=True, imgsz=640)\n",
+    "ultralytics": f"import sys; sys.path.insert(0, {str(ANCHORS)!r}); import ulenv\n"
+    "from ultralytics import YOLO\n"
+    "results = YOLO({model!r}, task='detect').predict({video!r}, stream=True, imgsz=640, verbose=False)\n",
+}
+REPORT = "import statistics; print(statistics.mean(r.speed['inference'] for r in results))\n"
+
+
+def predict_ms(tool: str, model: Path, video: Path) -> float:
+    """The mean inference time per image that ``tool``'s own predict reports on ``video``."""
+    code = PREDICT[tool].format(model=str(model), video=str(video)) + REPORT
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENVIRONMENT)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -81,9 +95,8 @@ def main() -> None:
     theirs = out / YOLO("yolov8n.yaml").export(format="openvino", imgsz=640)
     runs: dict[str, list[float]] = {"yolorep-n (yolorep export + predict)": [], "YOLOv8n (ultralytics)": []}
     for _ in range(args.repeats):
-        runs["yolorep-n (yolorep export + predict)"].append(yolorep_predict_ms(ours, video, out / "runs"))
-        results = YOLO(str(theirs), task="detect").predict(str(video), imgsz=640, verbose=False, stream=True)
-        runs["YOLOv8n (ultralytics)"].append(statistics.mean(r.speed["inference"] for r in results))
+        runs["yolorep-n (yolorep export + predict)"].append(predict_ms("yolorep", ours, video))
+        runs["YOLOv8n (ultralytics)"].append(predict_ms("ultralytics", theirs, video))
     print(f"yolorep-n export: {precision}")
     for name, ms in runs.items():
         print(f"{name:40s} inference ms/image, each run: {', '.join(f'{m:.1f}' for m in ms)}")

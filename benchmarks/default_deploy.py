@@ -53,8 +53,7 @@ def yolorep_cli(*args: str) -> str:
 # count to one less than the CPU count when it selects a device; a process per run keeps that out of the other's)
 ENVIRONMENT = dict(os.environ)  # as it was before ultralytics, which sets OMP_NUM_THREADS when it is imported
 PREDICT = {
-    "yolorep": "import yolorep\n"
-    "results = yolorep.YOLO({model!r}).predict({video!r}, stream=True, imgsz=640)\n",
+    "yolorep": "import yolorep\nresults = yolorep.YOLO({model!r}).predict({video!r}, stream=True, imgsz=640)\n",
     "ultralytics": f"import sys; sys.path.insert(0, {str(ANCHORS)!r}); import ulenv\n"
     "from ultralytics import YOLO\n"
     "results = YOLO({model!r}, task='detect').predict({video!r}, stream=True, imgsz=640, verbose=False)\n",

@@ -43,8 +43,8 @@ def add_own_exports(cases: dict, threads: int) -> None:
         exported = YOLO("yolov8n.yaml").export(format="openvino", imgsz=640, batch=1)
     finally:
         os.chdir(cwd)
-    ultralytics_backend = AutoBackend(str(tmp / exported) if not Path(exported).is_absolute() else exported,
-                                      device=torch.device("cpu"))
+    # export returns the path it wrote, relative or absolute (tmp / an absolute path is that path)
+    ultralytics_backend = AutoBackend(str(tmp / exported), device=torch.device("cpu"))
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     weights = yolorep.save(yolorep.build_model("yolorep-n.yaml", nc=80).eval(), tmp / "yolorep-n.pt")

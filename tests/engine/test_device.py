@@ -6,7 +6,7 @@ import platform
 import pytest
 import torch
 
-from yolorep.engine.device import MAX_AUTO_WORKERS, keep_freed_memory, loader_workers, select_device
+from yolorep.engine.device import MAX_AUTO_WORKERS, keep_freed_memory, loader_workers, select_device, torch_threads
 from yolorep.errors import ArgumentError, YolorepError
 
 
@@ -196,3 +196,19 @@ def test_auto_cache_declines_what_the_address_space_limit_cannot_hold(monkeypatc
 
     dataset = Dataset()
     assert not cache_images("auto", [dataset]) and not dataset.cached
+
+
+def test_torch_threads_sets_and_restores_the_count_even_on_an_error():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError), torch_threads(1):
+            raise ValueError
+        assert torch.get_num_threads() == 2
+        with torch_threads(None):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)

@@ -217,3 +217,37 @@ def test_partial_video_is_closed_and_plays_after_an_error(fused, tmp_path, monke
     run = tmp_path / "runs" / "exp"
     assert read_video(run / "clip.mp4")[0] == 5
     assert json.loads((run / "predictions.json").read_text()) == []
+
+
+@pytest.mark.parametrize("fmt", ["pt", "onnx"])
+def test_a_runtime_with_threads_of_its_own_gets_the_cores_during_its_call(weights, tmp_path, monkeypatch, fmt):
+    """Around ONNX Runtime (threads of its own) torch pre- and post-processes on one thread and gives the caller's
+    count back for the call and afterwards; a PyTorch backend computes on the caller's count throughout."""
+    pytest.importorskip("onnxruntime")
+    from yolorep.engine.deploy import export
+
+    model = weights if fmt == "pt" else export(weights, format="onnx", imgsz=IMGSZ, dynamic=True)
+    seen = {}
+
+    def recording(name, method):
+        def wrapper(self, *args, **kwargs):
+            seen.setdefault(name, torch.get_num_threads())
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(Detector, "preprocess", recording("preprocess", Detector.preprocess))
+    monkeypatch.setattr(Detector, "_results", recording("results", Detector._results))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        detector = Detector(model, device="cpu", imgsz=IMGSZ, conf=0.0, max_det=5)
+        backend = type(detector.model)
+        monkeypatch.setattr(backend, "_forward", recording("call", backend._forward))
+        results = detector.predict([np.zeros((48, 64, 3), np.uint8)])
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+    host = 1 if fmt == "onnx" else 2
+    assert seen == {"preprocess": host, "call": 2, "results": host} and after == 2
+    assert len(results) == 1 and len(results[0].boxes) == 5

@@ -33,6 +33,7 @@ class Backend:
     """
 
     format = ""
+    own_threads = False  # runs on a thread pool of its own, not torch's (set in each such runtime's backend)
 
     def __init__(self, source: str, info: ModelMetadata, device: torch.device) -> None:
         self.source, self.info, self.device = source, info, device

@@ -55,6 +55,7 @@ class NCNNBackend(Backend):
     """
 
     format = "ncnn"
+    own_threads = True
 
     def __init__(self, path: Path, device: torch.device) -> None:
         self.ncnn = require("ncnn", f"--weights {path}", EXTRA)

@@ -54,6 +54,7 @@ class ONNXBackend(Backend):
     """Runs a yolorep ONNX export with onnxruntime; class names, image size and stride come from its metadata."""
 
     format = "onnx"
+    own_threads = True
 
     def __init__(self, path: Path, device: torch.device) -> None:
         self.session = ort_session(path, device, f"--weights {path}")

@@ -84,6 +84,7 @@ class OpenVINOBackend(Backend):
     bf16 or fp16 file meets a CPU without native units for it); outputs are moved to ``device``."""
 
     format = "openvino"
+    own_threads = True
 
     def __init__(self, path: Path, device: torch.device) -> None:
         ov = require("openvino", f"--weights {path}", EXTRA)

@@ -89,6 +89,7 @@ class TFLiteBackend(Backend):
     ``device``. Input and output are float32 for every precision (an INT8 model quantizes inside)."""
 
     format = "tflite"
+    own_threads = True
 
     def __init__(self, path: Path, device: torch.device) -> None:
         interpreter = require("ai_edge_litert.interpreter", f"--weights {path}", EXTRA)

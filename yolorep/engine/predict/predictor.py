@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from yolorep.checks import check_at_least, check_batch, check_fraction
 from yolorep.datasets.transforms import letterbox, resize_longest
 from yolorep.engine.deploy import Backend, load_backend, load_fused
-from yolorep.engine.device import select_device
+from yolorep.engine.device import select_device, torch_threads
 from yolorep.engine.predict.results import Boxes, ClassNames, Results
 from yolorep.engine.predict.sources import Frame, Source, load_source
 from yolorep.engine.predict.tta import AugmentedBackend
@@ -83,6 +83,8 @@ class Detector:
         self.times = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}  # seconds, since the last predict()
         self.seen = 0  # frames since the last predict()
         self.last_shape: tuple[int, ...] = ()  # input shape of the last batch
+        # a runtime with threads of its own gets the cores to itself: torch works on one around it (torch_threads)
+        self.host_threads = 1 if self.model.own_threads and self.device.type == "cpu" else None
 
     def _set(self, imgsz: int | None, conf: float, iou: float, classes: Sequence[int] | None, max_det: int) -> None:
         check_fraction(conf, "--conf")
@@ -181,10 +183,25 @@ class Detector:
     @torch.inference_mode()
     def _run(self, frames: list[Frame]) -> list[Results]:
         t0 = self._sync()
-        x, ratio_pads = self.preprocess([f.image for f in frames])
+        with torch_threads(self.host_threads):
+            x, ratio_pads = self.preprocess([f.image for f in frames])
         t1 = self._sync()
         preds = self._network()(x)  # [B, N, 4 + nc]
         t2 = self._sync()
+        with torch_threads(self.host_threads):
+            results = self._results(preds, frames, ratio_pads)
+        t3 = self._sync()
+        for key, seconds in zip(self.times, (t1 - t0, t2 - t1, t3 - t2)):
+            self.times[key] += seconds
+        per_image = {k: 1000 * v / len(frames) for k, v in zip(SPEED_KEYS, (t1 - t0, t2 - t1, t3 - t2))}
+        for result in results:
+            result.speed = dict(per_image)
+        self.seen += len(frames)
+        self.last_shape = tuple(x.shape)
+        return results
+
+    def _results(self, preds: Tensor, frames: list[Frame], ratio_pads: list) -> list[Results]:
+        """NMS on [B, N, 4 + nc] and one ``Results`` per frame, boxes in its own pixels."""
         dets = non_max_suppression(preds, self.conf, self.iou, self.max_det, self.classes, agnostic=self.agnostic)
         results = []
         for det, frame, ratio_pad in zip(dets, frames, ratio_pads):
@@ -194,14 +211,6 @@ class Detector:
             results.append(
                 Results(Boxes(det, shape), self.names, shape, frame.path, frame.index, frame.image, frame.video)
             )
-        t3 = self._sync()
-        for key, seconds in zip(self.times, (t1 - t0, t2 - t1, t3 - t2)):
-            self.times[key] += seconds
-        per_image = {k: 1000 * v / len(frames) for k, v in zip(SPEED_KEYS, (t1 - t0, t2 - t1, t3 - t2))}
-        for result in results:
-            result.speed = dict(per_image)
-        self.seen += len(frames)
-        self.last_shape = tuple(x.shape)
         return results
 
     def _network(self) -> Backend:

@@ -134,3 +134,19 @@ def test_int8_without_data_is_refused(weights, caplog):
         ArgumentError, match="--int8: not available with --format torchscript; use --format onnx or openvino"
     ):
         export(weights, format="torchscript", int8=True, data="data/shapes.yaml")
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_openvino_outputs_of_successive_calls_are_the_callers(weights, dynamic):
+    """Each call's output is the caller's to keep: a later call writes elsewhere, fixed-shape (a tensor per call)
+    or dynamic (a copy of the request's buffer)."""
+    pytest.importorskip("openvino")
+    exported = export(weights, format="openvino", imgsz=IMGSZ, dynamic=dynamic, precision="fp32")
+    backend = load_backend(exported, "cpu")
+    reference = load_backend(weights, "cpu")
+    first, second = torch.rand(1, 3, IMGSZ, IMGSZ), torch.rand(1, 3, IMGSZ, IMGSZ)
+    kept = backend(first)
+    later = backend(second)
+    assert (kept - reference(first)).abs().max() < 1e-3
+    assert (later - reference(second)).abs().max() < 1e-3
+    assert (kept - later).abs().max() > 1e-2

@@ -99,15 +99,25 @@ class OpenVINOBackend(Backend):
         if device.type != "cpu":
             LOGGER.info("%s: OpenVINO runs on the CPU; outputs are moved to %s", path, device)
         precision = _runnable(info.precision, core, path)
-        self.request = compile_openvino(model, core, precision).create_infer_request()
+        compiled = compile_openvino(model, core, precision)
+        self.request = compiled.create_infer_request()
+        output = compiled.outputs[0].get_partial_shape()
+        # a fixed output shape: each call writes into a tensor of its own, which the caller keeps
+        self._output_shape = tuple(d.get_length() for d in output) if output.is_static else None
+        self._tensor = ov.Tensor
         super().__init__(str(path), info, device)
         self.precision = precision
 
     def _forward(self, images: Tensor) -> Tensor:
         x = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
-        # the input is read in place and no output dict is built (each would copy several MB a call); the request
-        # reuses its output buffer on the next call, so the one copy kept is of the output
+        # the input is read in place and no output dict is built (each would copy several MB a call)
+        if self._output_shape is not None:
+            out = torch.empty(self._output_shape)
+            self.request.set_output_tensor(0, self._tensor(out.numpy(), shared_memory=True))
+            self.request.infer({0: x}, share_inputs=True, share_outputs=True)
+            return out
         self.request.infer({0: x}, share_inputs=True, share_outputs=True)
+        # the request reuses its output buffer on the next call
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
 

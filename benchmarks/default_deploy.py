@@ -9,6 +9,9 @@ Run in the ultralytics venv (``/work/shared/anchors/README.md``), from the repos
     PYTHONPATH=$PWD /tmp/anchors/bin/python benchmarks/default_deploy.py --out /tmp/default_deploy
 
 Both models have random weights (no download); the video is ``--frames`` 640x480 frames of the raccoon photographs.
+``--export-args`` adds options to ``yolorep export`` (``"--precision int8 --data DATA.yaml"``: the INT8 path that
+``--precision auto --data`` picks where it is faster and within 0.005 mAP50-95; its accuracy is measured by
+``yolorep benchmark --formats auto`` on trained weights, not here).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -74,6 +78,7 @@ def main() -> None:
     ap.add_argument("--images", default="/work/shared/data/raccoon/images")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--export-args", default="", help="more yolorep export options, e.g. '--precision int8 --data D'")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -82,8 +87,10 @@ def main() -> None:
     import yolorep
 
     weights = yolorep.save(yolorep.build_model("yolorep-n.yaml", nc=80).eval(), out / "yolorep-n.pt")
-    export_log = yolorep_cli("export", "--weights", str(weights), "--format", "openvino", "--imgsz", "640")
-    ours = out / "yolorep-n_openvino_model"
+    export_log = yolorep_cli(
+        "export", "--weights", str(weights), "--format", "openvino", "--imgsz", "640", *shlex.split(args.export_args)
+    )
+    ours = max(out.glob("yolorep-n*_openvino_model"), key=lambda path: path.stat().st_mtime)  # the one just written
     precision = re.search(r"precision (\w+: [^\n]*)", export_log).group(1)
 
     sys.path.insert(0, str(ANCHORS))

@@ -175,8 +175,29 @@ FunctionalUnbounded = linear_then_activation(type("FunctionalUnbounded", (_Funct
 FunctionalBounded = linear_then_activation(max_kernel_size=9)(type("FunctionalBounded", (_Functional,), {}))
 
 
+@linear_then_activation
+class RoundsPerImage(_UserBlock):
+    """A 3 x 3 convolution whose arithmetic rounds each image of a batch a little differently: a nonzero image's
+    output is off by 1e-16 of its largest value everywhere, as torch's float64 convolution was, by 1 ulp, for some
+    pixels of some images of a batch on an AVX2 EPYC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def linear(self, x):
+        y = self.conv(x)
+        nonzero = x.flatten(1).abs().amax(1)[:, None, None, None] > 0
+        return y + nonzero * 1e-16 * y.detach().abs().amax()
+
+
 @pytest.mark.parametrize(
-    ("block_cls", "geometry"), [(StridedChain, ((5, 5), (2, 2), 1)), (FunctionalBounded, ((9, 9), (1, 1), 1))]
+    ("block_cls", "geometry"),
+    [
+        (StridedChain, ((5, 5), (2, 2), 1)),
+        (FunctionalBounded, ((9, 9), (1, 1), 1)),
+        (RoundsPerImage, ((3, 3), (1, 1), 1)),
+    ],
 )
 def test_user_linear_blocks_fuse_exactly(block_cls, geometry):
     block = _perturbed(block_cls(), seed=4)

@@ -65,6 +65,8 @@ class DeployFormat:
         reduced: float precisions below fp32 that its CPU runtime computes in when the CPU has native units for them,
             chosen when the file is loaded while the file itself stays fp32 (OpenVINO's ``bf16`` and ``fp16``
             inference precision); ``--precision`` may ask for them, and ``auto`` picks bf16 where the CPU has it.
+        int8_needs_vnni: its CPU runtime's INT8 pays only on a CPU with VNNI (ONNX Runtime computes it exactly
+            without, but no faster than fp32), so ``auto`` suggests calibrating it only there.
         half_on_cpu: ``--half`` is a conversion of the fp32 model's weights while writing (NCNN, TFLite, CoreML),
             so it needs no CUDA device: the model is traced in fp32 and ``job.info.precision`` says ``fp16``.
         needs_cuda: the export builds for the GPU it runs on (TensorRT), so it needs a CUDA ``--device``.
@@ -86,6 +88,7 @@ class DeployFormat:
     half: bool = False
     dynamic: bool = False
     reduced: tuple[str, ...] = ()
+    int8_needs_vnni: bool = False
     half_on_cpu: bool = False
     needs_cuda: bool = False
     platforms: tuple[str, ...] = ()

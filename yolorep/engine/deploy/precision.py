@@ -63,16 +63,17 @@ def static_choice(
 ) -> PrecisionChoice:
     """``--precision auto`` when nothing is measured (no ``data``, or one candidate): bf16 where the format's runtime
     computes it and the CPU has native bf16, else fp32. A bf16 reason says that its accuracy cost was not checked
-    and how to check it."""
+    and how to check it; an fp32 one suggests measuring INT8 where the format's INT8 may pay on this CPU."""
     if device.type != "cpu":
         return PrecisionChoice("fp32", f"exports on {device.type} stay fp32 unless --precision or --half asks")
+    hint = ""
+    if fmt.int8 and data is None and (cpu.vnni or not fmt.int8_needs_vnni):
+        hint = f"; INT8 may be faster on this {cpu.kind} CPU: add --data DATA.yaml to calibrate and measure it"
     if "bf16" not in fmt.reduced:
-        reason = f"{fmt.name} computes in fp32 on the CPU (its runtime has no bf16 kernels)"
-        if fmt.int8 and cpu.vnni and data is None:
-            reason += f"; INT8 may be faster on this {cpu.kind} CPU: add --data DATA.yaml to calibrate and measure it"
-        return PrecisionChoice("fp32", reason)
+        no_bf16 = "its runtime has no bf16 kernels"
+        return PrecisionChoice("fp32", f"{fmt.name} computes in fp32 on the CPU ({no_bf16}){hint}")
     if not cpu.native_bf16:
-        return PrecisionChoice("fp32", f"this CPU has no native bf16 ({cpu.kind})")
+        return PrecisionChoice("fp32", f"this CPU has no native bf16 ({cpu.kind}){hint}")
     unchecked = "accuracy cost not checked: add --data DATA.yaml to measure mAP per precision"
     return PrecisionChoice("bf16", f"this CPU has {cpu.bf16_units} ({unchecked})")
 

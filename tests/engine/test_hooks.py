@@ -19,7 +19,8 @@ from yolorep.errors import ArgumentError
 pytestmark = pytest.mark.usefixtures("one_thread")
 ASSETS = Path(__file__).parent / "assets"
 # nbs 4 = the batch: an optimizer step after every one of the 3 batches of an epoch
-RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0, hyp=dict(TINY_HYP, nbs=4))
+# figures are not what these tests check, and they took a third of a tiny run
+RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0, hyp=dict(TINY_HYP, nbs=4), plots=False)
 FORMAT_2_KEYS = {"model", "optimizer", "scheduler", "scaler", "ema_updates", "best_fitness", "best_epoch",
                  "epochs_without_improvement", "history", "elapsed", "cycles"}  # fmt: skip
 

@@ -21,7 +21,10 @@ from yolorep.engine.train.setup import train
 from yolorep.errors import YolorepError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-RUN = dict(model="yolorep-n.yaml", epochs=2, imgsz=64, batch=4, device="cpu", workers=0, hyp=dict(TINY_HYP))
+# figures are not what these tests check, and they took a third of a tiny run
+RUN = dict(
+    model="yolorep-n.yaml", epochs=2, imgsz=64, batch=4, device="cpu", workers=0, hyp=dict(TINY_HYP), plots=False
+)
 
 
 class Killed(BaseException):

@@ -26,7 +26,8 @@ from yolorep.engine.train.setup import train
 from yolorep.errors import ArgumentError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0)
+# figures are not what these tests check, and they took a third of a tiny run
+RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0, plots=False)
 
 
 def _rows(run):

@@ -23,7 +23,8 @@ from yolorep.engine.train.setup import train
 from yolorep.engine.train.trainer import Batch, LoopSettings, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0)
+# figures are not what these tests check, and they took a third of a tiny run
+RUN = dict(model="yolorep-n.yaml", imgsz=64, batch=4, device="cpu", workers=0, plots=False)
 FLAGS = ["--imgsz", "64", "--batch", "4", "--device", "cpu", "--workers", "0", "--warmup-epochs", "0",
          "--close-mosaic", "0", "--mosaic", "0"]  # fmt: skip
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from helpers import TINY_HYP
 
 import yolorep
@@ -35,6 +36,20 @@ def test_run_folder_holds_weights_results_and_metrics(trained_tiny):
     assert "train_state" not in torch.load(run / "weights" / "best.pt", weights_only=True)
     model = yolorep.load(run / "weights" / "best.pt")
     assert model.names == ["circle", "rectangle", "triangle", "ellipse", "star", "cross"]
+
+
+def test_plots_off_writes_every_file_but_the_figures(tiny_shapes_yaml, tmp_path):
+    """ultralytics' plots=False: the same run folder without its figures (and without their cost)."""
+    results = train(
+        model="yolorep-n.yaml", data=tiny_shapes_yaml, epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
+        project=tmp_path, name="quiet", hyp=dict(TINY_HYP), plots=False,
+    )  # fmt: skip
+    run = Path(results["save_dir"])
+    for name in ["weights/last.pt", "weights/best.pt", "args.yaml", "results.csv", "metrics.json", "predictions.json"]:
+        assert (run / name).is_file(), name
+    assert not [p.name for p in run.iterdir() if p.suffix in (".png", ".jpg")]
+    stored = torch.load(run / "weights" / "last.pt", weights_only=True)["train_args"]
+    assert stored["plots"] is False and yaml.safe_load((run / "args.yaml").read_text())["plots"] is False
 
 
 def test_loss_falls(tiny_shapes_yaml, tmp_path):

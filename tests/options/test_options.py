@@ -96,7 +96,7 @@ def test_stored_options_read_back_and_older_files_too():
 def test_resume_may_change_only_where_data_lives_and_runs():
     stored = TrainOptions.create({"epochs": 2, "data": "shapes.yaml"})
     assert [f.name for f, spec in TrainOptions.specs() if spec.resume] == [
-        "data", "device", "workers", "cache", "loggers"
+        "data", "device", "workers", "cache", "plots", "loggers"
     ]  # fmt: skip
     assert stored.resumed({"device": "cpu", "cache": "false", "resume": True}, "last.pt").cache is False
     with pytest.raises(YolorepError, match=r"--epochs 5 \(the run has 2\) was given; only --data, --device"):

@@ -64,7 +64,12 @@ LOGGERS = ("tensorboard", "mlflow", "wandb")
 
 def read_loggers(value: Any) -> tuple[str, ...]:
     """``mlflow,wandb`` or a list -> ``("mlflow", "wandb")``; ``none`` (or an empty value) -> no logger."""
-    names = value.replace(",", " ").split() if isinstance(value, str) else list(value or ())
+    if isinstance(value, str):
+        names = value.replace(",", " ").split()
+    elif isinstance(value, (list, tuple)) or value is None:
+        names = list(value or ())
+    else:
+        raise ValueError("logger names: mlflow,wandb, a list of them, or none")
     names = [str(name).strip().lower() for name in names]
     return () if names in ([], ["none"]) else tuple(dict.fromkeys(names))
 
@@ -191,6 +196,12 @@ class TrainOptions(Options):
     name: str = option("exp", "run name; exp, exp2, ... are never overwritten")
     exist_ok: bool = option(False, "train in project/name even if it exists (instead of making name2, name3 ...)")
     save_period: int = option(0, "also keep weights/epochN.pt every N epochs; 0 or -1: off", check=at_least(-1))
+    plots: bool = option(
+        True,
+        "draw the run's figures: labels.jpg, train_batch*.jpg, results.png and the final validation's curves, "
+        "confusion matrix and sample images (results.csv, metrics.json and predictions.json are written either way)",
+        resume=True,
+    )
     fraction: float = option(
         1.0, "train on this share of the training images, drawn at random with --seed", check=greater_than(0, 1)
     )

@@ -181,8 +181,9 @@ def _run_hooks(
 ) -> list[Hook]:
     """The run's policies (``yolorep.engine.train.hooks``), in the order they act: on every rank the EMA and mosaic
     closing; on rank 0 (the one with a ``validator``: it validates, keeps the best, plans a time budget and writes
-    the run's files while the others wait) also labels.jpg and the first batches drawn, validation, best model and
-    patience, the time budget, results and checkpoints. A new policy is one more entry here."""
+    the run's files while the others wait) also labels.jpg and the first batches drawn (unless ``plots`` is off),
+    validation, best model and patience, the time budget, results and checkpoints. A new policy is one more entry
+    here."""
     hyp = args["hyp"]
     hooks: list[Hook] = [EMA(model, hyp["ema_decay"], hyp["ema_tau"]), MosaicClosing()]
     if args.get("multi_scale"):
@@ -190,13 +191,13 @@ def _run_hooks(
         hooks.append(MultiScale(int(args["imgsz"]), args["multi_scale"], stride))
     if validator is not None:
         evaluation = dict(eval_args(hyp), imgsz=int(args["imgsz"]))
+        plots = bool(args.get("plots", True))  # runs stored before the option drew them
         hooks += [
-            LabelStatistics(),
-            TrainBatchPlots(),
+            *((LabelStatistics(), TrainBatchPlots()) if plots else ()),
             Validation(validator, int(args.get("val_period", 1))),
             BestModel(args["patience"]),
             TimeBudget(time.perf_counter() if started is None else started),
-            Results(args),
+            Results(args, plots=plots),
             Checkpointer(save_dir / "weights", args, evaluation),
             *build_loggers(tuple(args.get("loggers", LOGGERS_DEFAULT)), args),
         ]

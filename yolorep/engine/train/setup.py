@@ -20,6 +20,7 @@ from yolorep.engine.train.callbacks import user_hooks
 from yolorep.engine.train.checkpoints import restore_best
 from yolorep.engine.train.hooks import Hook
 from yolorep.engine.train.loggers import check_loggers
+from yolorep.engine.train.results import Results
 from yolorep.engine.train.resume import run_folder_of
 from yolorep.engine.train.trainer import Trainer
 from yolorep.engine.train.validation import Validation
@@ -142,7 +143,8 @@ def _final_validation(trainer: Trainer, dev: torch.device) -> dict[str, Any]:
     LOGGER.info("validating %s (%s)", best, model.fuse_report)
     per_epoch = trainer.hook(Validation).validator
     settings = eval_args(trainer.hyp)
-    validator = build_validator(per_epoch.dataset, per_epoch.loader, settings, save_dir=trainer.save_dir)
+    plots = bool(trainer.hook(Results).train_args.get("plots", True))
+    validator = build_validator(per_epoch.dataset, per_epoch.loader, settings, save_dir=trainer.save_dir, plots=plots)
     results = validator(model, dev)
     log_results(validator, results)
     trainer.final_metrics = results

@@ -233,12 +233,13 @@ def build_validator(
     agnostic: bool = False,
     half: bool = False,
     loss_fn: nn.Module | None = None,
+    plots: bool = True,
 ) -> Validator:
     """The validator of ``yolorep val``: internal metrics, pycocotools (``coco``) and, with ``save_dir``, the
-    plots and sample images. ``settings`` holds ``conf``, ``iou`` and ``max_det``; ``loss_fn`` adds
-    ``val_loss``."""
+    predictions and (with ``plots``) the plots and sample images. ``settings`` holds ``conf``, ``iou`` and
+    ``max_det``; ``loss_fn`` adds ``val_loss``."""
     names = list(dataset.names)
-    evaluators: list[Evaluator] = [MetricsEvaluator(names, save_dir)]
+    evaluators: list[Evaluator] = [MetricsEvaluator(names, save_dir if plots else None)]
     if coco and not has_pycocotools():
         LOGGER.warning(
             "pycocotools is not installed: mAP is yolorep's internal estimate (it mirrors COCOeval; metrics.json says "
@@ -247,7 +248,7 @@ def build_validator(
         coco = False
     if coco:
         evaluators.append(COCOEvaluator(coco_ground_truth(dataset), list(dataset.category_ids), save_dir))
-    if save_dir is not None:
+    if save_dir is not None and plots:
         evaluators.append(SampleImages(names, save_dir))
     nms = NMSSettings(settings["conf"], settings["iou"], int(settings["max_det"]), agnostic)
     return Validator(dataset, loader, evaluators, nms=nms, half=half, save_dir=save_dir, loss_fn=loss_fn)

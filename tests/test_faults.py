@@ -140,7 +140,8 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, str]] = [
         "13 resume with other epochs",
         lambda c: [*TRAIN, "--resume", str(c.last), "--epochs", "5"],
         2,
-        "--epochs 5 (the run has 2) was given; only --data, --device, --workers, --cache, --plots, --loggers may change",
+        "--epochs 5 (the run has 2) was given; only --data, --device, --workers, --cache, --plots, --loggers may "
+        "change",
     ),  # fmt: skip
     (
         "16 nothing readable",

@@ -33,6 +33,15 @@ def test_val_writes_run_folder_with_pycocotools_and_internal(trained_tiny, tiny_
     assert (tmp_path / "v").is_dir() and not (tmp_path / "v2").exists()
 
 
+def test_val_plots_off_writes_the_metrics_and_predictions_only(trained_tiny, tiny_shapes_yaml, tmp_path):
+    metrics = val(weights=trained_tiny / "weights" / "best.pt", data=tiny_shapes_yaml, batch=4, workers=0,
+                  project=tmp_path, name="quiet", plots=False)  # fmt: skip
+    run = tmp_path / "quiet"
+    assert json.loads((run / "metrics.json").read_text())["map50_95"] == pytest.approx(metrics["map50_95"])
+    assert (run / "predictions.json").stat().st_size > 0
+    assert not [p.name for p in run.iterdir() if p.suffix in (".png", ".jpg")]
+
+
 def _decoded_outputs(model, loader) -> torch.Tensor:
     """Every decoded candidate of the evaluation batches: [images, anchors, 4 + nc] (boxes xyxy in input pixels)."""
     with torch.no_grad():

@@ -107,6 +107,11 @@ class ValOptions(Options):
         "beside it still win)",
     )
     augment: bool = option(False, AUGMENT_HELP)
+    plots: bool = option(
+        True,
+        "draw the PR and metric-confidence curves, the confusion matrix and sample images (metrics.json and "
+        "predictions.json are written either way)",
+    )
 
 
 @dataclass(frozen=True)

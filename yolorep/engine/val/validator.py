@@ -353,7 +353,9 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
     )
     LOGGER.info("%s", format_data_summary(spec, {o.split: dataset}))
     save_dir = increment_run_dir(o.project, o.name)
-    validator = build_validator(dataset, loader, settings, save_dir=save_dir, agnostic=o.agnostic_nms, half=half)
+    validator = build_validator(
+        dataset, loader, settings, save_dir=save_dir, agnostic=o.agnostic_nms, half=half, plots=o.plots
+    )
     results = validator(model, dev)
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)

@@ -230,14 +230,13 @@ def build_validator(
     *,
     save_dir: Path | None = None,
     coco: bool = True,
-    agnostic: bool = False,
     half: bool = False,
     loss_fn: nn.Module | None = None,
     plots: bool = True,
 ) -> Validator:
     """The validator of ``yolorep val``: internal metrics, pycocotools (``coco``) and, with ``save_dir``, the
     predictions and (with ``plots``) the plots and sample images. ``settings`` holds ``conf``, ``iou`` and
-    ``max_det``; ``loss_fn`` adds ``val_loss``."""
+    ``max_det``, and optionally ``agnostic`` (class-agnostic NMS); ``loss_fn`` adds ``val_loss``."""
     names = list(dataset.names)
     evaluators: list[Evaluator] = [MetricsEvaluator(names, save_dir if plots else None)]
     if coco and not has_pycocotools():
@@ -250,7 +249,7 @@ def build_validator(
         evaluators.append(COCOEvaluator(coco_ground_truth(dataset), list(dataset.category_ids), save_dir))
     if save_dir is not None and plots:
         evaluators.append(SampleImages(names, save_dir))
-    nms = NMSSettings(settings["conf"], settings["iou"], int(settings["max_det"]), agnostic)
+    nms = NMSSettings(settings["conf"], settings["iou"], int(settings["max_det"]), bool(settings.get("agnostic")))
     return Validator(dataset, loader, evaluators, nms=nms, half=half, save_dir=save_dir, loss_fn=loss_fn)
 
 
@@ -353,9 +352,8 @@ def val(*args: Any, **kwargs: Any) -> dict[str, Any]:
     )
     LOGGER.info("%s", format_data_summary(spec, {o.split: dataset}))
     save_dir = increment_run_dir(o.project, o.name)
-    validator = build_validator(
-        dataset, loader, settings, save_dir=save_dir, agnostic=o.agnostic_nms, half=half, plots=o.plots
-    )
+    nms = dict(settings, agnostic=o.agnostic_nms)
+    validator = build_validator(dataset, loader, nms, save_dir=save_dir, half=half, plots=o.plots)
     results = validator(model, dev)
     log_results(validator, results)
     LOGGER.info("results saved to %s", save_dir)

@@ -62,7 +62,7 @@ def test_info_train_predict_val_from_an_empty_folder(installed):
     yolorep = str(bin_dir / "yolorep")
     assert "fused" in _run([yolorep, "info", "yolorep-n.yaml", "--imgsz", "64"], empty, env)
     train = [yolorep, "train", "--data", "shapes.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "64",
-             "--workers", "0", "--device", "cpu", "mosaic=0"]  # fmt: skip
+             "--workers", "0", "--device", "cpu", "--plots", "false", "mosaic=0"]  # fmt: skip
     out = _run(train, empty, env)
     assert "generating the synthetic shapes set" in out and (empty / "datasets" / "shapes" / "annotations").is_dir()
     best = empty / "runs" / "train" / "exp" / "weights" / "best.pt"
@@ -70,7 +70,8 @@ def test_info_train_predict_val_from_an_empty_folder(installed):
     image = empty / "datasets" / "shapes" / "images" / "val" / "000000.jpg"
     out = _run([yolorep, "predict", "--weights", str(best), "--source", str(image), "--device", "cpu"], empty, env)
     assert "at shape (1, 3, 64, 64)" in out  # the checkpoint's training size, not 640
-    out = _run([yolorep, "val", "--weights", str(best), "--workers", "0", "--device", "cpu"], empty, env)
+    val = [yolorep, "val", "--weights", str(best), "--workers", "0", "--device", "cpu", "--plots", "false"]
+    out = _run(val, empty, env)
     assert "the data set" in out and "pycocotools COCOeval" in out and (empty / "runs" / "val" / "exp").is_dir()
     track = [yolorep, "track", "--weights", str(best), "--source", str(image), "--tracker", "botsort.yaml"]
     out = _run([*track, "--device", "cpu", "--save-txt"], empty, env)  # the tracker YAMLs ship in the wheel

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     assert distributed.setup(device)
     args = dict(model="yolorep-n.yaml", data=data, epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
                 project=out, name="ddp", seed=0, optimizer="auto", hyp=load_hyp({hyp!r}), weights=None,
-                sync_bn=False, cache=False, patience=0)
+                sync_bn=False, cache=False, patience=0, plots=False)
     trainer = build_trainer(args, None, None, device, True)
     trainer.fit()
     torch.save(dict(trainer.raw_model.named_parameters()), f"{{out}}/rank{{distributed.rank()}}.pt")

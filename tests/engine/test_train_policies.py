@@ -84,7 +84,7 @@ def test_a_time_budget_picks_the_optimizer_of_the_epochs_it_allows(tiny_shapes_y
     """3 updates an epoch (12 images, nbs 4): sized on the 10,000-epoch cap, auto picked SGD for a few seconds."""
     hyp = dict(TINY_HYP, nbs=4)
     for name, epochs in (("uncapped", None), ("capped", 500)):  # the budget, not the cap, limits both plans
-        train(data=tiny_shapes_yaml, time=8 / 3600, epochs=epochs, project=tmp_path, name=name, hyp=hyp, **RUN)
+        train(data=tiny_shapes_yaml, time=4 / 3600, epochs=epochs, project=tmp_path, name=name, hyp=hyp, **RUN)
     uncapped, capped = (_optimizer_of(tmp_path / name / "weights" / "last.pt") for name in ("uncapped", "capped"))
     nc = len(yolorep.load(tmp_path / "capped" / "weights" / "best.pt").names)
     assert uncapped == capped == pytest.approx(("AdamW", round(0.002 * 5 / (4 + nc), 6)))
